@@ -1,0 +1,299 @@
+//! Command-line definitions (clap) and their translation into the library's validated
+//! settings. Every flag has a `TRIVY_MIRROR_*` environment variable, so the same binary
+//! is configured the same way in a terminal, a container job and AWS Lambda.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use trivy_mirror::artifact::Kind;
+use trivy_mirror::dest::DestinationOptions;
+use trivy_mirror::registry::{Credentials, RegistryOptions, RetryPolicy, Secret, auth};
+use trivy_mirror::source::{DEFAULT_SOURCES, Source};
+use trivy_mirror::sync::SyncPlan;
+use trivy_mirror::{Error, Result};
+
+/// Serve Trivy's security databases from your own infrastructure.
+#[derive(Debug, Parser)]
+#[command(name = "trivy-mirror", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "TRIVY_MIRROR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (CloudWatch, Cloud Logging, Azure Monitor).
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pull the artifacts and publish them into one or more destinations.
+    Sync(Box<SyncArgs>),
+    /// Serve a local mirror directory as a registry, as a CDN in front of a bucket would.
+    Serve(ServeArgs),
+}
+
+/// `trivy-mirror sync`.
+#[derive(Debug, Args, Clone)]
+pub struct SyncArgs {
+    /// Where to publish: a directory, file:///path, s3://bucket[/prefix], gs://bucket[/prefix],
+    /// az://container[/prefix] or oci://registry[/namespace]. Repeat (or comma-separate) for several.
+    #[arg(
+        long = "to",
+        env = "TRIVY_MIRROR_TO",
+        value_delimiter = ',',
+        required = true,
+        value_name = "DEST"
+    )]
+    pub to: Vec<String>,
+
+    /// Upstream REGISTRY/NAMESPACE, tried in order.
+    #[arg(long = "source", env = "TRIVY_MIRROR_SOURCE", value_delimiter = ',', value_name = "REGISTRY/NAMESPACE",
+          default_values_t = DEFAULT_SOURCES.map(String::from))]
+    pub source: Vec<String>,
+
+    /// What to mirror: db, java-db, checks, vex (comma-separated). Default: the three
+    /// databases, plus vex when --base-url is set.
+    #[arg(
+        long,
+        env = "TRIVY_MIRROR_ONLY",
+        value_delimiter = ',',
+        value_name = "KINDS"
+    )]
+    pub only: Vec<Kind>,
+
+    /// Namespace of the published repositories (NAMESPACE/trivy-db, …).
+    #[arg(long, env = "TRIVY_MIRROR_NAMESPACE", default_value = "aquasecurity")]
+    pub namespace: String,
+
+    /// max-age (seconds) of mutable objects: tags, tags/list, the /v2/ ping, VEX files.
+    #[arg(long, env = "TRIVY_MIRROR_TAG_CACHE_SECONDS", default_value_t = trivy_mirror::layout::DEFAULT_TAG_TTL)]
+    pub tag_cache_seconds: u32,
+
+    /// Allow plain http or unverified TLS to sources other than localhost/127.0.0.1.
+    #[arg(long, env = "TRIVY_MIRROR_INSECURE_SOURCE")]
+    pub insecure_source: bool,
+
+    /// Username for the source registries (else docker config.json, else anonymous).
+    #[arg(
+        long,
+        env = "TRIVY_MIRROR_SOURCE_USERNAME",
+        requires = "source_password"
+    )]
+    pub source_username: Option<String>,
+
+    /// Password or token for the source registries.
+    #[arg(
+        long,
+        env = "TRIVY_MIRROR_SOURCE_PASSWORD",
+        hide_env_values = true,
+        requires = "source_username"
+    )]
+    pub source_password: Option<String>,
+
+    /// Extra CA bundle (PEM) trusted for sources.
+    #[arg(long, env = "TRIVY_MIRROR_SOURCE_CA_FILE")]
+    pub source_ca_file: Option<PathBuf>,
+
+    /// Username for oci:// destinations (else docker config.json / credential helpers).
+    #[arg(long, env = "TRIVY_MIRROR_DEST_USERNAME", requires = "dest_password")]
+    pub dest_username: Option<String>,
+
+    /// Password for oci:// destinations.
+    #[arg(
+        long,
+        env = "TRIVY_MIRROR_DEST_PASSWORD",
+        hide_env_values = true,
+        requires = "dest_username"
+    )]
+    pub dest_password: Option<String>,
+
+    /// Bearer token for oci:// destinations (instead of username/password).
+    #[arg(
+        long,
+        env = "TRIVY_MIRROR_DEST_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "dest_username"
+    )]
+    pub dest_token: Option<String>,
+
+    /// Allow plain http or unverified TLS to oci:// destinations other than localhost.
+    #[arg(long, env = "TRIVY_MIRROR_INSECURE_DESTINATION")]
+    pub insecure_destination: bool,
+
+    /// Extra CA bundle (PEM) trusted for oci:// destinations.
+    #[arg(long, env = "TRIVY_MIRROR_DEST_CA_FILE")]
+    pub dest_ca_file: Option<PathBuf>,
+
+    /// Public base URL of the mirror (https://trivy-mirror.example.com); VEX locations point here.
+    #[arg(long, env = "TRIVY_MIRROR_BASE_URL")]
+    pub base_url: Option<String>,
+
+    /// Allow an http:// base URL (local testing only).
+    #[arg(long, env = "TRIVY_MIRROR_ALLOW_HTTP_BASE_URL")]
+    pub allow_http_base_url: bool,
+
+    /// Path under the mirror root for the VEX files (default: the root).
+    #[arg(long, env = "TRIVY_MIRROR_VEX_PREFIX", default_value = "")]
+    pub vex_prefix: String,
+
+    /// URL of the upstream VEX repository manifest.
+    #[arg(long, env = "TRIVY_MIRROR_VEX_SOURCE", default_value = trivy_mirror::vex::DEFAULT_VEX_SOURCE)]
+    pub vex_source: String,
+
+    /// Archive format to publish: as-upstream, zip or tar.gz.
+    #[arg(long, env = "TRIVY_MIRROR_VEX_ARCHIVE", value_enum, default_value_t = trivy_mirror::vex::ArchiveChoice::AsUpstream)]
+    pub vex_archive: trivy_mirror::vex::ArchiveChoice,
+
+    /// Per-request read timeout in seconds (a stalled body fails and is retried).
+    #[arg(long, env = "TRIVY_MIRROR_READ_TIMEOUT", default_value_t = 60)]
+    pub read_timeout: u64,
+}
+
+/// `trivy-mirror serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The mirror directory written by `sync --to DIR`.
+    #[arg(env = "TRIVY_MIRROR_SERVE_DIR")]
+    pub dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "TRIVY_MIRROR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// max-age (seconds) announced for tags, tags/list, the ping and VEX files.
+    #[arg(long, env = "TRIVY_MIRROR_TAG_CACHE_SECONDS", default_value_t = trivy_mirror::layout::DEFAULT_TAG_TTL)]
+    pub tag_cache_seconds: u32,
+}
+
+impl SyncArgs {
+    /// Validate and build the sync plan and destination settings.
+    pub fn plan(&self) -> Result<(SyncPlan, DestinationOptions)> {
+        let read_timeout = Some(Duration::from_secs(self.read_timeout.max(1)));
+        let only: BTreeSet<Kind> = if self.only.is_empty() {
+            let mut k: BTreeSet<Kind> = [Kind::Db, Kind::JavaDb, Kind::Checks].into();
+            if self.base_url.is_some() {
+                k.insert(Kind::Vex);
+            }
+            k
+        } else {
+            self.only.iter().copied().collect()
+        };
+        if !self.namespace.is_empty() {
+            trivy_mirror::reference::validate_repository(&self.namespace)?;
+        }
+        let explicit = match (&self.source_username, &self.source_password) {
+            (Some(u), Some(p)) => Some(Credentials::Basic {
+                username: u.clone(),
+                password: Secret::new(p.clone()),
+            }),
+            _ => None,
+        };
+        let mut sources = Vec::new();
+        for spec in &self.source {
+            let host = spec.split('/').next().unwrap_or_default();
+            let credentials = match &explicit {
+                Some(c) => c.clone(),
+                None => docker_credentials(host)?,
+            };
+            let options = RegistryOptions {
+                credentials,
+                insecure: self.insecure_source,
+                ca_file: self.source_ca_file.clone(),
+                retry: RetryPolicy::default(),
+                read_timeout,
+            };
+            sources.push(Source::parse(spec, options)?);
+        }
+        let dest_credentials = match (&self.dest_username, &self.dest_password, &self.dest_token) {
+            (Some(u), Some(p), _) => Some(Credentials::Basic {
+                username: u.clone(),
+                password: Secret::new(p.clone()),
+            }),
+            (_, _, Some(t)) => Some(Credentials::Bearer(Secret::new(t.clone()))),
+            _ => None,
+        };
+        let registry = RegistryOptions {
+            credentials: dest_credentials.unwrap_or_default(),
+            insecure: self.insecure_destination,
+            ca_file: self.dest_ca_file.clone(),
+            retry: RetryPolicy::default(),
+            read_timeout,
+        };
+        let vex = if only.contains(&Kind::Vex) {
+            let base_url = self.base_url.as_deref().ok_or_else(|| {
+                Error::Config {
+                    what: "--base-url",
+                    value: String::new(),
+                    reason: "mirroring VEX needs the mirror's public URL (--base-url https://…), because the \
+                             rewritten manifest points Trivy there; or leave vex out of --only"
+                        .into(),
+                }
+            })?;
+            Some(trivy_mirror::vex::VexPlan::new(
+                &self.vex_source,
+                base_url,
+                &self.vex_prefix,
+                self.vex_archive,
+                self.allow_http_base_url,
+                self.insecure_source,
+                self.source_ca_file.clone(),
+                read_timeout,
+            )?)
+        } else {
+            None
+        };
+        let plan = SyncPlan {
+            sources,
+            namespace: self.namespace.clone(),
+            only,
+            vex,
+        };
+        Ok((
+            plan,
+            DestinationOptions {
+                tag_ttl: self.tag_cache_seconds,
+                registry,
+            },
+        ))
+    }
+
+    /// Destination credentials for a registry host, from flags or docker config.
+    pub fn destination_options_for(
+        &self,
+        url: &str,
+        base: &DestinationOptions,
+    ) -> Result<DestinationOptions> {
+        let mut options = base.clone();
+        if options.registry.credentials == Credentials::Anonymous
+            && let Ok(trivy_mirror::dest::DestinationUrl::Registry { host, .. }) =
+                trivy_mirror::dest::DestinationUrl::parse(url)
+        {
+            options.registry.credentials = docker_credentials(&host)?;
+        }
+        Ok(options)
+    }
+}
+
+fn docker_credentials(host: &str) -> Result<Credentials> {
+    match auth::docker_config_path() {
+        Some(path) => auth::from_docker_config(&path, host),
+        None => Ok(Credentials::Anonymous),
+    }
+}

@@ -1,0 +1,272 @@
+//! Destinations: where a sync writes. One trait, [`Destination`], at the I/O seam, with
+//! two implementations: [`object::ObjectDestination`] (the static registry layout in S3,
+//! GCS, Azure Blob or a local directory) and [`registry::RegistryDestination`] (pushes
+//! into any OCI registry). The sync engine only talks to the trait.
+//!
+//! Every implementation keeps the same promises:
+//! - a blob is committed only if its stream ended cleanly (the stream verifies digest and
+//!   size, and reports a mismatch as its last item);
+//! - a manifest is stored as the exact bytes given;
+//! - a tag is written only after everything it references.
+
+pub mod object;
+pub mod registry;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::layout::ObjectClass;
+use crate::manifest::{CheckedManifest, Descriptor};
+use crate::reference::Digest;
+use crate::stream::BlobStream;
+
+/// A place a sync publishes to.
+#[async_trait]
+pub trait Destination: Send + Sync + std::fmt::Debug {
+    /// How the user named it (`s3://bucket/prefix`), for messages. Never holds secrets.
+    fn name(&self) -> &str;
+
+    /// The digest of the manifest `repo:tag` currently resolves to, if any.
+    async fn tag_digest(&self, repo: &str, tag: &str) -> Result<Option<Digest>>;
+
+    /// Whether the blob is already there with the right size.
+    async fn has_blob(&self, repo: &str, blob: &Descriptor) -> Result<bool>;
+
+    /// Store a blob from a verifying stream; commit only on a clean end.
+    async fn put_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<u64>;
+
+    /// Store the manifest by digest, then point `tag` at it (and refresh tag listings).
+    async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tag: &str) -> Result<()>;
+
+    /// Called once after a run that wrote something: write the `/v2/` ping and whatever
+    /// else the layout needs.
+    async fn finish(&self) -> Result<()>;
+
+    /// Whether plain files (VEX archives, status.json) can be published here.
+    fn holds_files(&self) -> bool {
+        true
+    }
+
+    /// Read a plain file of the layout (VEX files, status.json). `Ok(None)` if absent.
+    async fn get_file(&self, rel_key: &str) -> Result<Option<Bytes>>;
+
+    /// Write a plain file of the layout with the headers of its class.
+    async fn put_file(&self, rel_key: &str, body: Bytes, class: ObjectClass) -> Result<()>;
+}
+
+/// A parsed `--to` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DestinationUrl {
+    /// A local directory.
+    Local(PathBuf),
+    /// `s3://bucket[/prefix]`.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix, without slashes at the ends.
+        prefix: String,
+    },
+    /// `gs://bucket[/prefix]`.
+    Gcs {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix.
+        prefix: String,
+    },
+    /// `az://container[/prefix]`.
+    Azure {
+        /// Container name (the account comes from AZURE_STORAGE_ACCOUNT_NAME).
+        container: String,
+        /// Key prefix.
+        prefix: String,
+    },
+    /// `oci://host[/namespace]`.
+    Registry {
+        /// Registry host with optional port.
+        host: String,
+        /// Repository namespace under which artifacts are pushed.
+        namespace: String,
+    },
+}
+
+impl DestinationUrl {
+    /// Parse a destination as written on the command line.
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = |reason: &str| Error::config("destination", redact_userinfo(s), reason);
+        let Some((scheme, rest)) = s.split_once("://") else {
+            if s.is_empty() {
+                return Err(bad("empty"));
+            }
+            return Ok(DestinationUrl::Local(PathBuf::from(s)));
+        };
+        if scheme == "file" {
+            let path = rest.strip_prefix("localhost").unwrap_or(rest);
+            if !path.starts_with('/') {
+                return Err(bad(
+                    "file:// URLs need an absolute path, e.g. file:///srv/mirror",
+                ));
+            }
+            return Ok(DestinationUrl::Local(PathBuf::from(path)));
+        }
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if authority.contains('@') {
+            return Err(bad(
+                "credentials do not belong in the URL; use the provider's environment variables",
+            ));
+        }
+        if authority.is_empty() {
+            return Err(bad("missing bucket, container or registry host"));
+        }
+        if path.contains('?') || path.contains('#') || authority.contains('?') {
+            return Err(bad("query strings and fragments are not supported"));
+        }
+        let prefix = path.trim_matches('/').to_string();
+        if prefix.split('/').any(|seg| seg == ".." || seg == ".") || prefix.contains("//") {
+            return Err(bad(
+                "the prefix must not contain empty, '.' or '..' segments",
+            ));
+        }
+        let bucket_ok = authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        match scheme {
+            "s3" | "s3a" if bucket_ok => Ok(DestinationUrl::S3 {
+                bucket: authority.into(),
+                prefix,
+            }),
+            "gs" | "gcs" if bucket_ok => Ok(DestinationUrl::Gcs {
+                bucket: authority.into(),
+                prefix,
+            }),
+            "az" | "azure" if bucket_ok => Ok(DestinationUrl::Azure {
+                container: authority.into(),
+                prefix,
+            }),
+            "oci" => {
+                if !prefix.is_empty() {
+                    crate::reference::validate_repository(&prefix)
+                        .map_err(|_| bad("the namespace must be lowercase letters, digits and . _ - separated by /"))?;
+                }
+                Ok(DestinationUrl::Registry {
+                    host: authority.into(),
+                    namespace: prefix,
+                })
+            }
+            "s3" | "s3a" | "gs" | "gcs" | "az" | "azure" => {
+                Err(bad("invalid bucket or container name"))
+            }
+            _ => Err(bad(
+                "expected a directory, file://, s3://, gs://, az:// or oci:// URL",
+            )),
+        }
+    }
+}
+
+/// `s3://user:pass@bucket/x` → `s3://***@bucket/x`, so a mistaken URL never echoes a secret.
+fn redact_userinfo(s: &str) -> String {
+    match s.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find('/').unwrap_or(rest.len());
+            match rest[..end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => s.to_string(),
+            }
+        }
+        None => s.to_string(),
+    }
+}
+
+/// Settings every destination needs.
+#[derive(Clone, Debug)]
+pub struct DestinationOptions {
+    /// max-age of tags, tags/list, the ping and VEX files.
+    pub tag_ttl: u32,
+    /// Settings for `oci://` destinations.
+    pub registry: crate::registry::RegistryOptions,
+}
+
+/// Open a destination.
+pub fn open(url: &str, options: &DestinationOptions) -> Result<Arc<dyn Destination>> {
+    Ok(match DestinationUrl::parse(url)? {
+        DestinationUrl::Registry { host, namespace } => Arc::new(
+            registry::RegistryDestination::new(url, &host, &namespace, options.registry.clone())?,
+        ),
+        parsed => Arc::new(object::ObjectDestination::open(
+            url,
+            parsed,
+            options.tag_ttl,
+        )?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_urls() {
+        use DestinationUrl::*;
+        assert_eq!(
+            DestinationUrl::parse("./mirror").unwrap(),
+            Local("./mirror".into())
+        );
+        assert_eq!(
+            DestinationUrl::parse("file:///srv/m").unwrap(),
+            Local("/srv/m".into())
+        );
+        assert_eq!(
+            DestinationUrl::parse("s3://b").unwrap(),
+            S3 {
+                bucket: "b".into(),
+                prefix: "".into()
+            }
+        );
+        assert_eq!(
+            DestinationUrl::parse("s3://b/mirror/").unwrap(),
+            S3 {
+                bucket: "b".into(),
+                prefix: "mirror".into()
+            }
+        );
+        assert_eq!(
+            DestinationUrl::parse("gs://b/x/y").unwrap(),
+            Gcs {
+                bucket: "b".into(),
+                prefix: "x/y".into()
+            }
+        );
+        assert_eq!(
+            DestinationUrl::parse("az://c").unwrap(),
+            Azure {
+                container: "c".into(),
+                prefix: "".into()
+            }
+        );
+        assert_eq!(
+            DestinationUrl::parse("oci://127.0.0.1:5000/mirror").unwrap(),
+            Registry {
+                host: "127.0.0.1:5000".into(),
+                namespace: "mirror".into()
+            }
+        );
+        for bad in [
+            "",
+            "ftp://x",
+            "s3://",
+            "s3://key:secret@bucket",
+            "s3://b/../x",
+            "s3://b/a//b",
+            "s3://b/x?versionId=1",
+            "file://relative",
+            "s3://bad bucket",
+            "oci://reg/UPPER",
+        ] {
+            let err = DestinationUrl::parse(bad).unwrap_err().to_string();
+            assert!(!err.contains("secret"), "{err}");
+        }
+    }
+}

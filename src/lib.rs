@@ -1,0 +1,29 @@
+//! trivy-mirror: publish Trivy's databases (trivy-db, trivy-java-db, trivy-checks) and
+//! VEX Hub as a static registry on S3, GCS, Azure Blob or a local directory, or push
+//! them into any OCI registry, so that Trivy pulls from your own infrastructure.
+//!
+//! The pieces, from the outside in:
+//! - [`sync`]: the copy engine (sources → verified streams → destinations).
+//! - [`source`] and [`registry`]: pulling from (and pushing to) OCI registries.
+//! - [`dest`]: the destination trait and its object-store and registry implementations.
+//! - [`layout`]: object keys and headers of the static layout; [`serve`] serves it.
+//! - [`manifest`], [`reference`], [`artifact`]: what valid upstream content looks like.
+//! - [`vex`]: VEX Hub archive and manifest mirroring.
+//! - [`report`]: the per-artifact summary of a run.
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+pub mod artifact;
+pub mod dest;
+pub mod error;
+pub mod layout;
+pub mod manifest;
+pub mod reference;
+pub mod registry;
+pub mod report;
+pub mod serve;
+pub mod source;
+pub mod stream;
+pub mod sync;
+pub mod vex;
+
+pub use error::{Error, Result};

@@ -1,0 +1,86 @@
+//! The `trivy-mirror` binary: parse flags, build validated settings, run, map the outcome
+//! to an exit code. Everything else lives in the library.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+
+use cli::{Cli, Command, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let default = if cli.quiet {
+        "warn"
+    } else {
+        match cli.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("TRIVY_MIRROR_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("warn,trivy_mirror={default}"))
+        });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_target(false).compact().init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Sync(args) => {
+            let (plan, options) = args.plan()?;
+            let mut destinations = Vec::new();
+            for url in &args.to {
+                let options = args.destination_options_for(url, &options)?;
+                destinations.push(
+                    trivy_mirror::dest::open(url, &options)
+                        .with_context(|| format!("opening {url}"))?,
+                );
+            }
+            let report = trivy_mirror::sync::sync(&plan, &destinations).await;
+            match cli.log_format {
+                LogFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({ "summary": report, "success": report.success() })
+                ),
+                LogFormat::Text => print!("{}", report.table()),
+            }
+            Ok(if report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Serve(args) => {
+            let listener = trivy_mirror::serve::bind(args.listen).await?;
+            let addr = listener.local_addr().context("reading the bound address")?;
+            tracing::info!(dir = %args.dir.display(), "serving on http://{addr}");
+            trivy_mirror::serve::serve(&args.dir, listener, args.tag_cache_seconds).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! Shape checks on upstream manifests, done on the exact bytes received.
+//!
+//! The bytes are parsed only to be checked; what gets stored and pushed is always the
+//! original byte string, so digests (and Trivy's checks-bundle digest cache) stay valid.
+//! A manifest is refused unless it is an OCI/Docker image manifest with schemaVersion 2,
+//! a sha256 config, and exactly one layer of the media type Trivy expects for that
+//! artifact, titled `*.tar.gz` with a plain file name.
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::artifact::OciArtifact;
+use crate::error::{Error, Result};
+use crate::reference::Digest;
+
+/// Largest manifest accepted. Real ones are under 1 KiB; registries cap at 4 MiB.
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest blob accepted (the Java DB is ~0.7 GB today; leave room for growth).
+pub const MAX_BLOB_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+
+/// Media types we send in Accept and accept back.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// The Docker schema 2 manifest type (older pushes).
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const INDEX_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// A content descriptor (config or layer) after validation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Descriptor {
+    /// Its media type.
+    pub media_type: String,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A manifest that passed the shape checks, with its original bytes.
+#[derive(Clone, Debug)]
+pub struct CheckedManifest {
+    /// Exactly the bytes received from upstream.
+    pub raw: Bytes,
+    /// sha256 of `raw`.
+    pub digest: Digest,
+    /// The manifest's media type (from its `mediaType` field, else the Content-Type).
+    pub media_type: String,
+    /// The config descriptor.
+    pub config: Descriptor,
+    /// The single layer.
+    pub layer: Descriptor,
+    /// The manifest's `org.opencontainers.image.version` annotation (checks bundle major).
+    pub version: Option<String>,
+}
+
+impl CheckedManifest {
+    /// The blobs the manifest references, config first.
+    pub fn blobs(&self) -> [&Descriptor; 2] {
+        [&self.config, &self.layer]
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawManifest {
+    schema_version: Option<i64>,
+    media_type: Option<String>,
+    config: Option<RawDescriptor>,
+    layers: Option<Vec<RawDescriptor>>,
+    manifests: Option<serde_json::Value>,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawDescriptor {
+    media_type: String,
+    digest: String,
+    size: i64,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// Check `raw` as the manifest of `artifact`. `content_type` is the Content-Type the
+/// registry sent, used when the body has no `mediaType` field.
+pub fn check(
+    artifact: &OciArtifact,
+    raw: Bytes,
+    content_type: Option<&str>,
+) -> Result<CheckedManifest> {
+    let what = format!("manifest of {artifact}");
+    let refuse = |reason: String| Error::rejected(what.clone(), reason);
+    if raw.len() > MAX_MANIFEST_BYTES {
+        return Err(refuse(format!(
+            "{} bytes is over the {MAX_MANIFEST_BYTES}-byte limit",
+            raw.len()
+        )));
+    }
+    let m: RawManifest = serde_json::from_slice(&raw)
+        .map_err(|e| refuse(format!("not a JSON image manifest: {e}")))?;
+    let media_type = m
+        .media_type
+        .clone()
+        .or_else(|| content_type.map(|c| c.split(';').next().unwrap_or(c).trim().to_string()))
+        .unwrap_or_else(|| OCI_MANIFEST.to_string());
+    if m.manifests.is_some() || INDEX_TYPES.contains(&media_type.as_str()) {
+        return Err(refuse(
+            "an index or manifest list was served where an artifact manifest is expected".into(),
+        ));
+    }
+    if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
+        return Err(refuse(format!(
+            "unsupported manifest media type {media_type:?}"
+        )));
+    }
+    if m.schema_version != Some(2) {
+        return Err(refuse(format!(
+            "schemaVersion is {:?}, expected 2",
+            m.schema_version
+        )));
+    }
+    let config = descriptor(
+        m.config
+            .as_ref()
+            .ok_or_else(|| refuse("no config descriptor".into()))?,
+        &what,
+    )?;
+    let layers = m.layers.unwrap_or_default();
+    if layers.len() != 1 {
+        return Err(refuse(format!(
+            "{} layers, Trivy needs exactly one",
+            layers.len()
+        )));
+    }
+    let raw_layer = &layers[0];
+    let layer = descriptor(raw_layer, &what)?;
+    if layer.media_type != artifact.layer_media_type {
+        return Err(refuse(format!(
+            "layer media type {:?}, Trivy expects {:?}",
+            layer.media_type, artifact.layer_media_type
+        )));
+    }
+    let title = raw_layer
+        .annotations
+        .get("org.opencontainers.image.title")
+        .ok_or_else(|| {
+            refuse("the layer has no org.opencontainers.image.title annotation".into())
+        })?;
+    check_title(title).map_err(refuse)?;
+    let digest = Digest::of(&raw);
+    Ok(CheckedManifest {
+        version: m
+            .annotations
+            .get("org.opencontainers.image.version")
+            .cloned(),
+        raw,
+        digest,
+        media_type,
+        config,
+        layer,
+    })
+}
+
+fn descriptor(d: &RawDescriptor, what: &str) -> Result<Descriptor> {
+    let digest = Digest::parse(&d.digest).map_err(|e| Error::rejected(what, e.to_string()))?;
+    if d.size < 0 || d.size as u64 > MAX_BLOB_BYTES {
+        return Err(Error::rejected(
+            what,
+            format!(
+                "blob {digest} has size {}, outside 0..={MAX_BLOB_BYTES}",
+                d.size
+            ),
+        ));
+    }
+    Ok(Descriptor {
+        media_type: d.media_type.clone(),
+        digest,
+        size: d.size as u64,
+    })
+}
+
+/// Trivy writes the layer to `<cache>/<title>` and picks the decompressor from the name:
+/// the title must be a plain `*.tar.gz` file name, never a path.
+fn check_title(title: &str) -> std::result::Result<(), String> {
+    if !title.ends_with(".tar.gz") {
+        return Err(format!("layer title {title:?} does not end in .tar.gz"));
+    }
+    if title.contains('/') || title.contains('\\') || title.starts_with('.') || title.contains('\0')
+    {
+        return Err(format!("layer title {title:?} is not a plain file name"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::OCI_ARTIFACTS;
+
+    const DB: &OciArtifact = &OCI_ARTIFACTS[0];
+
+    fn manifest(layers: &str) -> Bytes {
+        Bytes::from(format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}},"layers":[{layers}]}}"#
+        ))
+    }
+
+    fn layer(media_type: &str, title: &str, size: i64) -> String {
+        format!(
+            r#"{{"mediaType":"{media_type}","digest":"sha256:{}","size":{size},"annotations":{{"org.opencontainers.image.title":"{title}"}}}}"#,
+            "0".repeat(64)
+        )
+    }
+
+    #[test]
+    fn accepts_the_upstream_shape_and_keeps_bytes() {
+        let raw = manifest(&layer(crate::artifact::DB_LAYER, "db.tar.gz", 100));
+        let m = check(DB, raw.clone(), None).unwrap();
+        assert_eq!(m.raw, raw);
+        assert_eq!(m.digest, Digest::of(&raw));
+        assert_eq!(m.layer.size, 100);
+        assert_eq!(m.config.size, 2);
+    }
+
+    #[test]
+    fn refuses_bad_shapes() {
+        let good = layer(crate::artifact::DB_LAYER, "db.tar.gz", 100);
+        let cases = [
+            (manifest(""), "0 layers"),
+            (manifest(&format!("{good},{good}")), "2 layers"),
+            (
+                manifest(&layer(crate::artifact::JAVA_DB_LAYER, "db.tar.gz", 1)),
+                "layer media type",
+            ),
+            (
+                manifest(&layer(crate::artifact::DB_LAYER, "db.zip", 1)),
+                "does not end in .tar.gz",
+            ),
+            (
+                manifest(&layer(crate::artifact::DB_LAYER, "../db.tar.gz", 1)),
+                "not a plain file name",
+            ),
+            (
+                manifest(&layer(crate::artifact::DB_LAYER, "/etc/db.tar.gz", 1)),
+                "not a plain file name",
+            ),
+            (
+                manifest(&layer(crate::artifact::DB_LAYER, "db.tar.gz", -1)),
+                "outside",
+            ),
+            (
+                Bytes::from_static(br#"{"schemaVersion":2,"manifests":[]}"#),
+                "index",
+            ),
+            (Bytes::from_static(b"not json"), "not a JSON"),
+            (Bytes::from(vec![b' '; MAX_MANIFEST_BYTES + 1]), "limit"),
+        ];
+        for (raw, expect) in cases {
+            let err = check(DB, raw, None).unwrap_err().to_string();
+            assert!(err.contains(expect), "{err:?} should mention {expect:?}");
+        }
+        let bad_digest = manifest(&good.replace(&"0".repeat(64), "../../../etc/passwd"));
+        assert!(
+            check(DB, bad_digest, None)
+                .unwrap_err()
+                .to_string()
+                .contains("sha256")
+        );
+        let schema1 = manifest(&good).slice(..).to_vec();
+        let schema1 = String::from_utf8(schema1)
+            .unwrap()
+            .replace("\"schemaVersion\":2", "\"schemaVersion\":1");
+        assert!(
+            check(DB, Bytes::from(schema1), None)
+                .unwrap_err()
+                .to_string()
+                .contains("schemaVersion")
+        );
+    }
+}

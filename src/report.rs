@@ -1,0 +1,119 @@
+//! What a run did, per artifact and destination: the summary printed at the end, the
+//! JSON returned by the Lambda handler, and the exit status.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// What happened to one artifact at one destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The destination already had this exact version; nothing was written.
+    Unchanged,
+    /// New content was published.
+    Written,
+    /// Publishing failed; the destination keeps serving what it had.
+    Failed,
+}
+
+/// One line of the summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    /// `trivy-db:2`, `trivy-checks:1`, `vex`.
+    pub artifact: String,
+    /// The destination as the user named it.
+    pub destination: String,
+    /// The source the content came from, if one answered.
+    pub source: Option<String>,
+    /// Manifest (or archive) digest published or already present.
+    pub digest: Option<String>,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Bytes uploaded to this destination in this run.
+    pub bytes_written: u64,
+    /// Blobs that were already present and skipped.
+    pub blobs_skipped: u32,
+    /// Wall time spent on this artifact, in seconds.
+    pub seconds: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// One entry per artifact and destination.
+    pub entries: Vec<Entry>,
+}
+
+impl Report {
+    /// True if every artifact reached every destination.
+    pub fn success(&self) -> bool {
+        self.entries.iter().all(|e| e.outcome != Outcome::Failed)
+    }
+
+    /// Entries that wrote something.
+    pub fn written(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.outcome == Outcome::Written)
+            .count()
+    }
+
+    /// A fixed-width table for humans.
+    pub fn table(&self) -> String {
+        let mut rows = vec![[
+            "ARTIFACT".to_string(),
+            "DESTINATION".into(),
+            "RESULT".into(),
+            "DIGEST".into(),
+            "BYTES".into(),
+            "SECONDS".into(),
+        ]];
+        for e in &self.entries {
+            let result = match e.outcome {
+                Outcome::Unchanged => "unchanged",
+                Outcome::Written => "written",
+                Outcome::Failed => "FAILED",
+            };
+            let digest = e
+                .digest
+                .as_deref()
+                .map(|d| d.get(..19).unwrap_or(d))
+                .unwrap_or("-");
+            rows.push([
+                e.artifact.clone(),
+                e.destination.clone(),
+                result.into(),
+                digest.into(),
+                e.bytes_written.to_string(),
+                format!("{:.1}", e.seconds),
+            ]);
+        }
+        let widths: Vec<usize> = (0..6)
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for r in &rows {
+            for (i, cell) in r.iter().enumerate() {
+                let _ = write!(
+                    out,
+                    "{cell:<w$}",
+                    w = if i + 1 == r.len() { 0 } else { widths[i] + 2 }
+                );
+            }
+            out.push('\n');
+        }
+        for e in self.entries.iter().filter(|e| e.error.is_some()) {
+            let _ = writeln!(
+                out,
+                "error: {} → {}: {}",
+                e.artifact,
+                e.destination,
+                e.error.as_deref().unwrap_or("")
+            );
+        }
+        out
+    }
+}
