@@ -52,9 +52,9 @@ if [ "${TRIVY_MIRROR_SKIP_CHECKOV:-}" != 1 ]; then
   venv "$TOOLS/checkov" checkov
 fi
 
-if [ ! -x "$TOOLS/node/node_modules/.bin/azurite-blob" ]; then
+if [ ! -x "$TOOLS/node/node_modules/.bin/azurite-blob" ] || [ ! -d "$TOOLS/node/node_modules/@azure/storage-blob" ]; then
   log "npm install azurite"
   mkdir -p "$TOOLS/node"
-  (cd "$TOOLS/node" && npm install --silent --no-audit --no-fund azurite@3 >/dev/null)
+  (cd "$TOOLS/node" && npm install --silent --no-audit --no-fund azurite@3 @azure/storage-blob@12 >/dev/null)
 fi
 log "done"

@@ -2,6 +2,8 @@
 //! to an exit code. Everything else lives in the library.
 
 mod cli;
+#[cfg(feature = "lambda")]
+mod lambda;
 
 use std::process::ExitCode;
 
@@ -11,6 +13,11 @@ use clap::Parser as _;
 use cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
+    // Inside AWS Lambda the same binary (named `bootstrap`) runs as the function handler.
+    #[cfg(feature = "lambda")]
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        return lambda::main();
+    }
     let cli = Cli::parse();
     init_logging(&cli);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,3 +1,11 @@
-//! Integration tests: one binary, modules by area.
+//! Integration tests: one binary, modules by area. They start real components (see
+//! `harness`) installed by `scripts/install-test-deps.sh`.
 
+mod harness;
+
+/// Local directory + `serve`: the main job.
+mod local;
+/// The AWS Lambda handler under cargo lambda watch.
+mod lambda;
+/// Static checks of the Terraform modules.
 mod terraform;

