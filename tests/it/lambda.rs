@@ -1,0 +1,1 @@
+//! The Lambda handler under cargo-lambda (owned by the serverless work).
