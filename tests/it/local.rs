@@ -15,9 +15,20 @@ fn local_mirror_serves_every_database_to_real_trivy() {
     let first = sync(&["--to", dir.to_str().unwrap(), "--source", &source], &[]);
     first.assert_ok();
     assert_eq!(first.outcomes(), ["written"; 4], "{:?}", first.summary);
-    let digests: Vec<_> = first.entries().iter().map(|e| e["digest"].as_str().unwrap().to_string()).collect();
-    let expected: Vec<_> = upstream.items().iter().map(|(_, _, a)| a.manifest_digest()).collect();
-    assert_eq!(digests, expected, "published digests must equal the source digests");
+    let digests: Vec<_> = first
+        .entries()
+        .iter()
+        .map(|e| e["digest"].as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<_> = upstream
+        .items()
+        .iter()
+        .map(|(_, _, a)| a.manifest_digest())
+        .collect();
+    assert_eq!(
+        digests, expected,
+        "published digests must equal the source digests"
+    );
 
     let serve = Serve::start(&dir);
     // Byte-exact: an independent client reads back the source digest and bytes.
@@ -33,7 +44,11 @@ fn local_mirror_serves_every_database_to_real_trivy() {
     assert!(trivy.download_db(&serve.addr).status.success());
     let rootfs = trivy.home.path().join("rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
-    std::fs::write(rootfs.join(trivy_mirror_fixtures::JAR_FILE_NAME), trivy_mirror_fixtures::fixture_jar()).unwrap();
+    std::fs::write(
+        rootfs.join(trivy_mirror_fixtures::JAR_FILE_NAME),
+        trivy_mirror_fixtures::fixture_jar(),
+    )
+    .unwrap();
     let out = trivy.run_ok(&[
         "rootfs",
         "--skip-db-update",
@@ -66,30 +81,62 @@ fn serve_answers_like_a_cdn_in_front_of_a_bucket() {
     upstream.seed(&registry, "aquasecurity");
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("mirror");
-    sync(&["--to", dir.to_str().unwrap(), "--source", &format!("{}/aquasecurity", registry.addr), "--only", "db"], &[])
-        .assert_ok();
+    sync(
+        &[
+            "--to",
+            dir.to_str().unwrap(),
+            "--source",
+            &format!("{}/aquasecurity", registry.addr),
+            "--only",
+            "db",
+        ],
+        &[],
+    )
+    .assert_ok();
     let serve = Serve::start(&dir);
     let base = format!("http://{}", serve.addr);
     let db = &upstream.db;
 
     let (status, h, body) = fetch("GET", &format!("{base}/v2/"));
-    assert_eq!((status, header(&h, "content-type").as_str(), body.as_slice()), (200, "application/json", &b"{}"[..]));
+    assert_eq!(
+        (status, header(&h, "content-type").as_str(), body.as_slice()),
+        (200, "application/json", &b"{}"[..])
+    );
 
-    let (status, h, body) = fetch("GET", &format!("{base}/v2/aquasecurity/trivy-db/manifests/2"));
+    let (status, h, body) = fetch(
+        "GET",
+        &format!("{base}/v2/aquasecurity/trivy-db/manifests/2"),
+    );
     assert_eq!(status, 200);
-    assert_eq!(header(&h, "content-type"), "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        header(&h, "content-type"),
+        "application/vnd.oci.image.manifest.v1+json"
+    );
     assert_eq!(header(&h, "cache-control"), "public, max-age=300");
     assert_eq!(header(&h, "docker-content-digest"), db.manifest_digest());
     assert_eq!(body, db.manifest);
 
-    let by_digest = format!("{base}/v2/aquasecurity/trivy-db/manifests/{}", db.manifest_digest());
+    let by_digest = format!(
+        "{base}/v2/aquasecurity/trivy-db/manifests/{}",
+        db.manifest_digest()
+    );
     let (status, h, _) = fetch("GET", &by_digest);
-    assert_eq!((status, header(&h, "cache-control").as_str()), (200, "public, max-age=31536000, immutable"));
+    assert_eq!(
+        (status, header(&h, "cache-control").as_str()),
+        (200, "public, max-age=31536000, immutable")
+    );
 
-    let blob = format!("{base}/v2/aquasecurity/trivy-db/blobs/{}", db.layer_digest());
+    let blob = format!(
+        "{base}/v2/aquasecurity/trivy-db/blobs/{}",
+        db.layer_digest()
+    );
     let (status, h, body) = fetch("HEAD", &blob);
     assert_eq!(status, 200);
-    assert_eq!(header(&h, "content-length"), db.layer.len().to_string(), "HEAD must carry the real length");
+    assert_eq!(
+        header(&h, "content-length"),
+        db.layer.len().to_string(),
+        "HEAD must carry the real length"
+    );
     assert_eq!(header(&h, "content-type"), "application/octet-stream");
     assert_eq!(header(&h, "content-encoding"), "");
     assert!(body.is_empty());
@@ -97,7 +144,13 @@ fn serve_answers_like_a_cdn_in_front_of_a_bucket() {
     assert_eq!(body, db.layer);
 
     let (status, _, body) = fetch("GET", &format!("{base}/v2/aquasecurity/trivy-db/tags/list"));
-    assert_eq!((status, body.as_slice()), (200, &br#"{"name":"aquasecurity/trivy-db","tags":["2"]}"#[..]));
+    assert_eq!(
+        (status, body.as_slice()),
+        (
+            200,
+            &br#"{"name":"aquasecurity/trivy-db","tags":["2"]}"#[..]
+        )
+    );
 
     // Only layout keys are served; nothing escapes the directory.
     std::fs::write(work.path().join("secret.json"), "{}").unwrap();
@@ -111,10 +164,18 @@ fn serve_answers_like_a_cdn_in_front_of_a_bucket() {
         let (status, _, _) = fetch("GET", &format!("{base}{path}"));
         assert_eq!(status, 404, "{path}");
     }
-    let (status, _, body) =
-        fetch("GET", &format!("{base}/v2/aquasecurity/trivy-db/blobs/sha256:{}", "0".repeat(64)));
+    let (status, _, body) = fetch(
+        "GET",
+        &format!(
+            "{base}/v2/aquasecurity/trivy-db/blobs/sha256:{}",
+            "0".repeat(64)
+        ),
+    );
     assert_eq!(status, 404);
-    assert!(text(&body).contains("BLOB_UNKNOWN"), "a missing blob must say BLOB_UNKNOWN so Trivy falls back");
+    assert!(
+        text(&body).contains("BLOB_UNKNOWN"),
+        "a missing blob must say BLOB_UNKNOWN so Trivy falls back"
+    );
     let resp = http().post(format!("{base}/v2/")).send().unwrap();
     assert_eq!(resp.status().as_u16(), 405);
 }
@@ -125,7 +186,11 @@ fn a_corrupt_source_blob_is_refused_and_nothing_is_published() {
     let registry = Registry::start();
     upstream.seed(&registry, "aquasecurity");
     // Flip one byte of the trivy-db layer inside the registry's storage.
-    let hex = upstream.db.layer_digest().trim_start_matches("sha256:").to_string();
+    let hex = upstream
+        .db
+        .layer_digest()
+        .trim_start_matches("sha256:")
+        .to_string();
     let file = registry.blob_file(&hex);
     let mut bytes = std::fs::read(&file).unwrap();
     let mid = bytes.len() / 2;
@@ -134,18 +199,37 @@ fn a_corrupt_source_blob_is_refused_and_nothing_is_published() {
 
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("mirror");
-    let run = sync(&["--to", dir.to_str().unwrap(), "--source", &format!("{}/aquasecurity", registry.addr)], &[]);
+    let run = sync(
+        &[
+            "--to",
+            dir.to_str().unwrap(),
+            "--source",
+            &format!("{}/aquasecurity", registry.addr),
+        ],
+        &[],
+    );
     assert!(!run.success, "a corrupt blob must fail the run");
-    let db = run.entries().into_iter().find(|e| e["artifact"] == "trivy-db:2").unwrap();
+    let db = run
+        .entries()
+        .into_iter()
+        .find(|e| e["artifact"] == "trivy-db:2")
+        .unwrap();
     assert_eq!(db["outcome"], "failed");
     let err = db["error"].as_str().unwrap();
-    assert!(err.contains("hashes to") && err.contains(&upstream.db.layer_digest()), "{err}");
+    assert!(
+        err.contains("hashes to") && err.contains(&upstream.db.layer_digest()),
+        "{err}"
+    );
     // The other artifacts still went through.
     assert_eq!(run.outcomes().iter().filter(|o| *o == "written").count(), 3);
     // Nothing of trivy-db was published: no tag, no blob.
     let repo = dir.join("v2/aquasecurity/trivy-db");
     assert!(!repo.join("manifests/2").exists());
-    assert!(!repo.join(format!("blobs/{}", upstream.db.layer_digest())).exists());
+    assert!(
+        !repo
+            .join(format!("blobs/{}", upstream.db.layer_digest()))
+            .exists()
+    );
 }
 
 #[test]
@@ -173,5 +257,9 @@ fn the_second_source_is_used_when_the_first_fails() {
     run.assert_ok();
     let entry = &run.entries()[0];
     assert_eq!(entry["source"], format!("{}/aquasecurity", registry.addr));
-    assert!(run.stderr.contains("503"), "the fallback should be logged:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains("503"),
+        "the fallback should be logged:\n{}",
+        run.stderr
+    );
 }

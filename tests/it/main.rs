@@ -3,11 +3,13 @@
 
 mod harness;
 
-/// Local directory + `serve`: the main job.
-mod local;
 /// The AWS Lambda handler under cargo lambda watch.
 mod lambda;
-/// S3, Azure Blob and GCS emulators behind the CDN stand-in.
+/// Local directory + `serve`: the main job.
+mod local;
+/// S3 and Azure Blob emulators behind the CDN stand-in.
 mod object_stores;
 /// Static checks of the Terraform modules.
 mod terraform;
+/// VEX Hub mirroring with the real Trivy client.
+mod vex;

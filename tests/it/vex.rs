@@ -1,0 +1,305 @@
+//! VEX Hub mirroring: a fixture VEX repository served by nginx as the upstream, mirrored
+//! into a local directory (served by `trivy-mirror serve`) and into moto S3 behind the
+//! CDN stand-in, then used by the real Trivy client (0.76 and 0.71).
+
+use std::path::Path;
+
+use trivy_mirror_fixtures as fx;
+
+use crate::harness::*;
+
+/// An nginx serving a VEX repository the way GitHub does: the manifest, and the archive
+/// in tar.gz and zip forms with a `vexhub-main/` top directory.
+struct UpstreamVex {
+    nginx: Nginx,
+}
+
+impl UpstreamVex {
+    fn start() -> UpstreamVex {
+        let nginx = Nginx::start("    root @WWW@;\n    location / { }");
+        let root = nginx.static_root();
+        let repo = fx::vex_repository(&fx::VexOptions::default());
+        std::fs::create_dir_all(root.join("archive/refs/heads")).unwrap();
+        std::fs::write(root.join("archive/refs/heads/main.tar.gz"), &repo.tar_gz).unwrap();
+        std::fs::write(root.join("archive/refs/heads/main.zip"), &repo.zip).unwrap();
+        let location = format!(
+            "http://{}/archive/refs/heads/main.tar.gz//{}",
+            nginx.addr,
+            fx::VEX_TOP_DIR
+        );
+        std::fs::write(
+            root.join("vex-repository.json"),
+            fx::vex_manifest(&[&location]),
+        )
+        .unwrap();
+        UpstreamVex { nginx }
+    }
+
+    fn manifest_url(&self) -> String {
+        format!("http://{}/vex-repository.json", self.nginx.addr)
+    }
+
+    fn replace_archive(&self, bytes: &[u8]) {
+        std::fs::write(
+            self.nginx
+                .static_root()
+                .join("archive/refs/heads/main.tar.gz"),
+            bytes,
+        )
+        .unwrap();
+    }
+}
+
+/// Point a Trivy home at one VEX repository (the default one disabled).
+fn configure_vex_repo(trivy: &Trivy, url: &str) {
+    let dir = trivy.home.path().join(".trivy/vex");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("repository.yaml"),
+        format!("repositories:\n  - name: default\n    url: https://github.com/aquasecurity/vexhub\n    enabled: false\n  - name: mirror\n    url: {url}\n    enabled: true\n"),
+    )
+    .unwrap();
+}
+
+/// Trivy downloads the mirrored VEX repository, and the fixture CVE is then suppressed.
+fn assert_trivy_applies_vex(version: &str, repo_url: &str) {
+    let trivy = Trivy::new(version);
+    configure_vex_repo(&trivy, repo_url);
+    // The vulnerability DB comes straight from a local fixture registry: only VEX is under test.
+    let registry = Registry::start();
+    let upstream = Upstream::standard();
+    let dir = tempfile::tempdir().unwrap();
+    fx::write_oci_layout(dir.path(), &[("2", &upstream.db)]).unwrap();
+    registry.seed(dir.path(), "2", "aquasecurity/trivy-db", "2");
+    assert!(trivy.download_db(&registry.addr).status.success());
+    assert!(
+        trivy
+            .scan_requirements(&[])
+            .contains(&fx::DEFAULT_CVE_ID.to_string()),
+        "the CVE must show without VEX"
+    );
+
+    trivy.run_ok(&["vex", "repo", "download"]);
+    let ids = trivy.scan_requirements(&["--vex", "repo", "--skip-vex-repo-update"]);
+    assert!(
+        !ids.contains(&fx::DEFAULT_CVE_ID.to_string()),
+        "trivy {version}: VEX from {repo_url} did not apply: {ids:?}"
+    );
+    let project = trivy.home.path().join("project");
+    let out = trivy.run_ok(&[
+        "fs",
+        "--skip-db-update",
+        "--skip-java-db-update",
+        "--offline-scan",
+        "--scanners",
+        "vuln",
+        "--vex",
+        "repo",
+        "--skip-vex-repo-update",
+        "--show-suppressed",
+        project.to_str().unwrap(),
+    ]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains(fx::DEFAULT_CVE_ID) && table.contains("not_affected"),
+        "{table}"
+    );
+}
+
+fn sync_vex(
+    dest: &str,
+    base_url: &str,
+    source: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> SyncRun {
+    let mut args = vec![
+        "--only",
+        "vex",
+        "--to",
+        dest,
+        "--base-url",
+        base_url,
+        "--allow-http-base-url",
+        "--vex-source",
+        source,
+    ];
+    args.extend_from_slice(extra);
+    sync(&args, env)
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn vex_mirrored_to_a_directory_is_used_by_trivy() {
+    let upstream = UpstreamVex::start();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("mirror");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+
+    let run = sync_vex(
+        dir.to_str().unwrap(),
+        &base,
+        &upstream.manifest_url(),
+        &[],
+        &[],
+    );
+    run.assert_ok();
+    assert_eq!(run.outcomes(), ["written"]);
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&dir.join(".well-known/vex-repository.json"))).unwrap();
+    assert_eq!(
+        manifest["versions"][0]["locations"][0]["url"],
+        format!("{base}/main.tar.gz//vexhub-main")
+    );
+    assert_eq!(manifest["versions"][0]["update_interval"], "24h");
+    assert_eq!(manifest["versions"][0]["spec_version"], "0.1");
+    assert_eq!(
+        read(&dir.join("main.tar.gz")),
+        fx::vex_repository(&fx::VexOptions::default()).tar_gz
+    );
+
+    let _serve = Serve::start_on(&dir, port);
+    let (status, h, _) = fetch("HEAD", &format!("{base}/main.tar.gz"));
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "content-type"), "application/gzip");
+    assert_eq!(header(&h, "content-encoding"), "");
+    assert_ne!(
+        header(&h, "content-length"),
+        "0",
+        "go-getter skips a download whose HEAD says length 0"
+    );
+    let (_, h, _) = fetch("GET", &format!("{base}/.well-known/vex-repository.json"));
+    assert_eq!(header(&h, "content-type"), "application/json");
+    assert_eq!(header(&h, "cache-control"), "public, max-age=300");
+
+    assert_trivy_applies_vex(TRIVY_CURRENT, &base);
+    assert_trivy_applies_vex(TRIVY_071, &base);
+
+    // Unchanged upstream: nothing is rewritten, so the archive's ETag stays valid.
+    let before = snapshot(&dir);
+    let again = sync_vex(
+        dir.to_str().unwrap(),
+        &base,
+        &upstream.manifest_url(),
+        &[],
+        &[],
+    );
+    again.assert_ok();
+    assert_eq!(again.outcomes(), ["unchanged"]);
+    assert_eq!(snapshot(&dir), before);
+}
+
+#[test]
+fn vex_as_zip_under_a_prefixed_base_url_in_s3_behind_a_cdn() {
+    let upstream = UpstreamVex::start();
+    let moto = Moto::start("vex-bucket");
+    // The CDN serves the bucket root; the mirror lives under /mirror.
+    let cdn = Nginx::cdn(&format!("http://{}/vex-bucket/", moto.addr), &moto.addr);
+    let base = format!("http://{}/mirror", cdn.addr);
+    let env: Vec<(&str, String)> = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = sync_vex(
+        "s3://vex-bucket/mirror",
+        &base,
+        &upstream.manifest_url(),
+        &["--vex-archive", "zip"],
+        &env,
+    );
+    run.assert_ok();
+
+    let (status, h, body) = fetch("GET", &format!("{base}/.well-known/vex-repository.json"));
+    assert_eq!(
+        (status, header(&h, "content-type").as_str()),
+        (200, "application/json")
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        manifest["versions"][0]["locations"][0]["url"],
+        format!("{base}/main.zip//vexhub-main")
+    );
+    let (status, h, body) = fetch("GET", &format!("{base}/main.zip"));
+    assert_eq!(
+        (status, header(&h, "content-type").as_str()),
+        (200, "application/zip")
+    );
+    assert_eq!(body, fx::vex_repository(&fx::VexOptions::default()).zip);
+
+    assert_trivy_applies_vex(TRIVY_CURRENT, &base);
+
+    let writes = moto.writes();
+    sync_vex(
+        "s3://vex-bucket/mirror",
+        &base,
+        &upstream.manifest_url(),
+        &["--vex-archive", "zip"],
+        &env,
+    )
+    .assert_ok();
+    assert_eq!(
+        moto.writes(),
+        writes,
+        "an unchanged VEX repository must not be rewritten"
+    );
+}
+
+#[test]
+fn a_broken_vex_archive_is_refused_and_the_previous_one_stays() {
+    let upstream = UpstreamVex::start();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("mirror");
+    let base = "http://127.0.0.1:9";
+    sync_vex(
+        dir.to_str().unwrap(),
+        base,
+        &upstream.manifest_url(),
+        &[],
+        &[],
+    )
+    .assert_ok();
+    let good_archive = read(&dir.join("main.tar.gz"));
+    let good_manifest = read(&dir.join(".well-known/vex-repository.json"));
+
+    // Corrupt bytes, then a valid archive without index.json, then one escaping its tree.
+    let no_index = fx::archive::tar_gz(
+        &[fx::archive::Entry::File("vexhub-main/README.md", b"hi")],
+        0,
+    );
+    let escape = fx::archive::tar_gz(
+        &[fx::archive::Entry::File(
+            "vexhub-main/index.json",
+            br#"{"updated_at":"2026-01-01T00:00:00Z","packages":[{"id":"pkg:pypi/requests","location":"../../../etc/passwd.json"}]}"#,
+        )],
+        0,
+    );
+    for (bad, expect) in [
+        (&b"not a tarball"[..], "not a tar.gz"),
+        (&no_index[..], "no vexhub-main/index.json"),
+        (&escape[..], "leaves the repository tree"),
+    ] {
+        upstream.replace_archive(bad);
+        let run = sync_vex(
+            dir.to_str().unwrap(),
+            base,
+            &upstream.manifest_url(),
+            &[],
+            &[],
+        );
+        assert!(!run.success, "a broken archive must fail the run");
+        let err = run.entries()[0]["error"].as_str().unwrap().to_string();
+        assert!(err.contains(expect), "{err}");
+        assert_eq!(
+            read(&dir.join("main.tar.gz")),
+            good_archive,
+            "the previous archive must stay"
+        );
+        assert_eq!(
+            read(&dir.join(".well-known/vex-repository.json")),
+            good_manifest
+        );
+    }
+}
