@@ -261,19 +261,32 @@ async fn copy_blob(
             .zip(branches)
             .map(|(&i, branch)| pending[i].dest.put_blob(repo, blob, branch));
         let (results, pulled) = tokio::join!(join_all(uploads), driver);
-        match pulled {
-            Ok(()) => {
-                for (&i, r) in need.iter().zip(results) {
-                    match r {
-                        Ok(n) => pending[i].bytes += n,
-                        Err(e) => pending[i].error = Some(e.to_string()),
-                    }
-                }
-                return Ok(());
+        if let Err(e) = pulled {
+            // The source failed (or sent bad bytes): every branch was aborted.
+            if e.is_transient() && attempt < BLOB_ATTEMPTS {
+                backoff(attempt, &e).await;
+                continue;
             }
-            Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => backoff(attempt, &e).await,
-            Err(e) => return Err(e),
+            return Err(e);
         }
+        // The source was fine; retry only the destinations that failed transiently.
+        let mut retry = Vec::new();
+        let mut last = None;
+        for (&i, r) in need.iter().zip(results) {
+            match r {
+                Ok(n) => pending[i].bytes += n,
+                Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
+                    tracing::warn!(destination = pending[i].dest.name(), error = %e, "upload failed, retrying");
+                    retry.push(i);
+                    last = Some(e);
+                }
+                Err(e) => pending[i].error = Some(e.to_string()),
+            }
+        }
+        if let Some(e) = last {
+            backoff(attempt, &e).await;
+        }
+        need = retry;
     }
     Ok(())
 }

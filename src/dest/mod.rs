@@ -33,7 +33,8 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// The digest of the manifest `repo:tag` currently resolves to, if any.
     async fn tag_digest(&self, repo: &str, tag: &str) -> Result<Option<Digest>>;
 
-    /// Whether the blob is already there with the right size.
+    /// Whether the blob is already there with the right size. A destination may make it so
+    /// cheaply first (a registry mounts it from another repository it holds).
     async fn has_blob(&self, repo: &str, blob: &Descriptor) -> Result<bool>;
 
     /// Store a blob from a verifying stream; commit only on a clean end.

@@ -1,4 +1,13 @@
-//! Pushing into an OCI registry (`oci://host[/namespace]`).
+//! Pushing into an OCI registry (`oci://host[/namespace]`): ECR, GAR, ACR, Harbor,
+//! distribution, anything speaking the distribution API.
+//!
+//! Blobs already present are skipped (HEAD). A blob this run has seen in another
+//! repository of the same registry is mounted from there rather than uploaded (the
+//! trivy-db, java-db and checks configs are the same `{}` blob). Manifests are pushed as
+//! the exact upstream bytes with their media type, by digest first, then under the tag.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,6 +26,8 @@ pub struct RegistryDestination {
     name: String,
     registry: Registry,
     namespace: String,
+    /// Where in this registry each blob is known to exist, for cross-repository mounts.
+    known: Mutex<HashMap<Digest, String>>,
 }
 
 impl RegistryDestination {
@@ -26,7 +37,16 @@ impl RegistryDestination {
             name: name.to_string(),
             registry: Registry::new(host, options)?,
             namespace: namespace.to_string(),
+            known: Mutex::default(),
         })
+    }
+
+    fn remember(&self, digest: &Digest, repo: &str) {
+        self.known
+            .lock()
+            .expect("not poisoned")
+            .entry(digest.clone())
+            .or_insert_with(|| repo.to_string());
     }
 
     fn repo(&self, repo: &str) -> String {
@@ -53,11 +73,32 @@ impl Destination for RegistryDestination {
     }
 
     async fn has_blob(&self, repo: &str, blob: &Descriptor) -> Result<bool> {
-        self.registry.blob_exists(&self.repo(repo), blob).await
+        let repo = self.repo(repo);
+        if self.registry.blob_exists(&repo, blob).await? {
+            self.remember(&blob.digest, &repo);
+            return Ok(true);
+        }
+        let from = self
+            .known
+            .lock()
+            .expect("not poisoned")
+            .get(&blob.digest)
+            .cloned();
+        if let Some(from) = from
+            && from != repo
+            && self.registry.mount_blob(&repo, &from, blob).await?
+        {
+            tracing::debug!(digest = %blob.digest, from, to = repo, "mounted");
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     async fn put_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<u64> {
-        self.registry.push_blob(&self.repo(repo), blob, body).await
+        let repo = self.repo(repo);
+        let n = self.registry.push_blob(&repo, blob, body).await?;
+        self.remember(&blob.digest, &repo);
+        Ok(n)
     }
 
     async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tag: &str) -> Result<()> {

@@ -30,6 +30,36 @@ impl Registry {
             && resp.content_length().is_none_or(|n| n == blob.size))
     }
 
+    /// Try a cross-repository mount of `blob` from `from` into `repo`. `Ok(false)` when
+    /// the registry declines (it then opens an upload session, which is cancelled).
+    pub async fn mount_blob(&self, repo: &str, from: &str, blob: &Descriptor) -> Result<bool> {
+        let mut url = url::Url::parse(&self.url(&format!("{repo}/blobs/uploads/")).await?)
+            .map_err(|e| Error::rejected("mount URL", e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("mount", blob.digest.as_str())
+            .append_pair("from", from);
+        // Token services need pull on the source as well as push on the target
+        // (oras-project/rust-oci-client#235 is the same bug in another client).
+        let scope = format!("{} repository:{from}:pull", push_scope(repo));
+        let resp = self
+            .send(Method::POST, url.as_str(), &scope, false, |r| {
+                r.header(CONTENT_LENGTH, "0")
+            })
+            .await?;
+        if resp.status() == StatusCode::CREATED {
+            return Ok(true);
+        }
+        // 202: the registry declined and opened an upload session; close it.
+        if let Some(location) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok())
+            && let Ok(session) = url.join(location)
+        {
+            let _ = self
+                .send(Method::DELETE, session.as_str(), &scope, true, |r| r)
+                .await;
+        }
+        Ok(false)
+    }
+
     /// Upload a blob from a verifying stream in one streaming PUT.
     pub async fn push_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<u64> {
         let scope = push_scope(repo);

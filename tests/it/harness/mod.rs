@@ -6,6 +6,7 @@
 //! loopback port and `NO_PROXY=localhost,127.0.0.1`, so anything that tried to leave the
 //! machine would fail instead of reaching out.
 
+pub mod fault;
 pub mod services;
 pub mod trivy;
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use fault::*;
 pub use services::*;
 pub use trivy::*;
 

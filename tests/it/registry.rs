@@ -1,0 +1,240 @@
+//! `--to oci://…`: pushing into a real registry (CNCF distribution), open, with htpasswd
+//! Basic auth, and behind an nginx front that imitates a bearer-token registry; checked
+//! with skopeo and the real Trivy client.
+
+use crate::harness::*;
+
+fn push(dest: &str, source: &str, extra: &[&str]) -> SyncRun {
+    let mut args = vec!["--to", dest, "--source", source];
+    args.extend_from_slice(extra);
+    sync(&args, &[])
+}
+
+#[test]
+fn push_into_an_open_registry_keeps_digests_and_reruns_push_nothing() {
+    let upstream = Upstream::standard();
+    let source = Registry::start();
+    upstream.seed(&source, "aquasecurity");
+    let target = Registry::start();
+    let dest = format!("oci://{}/mirror", target.addr);
+    let src = format!("{}/aquasecurity", source.addr);
+
+    let run = push(&dest, &src, &[]);
+    run.assert_ok();
+    assert_eq!(run.outcomes(), ["written"; 4]);
+    for (name, tag, artifact) in upstream.items() {
+        let raw = skopeo_raw(
+            &format!("{}/mirror/aquasecurity/{name}:{tag}", target.addr),
+            None,
+        );
+        assert_eq!(
+            raw, artifact.manifest,
+            "{name}:{tag}: manifest bytes must be identical"
+        );
+    }
+    // The `{}` config blob is shared by all repositories: after the first push it is
+    // mounted across repositories instead of uploaded again.
+    let log = target.log();
+    assert!(
+        log.contains("mount="),
+        "expected a cross-repository mount:\n{log}"
+    );
+
+    // Trivy pulls through the namespace prefix: --db-repository HOST/mirror/aquasecurity/trivy-db:2.
+    assert_trivy_uses_mirror(&format!("{}/mirror", target.addr));
+
+    let again = push(&dest, &src, &[]);
+    again.assert_ok();
+    assert_eq!(again.outcomes(), ["unchanged"; 4]);
+    let uploads = target.log().matches("\"PUT /v2/").count();
+    let after = {
+        push(&dest, &src, &[]).assert_ok();
+        target.log().matches("\"PUT /v2/").count()
+    };
+    assert_eq!(uploads, after, "a rerun must push nothing");
+}
+
+#[test]
+fn push_with_basic_auth_and_trivy_pulls_with_credentials() {
+    let upstream = Upstream::standard();
+    let source = Registry::start();
+    upstream.seed(&source, "aquasecurity");
+    let target = Registry::start_with_auth("pusher", "s3cret-pw");
+    let dest = format!("oci://{}", target.addr);
+    let src = format!("{}/aquasecurity", source.addr);
+
+    // Wrong credentials: a clear error, and the password never appears in the output.
+    let bad = push(
+        &dest,
+        &src,
+        &[
+            "--dest-username",
+            "pusher",
+            "--dest-password",
+            "wrong-pw-123",
+        ],
+    );
+    assert!(!bad.success);
+    let err = bad.entries()[0]["error"].as_str().unwrap().to_string();
+    assert!(err.contains("401") && err.contains("credentials"), "{err}");
+    assert!(
+        !bad.stdout.contains("wrong-pw-123") && !bad.stderr.contains("wrong-pw-123"),
+        "secret leaked"
+    );
+
+    let run = push(
+        &dest,
+        &src,
+        &["--dest-username", "pusher", "--dest-password", "s3cret-pw"],
+    );
+    run.assert_ok();
+    assert!(
+        !run.stdout.contains("s3cret-pw") && !run.stderr.contains("s3cret-pw"),
+        "secret leaked"
+    );
+    let raw = skopeo_raw(
+        &format!("{}/aquasecurity/trivy-db:2", target.addr),
+        Some("pusher:s3cret-pw"),
+    );
+    assert_eq!(raw, upstream.db.manifest);
+
+    let trivy = Trivy::new(TRIVY_CURRENT);
+    let out = trivy
+        .cmd()
+        .env("TRIVY_USERNAME", "pusher")
+        .env("TRIVY_PASSWORD", "s3cret-pw")
+        .args(["image", "--download-db-only", "--db-repository"])
+        .arg(format!("{}/aquasecurity/trivy-db:2", target.addr))
+        .arg("--cache-dir")
+        .arg(trivy.cache())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        trivy
+            .scan_requirements(&[])
+            .contains(&trivy_mirror_fixtures::DEFAULT_CVE_ID.to_string())
+    );
+
+    // Credentials from docker's config.json work too.
+    let docker = tempfile::tempdir().unwrap();
+    std::fs::write(
+        docker.path().join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"cHVzaGVyOnMzY3JldC1wdw=="}}}}}}"#,
+            target.addr
+        ),
+    )
+    .unwrap();
+    let mut cmd = mirror();
+    let out = cmd
+        .env("DOCKER_CONFIG", docker.path())
+        .args([
+            "sync",
+            "--to",
+            &format!("oci://{}/viaconfig", target.addr),
+            "--source",
+            &src,
+            "--only",
+            "db",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// nginx imitating a token registry (ghcr.io style): `/v2/` challenges with
+/// `Bearer realm=…/token`, the token endpoint wants Basic credentials when `basic` is
+/// set, and everything else needs the issued bearer token.
+fn token_front(registry: &Registry, basic: Option<&str>) -> Nginx {
+    let check_basic = match basic {
+        Some(b) => format!("if ($http_authorization != \"Basic {b}\") {{ return 401; }}"),
+        None => String::new(),
+    };
+    let nginx = Nginx::start(&format!(
+        "    location = /token {{ {check_basic} default_type application/json; return 200 '{{\"token\":\"tok-123\"}}'; }}\n\
+             location / {{\n\
+               if ($http_authorization != \"Bearer tok-123\") {{ return 401 '{{\"errors\":[{{\"code\":\"UNAUTHORIZED\"}}]}}'; }}\n\
+               proxy_pass http://{};\n\
+               proxy_set_header Host $http_host;\n\
+               client_max_body_size 0;\n\
+             }}\n\
+             add_header WWW-Authenticate 'Bearer realm=\"http://$http_host/token\",service=\"test\"' always;",
+        registry.addr
+    ));
+    nginx
+}
+
+#[test]
+fn bearer_token_registries_as_source_and_destination() {
+    let upstream = Upstream::standard();
+    let source = Registry::start();
+    upstream.seed(&source, "aquasecurity");
+    let anonymous_source = token_front(&source, None);
+    let target = Registry::start();
+    // base64("robot:tok-pw")
+    let target_front = token_front(&target, Some("cm9ib3Q6dG9rLXB3"));
+    let run = push(
+        &format!("oci://{}", target_front.addr),
+        &format!("{}/aquasecurity", anonymous_source.addr),
+        &[
+            "--dest-username",
+            "robot",
+            "--dest-password",
+            "tok-pw",
+            "--only",
+            "db,checks",
+        ],
+    );
+    run.assert_ok();
+    assert_eq!(run.outcomes(), ["written"; 3]);
+    let raw = skopeo_raw(
+        &format!("{}/aquasecurity/trivy-checks:2", target.addr),
+        None,
+    );
+    assert_eq!(raw, upstream.checks2.manifest);
+}
+
+#[test]
+fn a_registry_failing_mid_upload_is_retried() {
+    let upstream = Upstream::standard();
+    let source = Registry::start();
+    upstream.seed(&source, "aquasecurity");
+    let target = Registry::start();
+    let layer = upstream.db.layer_digest();
+    // The first upload of the trivy-db layer fails with 503, the manifest PUT with 500.
+    let proxy = FaultProxy::start(
+        &target.addr,
+        vec![
+            Rule {
+                method: "PUT",
+                path: format!("digest={}", layer.replace(':', "%3A")),
+                occurrences: vec![1],
+                action: Action::Status(503, Some(1)),
+            },
+            Rule {
+                method: "PUT",
+                path: "/manifests/2".into(),
+                occurrences: vec![1],
+                action: Action::Status(500, None),
+            },
+        ],
+    );
+    let run = push(
+        &format!("oci://{}", proxy.addr),
+        &format!("{}/aquasecurity", source.addr),
+        &["--only", "db"],
+    );
+    run.assert_ok();
+    let log = proxy.log();
+    assert!(
+        log.iter().any(|l| l.contains("Status(503")),
+        "the fault was not injected: {log:#?}"
+    );
+    assert!(
+        log.iter().any(|l| l.contains("Status(500")),
+        "the fault was not injected: {log:#?}"
+    );
+    let raw = skopeo_raw(&format!("{}/aquasecurity/trivy-db:2", target.addr), None);
+    assert_eq!(raw, upstream.db.manifest);
+}
