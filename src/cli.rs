@@ -49,6 +49,89 @@ pub enum Command {
     Sync(Box<SyncArgs>),
     /// Serve a local mirror directory as a registry, as a CDN in front of a bucket would.
     Serve(ServeArgs),
+    /// Check a served mirror over HTTP(S) the way Trivy uses it; non-zero exit on any problem.
+    Verify(VerifyArgs),
+}
+
+/// `trivy-mirror verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The mirror as Trivy addresses it: https://HOST, http://HOST:PORT or HOST[:PORT].
+    pub mirror: String,
+    /// Namespace of the repositories.
+    #[arg(long, env = "TRIVY_MIRROR_NAMESPACE", default_value = "aquasecurity")]
+    pub namespace: String,
+    /// What to check: db, java-db, checks, vex. Default: the databases, plus vex with --vex-url.
+    #[arg(long, value_delimiter = ',', value_name = "KINDS")]
+    pub only: Vec<Kind>,
+    /// The VEX repository URL as configured in Trivy's repository.yaml.
+    #[arg(long)]
+    pub vex_url: Option<String>,
+    /// Username for a private mirror.
+    #[arg(long, env = "TRIVY_MIRROR_VERIFY_USERNAME", requires = "password")]
+    pub username: Option<String>,
+    /// Password for a private mirror.
+    #[arg(
+        long,
+        env = "TRIVY_MIRROR_VERIFY_PASSWORD",
+        hide_env_values = true,
+        requires = "username"
+    )]
+    pub password: Option<String>,
+    /// Bearer token for a private mirror.
+    #[arg(
+        long,
+        env = "TRIVY_MIRROR_VERIFY_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "username"
+    )]
+    pub token: Option<String>,
+    /// Extra CA bundle (PEM).
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
+    /// Accept plain http or unverified TLS for a non-local host.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Print the findings as JSON (for monitoring).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl VerifyArgs {
+    /// Validate and build the verify settings; returns the registry host too.
+    pub fn options(&self) -> Result<(String, trivy_mirror::verify::VerifyOptions)> {
+        let (host, http) = trivy_mirror::verify::parse_mirror_url(&self.mirror)?;
+        let credentials = match (&self.username, &self.password, &self.token) {
+            (Some(u), Some(p), _) => Credentials::Basic {
+                username: u.clone(),
+                password: Secret::new(p.clone()),
+            },
+            (_, _, Some(t)) => Credentials::Bearer(Secret::new(t.clone())),
+            _ => Credentials::Anonymous,
+        };
+        let insecure = self.insecure || (http && !trivy_mirror::registry::is_local_host(&host));
+        let mut only: BTreeSet<Kind> = self.only.iter().copied().collect();
+        if only.is_empty() {
+            only = [Kind::Db, Kind::JavaDb, Kind::Checks].into();
+            if self.vex_url.is_some() {
+                only.insert(Kind::Vex);
+            }
+        }
+        let options = trivy_mirror::verify::VerifyOptions {
+            registry: RegistryOptions {
+                credentials,
+                insecure,
+                ca_file: self.cacert.clone(),
+                retry: RetryPolicy::default(),
+                read_timeout: Some(Duration::from_secs(60)),
+            },
+            namespace: self.namespace.clone(),
+            only,
+            vex_url: self.vex_url.clone(),
+            now: jiff::Timestamp::now(),
+        };
+        Ok((host, options))
+    }
 }
 
 /// `trivy-mirror sync`.

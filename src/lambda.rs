@@ -64,7 +64,9 @@ pub(crate) fn main() -> ExitCode {
     };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        memory_mb = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").unwrap_or_default(),
+        memory_mb = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+            .ok()
+            .and_then(|m| m.parse::<u32>().ok()),
         "trivy-mirror Lambda handler ready"
     );
     match runtime.block_on(lambda_runtime::run(service_fn(handle))) {
@@ -133,7 +135,7 @@ fn check_runtime_environment() -> Result<(), String> {
 
 /// Why an invocation failed. Becomes the Lambda error: `errorType` is stable (for metric
 /// filters and alarms), `errorMessage` says what to fix.
-#[derive(Debug, PartialEq)]
+#[derive(PartialEq)]
 enum Failure {
     /// The payload is not an event this function accepts.
     Payload(String),
@@ -168,6 +170,13 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.error_type(), self.message())
+    }
+}
+
+/// The runtime logs a failed invocation with `{:?}`: make that line readable too.
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -213,9 +222,16 @@ async fn run(payload: Value, context: &Context) -> Result<Value, Failure> {
     }
 
     let kinds: Vec<&str> = plan.only.iter().map(|k| k.as_str()).collect();
-    tracing::info!(only = ?kinds, to = ?args.to, "sync starting");
+    let budget = time_budget(context, SystemTime::now());
+    tracing::info!(
+        only = ?kinds,
+        to = ?args.to,
+        deadline_ms = context.deadline,
+        budget_seconds = budget.map(|b| b.as_secs()),
+        "sync starting"
+    );
     let sync = trivy_mirror::sync::sync(&plan, &destinations);
-    let report = match time_budget(context, SystemTime::now()) {
+    let report = match budget {
         Some(budget) => tokio::time::timeout(budget, sync).await.map_err(|_| {
             let message = format!(
                 "stopped after {}s, {}s before the function timeout, with the run unfinished. \
@@ -296,15 +312,14 @@ fn clap_message(err: &clap::Error) -> String {
 }
 
 /// How long the run may take: until the deadline minus [`DEADLINE_MARGIN`] (the whole rest
-/// when little is left). `None` when the runtime gave no deadline.
+/// when little is left). `None` when the runtime gave no usable deadline: none at all, or
+/// one already past when the invocation starts, which Lambda never sends but emulators do
+/// (`cargo lambda watch` 1.9 sends its 600000 ms timeout instead of an epoch time).
 fn time_budget(context: &Context, now: SystemTime) -> Option<Duration> {
     if context.deadline == 0 {
         return None;
     }
-    let left = context
-        .deadline()
-        .duration_since(now)
-        .unwrap_or(Duration::ZERO);
+    let left = context.deadline().duration_since(now).ok()?;
     Some(if left > 2 * DEADLINE_MARGIN {
         left - DEADLINE_MARGIN
     } else {
@@ -659,6 +674,13 @@ mod tests {
             context
         };
         assert_eq!(time_budget(&Context::default(), now), None);
+        let mut relative = Context::default();
+        relative.deadline = 600_000;
+        assert_eq!(
+            time_budget(&relative, now),
+            None,
+            "a past deadline is no deadline"
+        );
         let budget = time_budget(&at(900), now).unwrap();
         assert!(
             budget <= Duration::from_secs(890) && budget > Duration::from_secs(888),

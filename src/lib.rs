@@ -9,12 +9,14 @@
 //! - [`layout`]: object keys and headers of the static layout; [`serve`] serves it.
 //! - [`manifest`], [`reference`], [`artifact`]: what valid upstream content looks like.
 //! - [`vex`]: VEX Hub archive and manifest mirroring.
-//! - [`report`]: the per-artifact summary of a run.
+//! - [`report`]: the per-artifact summary of a run; [`verify`] checks a served mirror;
+//!   [`inspect`] reads a database layer's `metadata.json`.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod artifact;
 pub mod dest;
 pub mod error;
+pub mod inspect;
 pub mod layout;
 pub mod manifest;
 pub mod reference;
@@ -24,6 +26,7 @@ pub mod serve;
 pub mod source;
 pub mod stream;
 pub mod sync;
+pub mod verify;
 pub mod vex;
 
 pub use error::{Error, Result};

@@ -82,6 +82,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Verify(args) => {
+            let (host, options) = args.options()?;
+            let report = trivy_mirror::verify::verify(&host, &options).await;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": report.ok(), "findings": report.findings })
+                );
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Serve(args) => {
             let listener = trivy_mirror::serve::bind(args.listen).await?;
             let addr = listener.local_addr().context("reading the bound address")?;

@@ -53,7 +53,7 @@ pub enum ArchiveChoice {
 
 /// Archive formats we can validate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     TarGz,
     Zip,
 }
@@ -186,21 +186,21 @@ fn check_fetch_scheme(url: &url::Url, insecure: bool) -> std::result::Result<(),
 
 /// One archive location of the upstream manifest, taken apart the way go-getter does.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Location {
+pub(crate) struct Location {
     /// What to download.
-    fetch: url::Url,
+    pub(crate) fetch: url::Url,
     /// The `//subdir` part, without slashes.
-    subdir: String,
+    pub(crate) subdir: String,
     /// The `archive=` query hint, if any.
     archive_hint: Option<String>,
     /// The format, from the hint or the path extension.
-    format: Format,
+    pub(crate) format: Format,
     /// The file name it is published under.
     file: String,
 }
 
 /// Split `https://host/path/main.tar.gz//vexhub-main?archive=tar.gz`.
-fn parse_location(raw: &str, choice: ArchiveChoice, insecure: bool) -> Result<Location> {
+pub(crate) fn parse_location(raw: &str, choice: ArchiveChoice, insecure: bool) -> Result<Location> {
     let refuse = |reason: String| Error::rejected(format!("VEX location {raw:?}"), reason);
     let (scheme, rest) = raw
         .split_once("://")
@@ -314,7 +314,12 @@ fn swap_extension(url: &url::Url, old_name: &str, new_name: &str) -> url::Url {
 
 /// Check an archive: it opens as `format`, holds `<subdir>/index.json`, which parses and
 /// whose document locations stay inside the tree.
-fn validate_archive(bytes: &[u8], format: Format, subdir: &str, what: &str) -> Result<()> {
+pub(crate) fn validate_archive(
+    bytes: &[u8],
+    format: Format,
+    subdir: &str,
+    what: &str,
+) -> Result<()> {
     let refuse = |reason: String| Error::rejected(what.to_string(), reason);
     let index_path = if subdir.is_empty() {
         "index.json".to_string()
@@ -412,7 +417,7 @@ fn read_limited(r: &mut impl std::io::Read, limit: u64) -> std::result::Result<V
 }
 
 /// Check the manifest's shape and collect its locations, in order.
-fn parse_manifest(raw: &[u8], source: &str) -> Result<(Value, Vec<String>)> {
+pub(crate) fn parse_manifest(raw: &[u8], source: &str) -> Result<(Value, Vec<String>)> {
     let refuse = |reason: String| Error::rejected(format!("VEX manifest {source}"), reason);
     let doc: Value = serde_json::from_slice(raw).map_err(|e| refuse(format!("not JSON: {e}")))?;
     for field in ["name", "description"] {

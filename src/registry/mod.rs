@@ -417,6 +417,17 @@ impl Registry {
         Ok(Some((body, content_type)))
     }
 
+    /// GET `/v2/<path>` and return the raw response (any 2xx), for callers that need the
+    /// headers (`verify`).
+    pub async fn get_raw(&self, path: &str, scope: &str, accept: Option<&str>) -> Result<Response> {
+        let url = self.url(path).await?;
+        self.send(Method::GET, &url, scope, false, |r| match accept {
+            Some(a) => r.header(ACCEPT, a),
+            None => r,
+        })
+        .await
+    }
+
     /// GET a blob. The caller streams `bytes_stream()` through a verifier.
     pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Response> {
         let url = self.url(&format!("{repo}/blobs/{digest}")).await?;

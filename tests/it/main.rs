@@ -9,6 +9,8 @@ mod lambda;
 mod local;
 /// S3 and Azure Blob emulators behind the CDN stand-in.
 mod object_stores;
+/// verify, status, retention.
+mod operate;
 /// Pushing into OCI registries.
 mod registry;
 /// Static checks of the Terraform modules.

@@ -84,6 +84,8 @@ fn publish_and_check(dest: &str, env: &[(&str, String)], cdn: &Nginx) -> Upstrea
     );
 
     assert_trivy_uses_mirror(&cdn.addr);
+    let (ok, out) = crate::operate::verify(&[&cdn.addr]);
+    assert!(ok, "verify through the CDN:\n{out}");
     let raw = skopeo_raw(&format!("{}/aquasecurity/trivy-db:2", cdn.addr), None);
     assert_eq!(raw, upstream.db.manifest);
 

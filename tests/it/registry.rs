@@ -42,6 +42,8 @@ fn push_into_an_open_registry_keeps_digests_and_reruns_push_nothing() {
 
     // Trivy pulls through the namespace prefix: --db-repository HOST/mirror/aquasecurity/trivy-db:2.
     assert_trivy_uses_mirror(&format!("{}/mirror", target.addr));
+    let (ok, out) = crate::operate::verify(&[&target.addr, "--namespace", "mirror/aquasecurity"]);
+    assert!(ok, "verify against the registry destination:\n{out}");
 
     let again = push(&dest, &src, &[]);
     again.assert_ok();
