@@ -49,13 +49,7 @@ impl FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| {
-                Error::config(
-                    "artifact kind",
-                    s,
-                    "expected one of db, java-db, checks, vex",
-                )
-            })
+            .ok_or_else(|| Error::config("artifact kind", s, "expected one of db, java-db, checks, vex"))
     }
 }
 
@@ -85,13 +79,7 @@ pub const CHECKS_LAYER: &str = "application/vnd.cncf.openpolicyagent.layer.v1.ta
 /// What a sync mirrors by default. trivy-checks carries both `:1` (Trivy ≤ 0.68) and
 /// `:2` (Trivy ≥ 0.69, trivy PR #9875), so one mirror serves old and new clients.
 pub const OCI_ARTIFACTS: [OciArtifact; 4] = [
-    OciArtifact {
-        kind: Kind::Db,
-        name: "trivy-db",
-        tag: "2",
-        layer_media_type: DB_LAYER,
-        title: "db.tar.gz",
-    },
+    OciArtifact { kind: Kind::Db, name: "trivy-db", tag: "2", layer_media_type: DB_LAYER, title: "db.tar.gz" },
     OciArtifact {
         kind: Kind::JavaDb,
         name: "trivy-java-db",
@@ -142,11 +130,7 @@ mod tests {
 
     #[test]
     fn checks_carries_both_major_versions() {
-        let tags: Vec<_> = OCI_ARTIFACTS
-            .iter()
-            .filter(|a| a.kind == Kind::Checks)
-            .map(|a| a.tag)
-            .collect();
+        let tags: Vec<_> = OCI_ARTIFACTS.iter().filter(|a| a.kind == Kind::Checks).map(|a| a.tag).collect();
         assert_eq!(tags, ["1", "2"]);
     }
 }

@@ -71,20 +71,10 @@ pub struct VerifyArgs {
     #[arg(long, env = "TRIVY_MIRROR_VERIFY_USERNAME", requires = "password")]
     pub username: Option<String>,
     /// Password for a private mirror.
-    #[arg(
-        long,
-        env = "TRIVY_MIRROR_VERIFY_PASSWORD",
-        hide_env_values = true,
-        requires = "username"
-    )]
+    #[arg(long, env = "TRIVY_MIRROR_VERIFY_PASSWORD", hide_env_values = true, requires = "username")]
     pub password: Option<String>,
     /// Bearer token for a private mirror.
-    #[arg(
-        long,
-        env = "TRIVY_MIRROR_VERIFY_TOKEN",
-        hide_env_values = true,
-        conflicts_with = "username"
-    )]
+    #[arg(long, env = "TRIVY_MIRROR_VERIFY_TOKEN", hide_env_values = true, conflicts_with = "username")]
     pub token: Option<String>,
     /// Extra CA bundle (PEM).
     #[arg(long)]
@@ -102,10 +92,7 @@ impl VerifyArgs {
     pub fn options(&self) -> Result<(String, trivy_mirror::verify::VerifyOptions)> {
         let (host, http) = trivy_mirror::verify::parse_mirror_url(&self.mirror)?;
         let credentials = match (&self.username, &self.password, &self.token) {
-            (Some(u), Some(p), _) => Credentials::Basic {
-                username: u.clone(),
-                password: Secret::new(p.clone()),
-            },
+            (Some(u), Some(p), _) => Credentials::Basic { username: u.clone(), password: Secret::new(p.clone()) },
             (_, _, Some(t)) => Credentials::Bearer(Secret::new(t.clone())),
             _ => Credentials::Anonymous,
         };
@@ -139,13 +126,7 @@ impl VerifyArgs {
 pub struct SyncArgs {
     /// Where to publish: a directory, file:///path, s3://bucket[/prefix], gs://bucket[/prefix],
     /// az://container[/prefix] or oci://registry[/namespace]. Repeat (or comma-separate) for several.
-    #[arg(
-        long = "to",
-        env = "TRIVY_MIRROR_TO",
-        value_delimiter = ',',
-        required = true,
-        value_name = "DEST"
-    )]
+    #[arg(long = "to", env = "TRIVY_MIRROR_TO", value_delimiter = ',', required = true, value_name = "DEST")]
     pub to: Vec<String>,
 
     /// Upstream REGISTRY/NAMESPACE, tried in order.
@@ -155,12 +136,7 @@ pub struct SyncArgs {
 
     /// What to mirror: db, java-db, checks, vex (comma-separated). Default: the three
     /// databases, plus vex when --base-url is set.
-    #[arg(
-        long,
-        env = "TRIVY_MIRROR_ONLY",
-        value_delimiter = ',',
-        value_name = "KINDS"
-    )]
+    #[arg(long, env = "TRIVY_MIRROR_ONLY", value_delimiter = ',', value_name = "KINDS")]
     pub only: Vec<Kind>,
 
     /// Namespace of the published repositories (NAMESPACE/trivy-db, …).
@@ -176,20 +152,11 @@ pub struct SyncArgs {
     pub insecure_source: bool,
 
     /// Username for the source registries (else docker config.json, else anonymous).
-    #[arg(
-        long,
-        env = "TRIVY_MIRROR_SOURCE_USERNAME",
-        requires = "source_password"
-    )]
+    #[arg(long, env = "TRIVY_MIRROR_SOURCE_USERNAME", requires = "source_password")]
     pub source_username: Option<String>,
 
     /// Password or token for the source registries.
-    #[arg(
-        long,
-        env = "TRIVY_MIRROR_SOURCE_PASSWORD",
-        hide_env_values = true,
-        requires = "source_username"
-    )]
+    #[arg(long, env = "TRIVY_MIRROR_SOURCE_PASSWORD", hide_env_values = true, requires = "source_username")]
     pub source_password: Option<String>,
 
     /// Extra CA bundle (PEM) trusted for sources.
@@ -201,21 +168,11 @@ pub struct SyncArgs {
     pub dest_username: Option<String>,
 
     /// Password for oci:// destinations.
-    #[arg(
-        long,
-        env = "TRIVY_MIRROR_DEST_PASSWORD",
-        hide_env_values = true,
-        requires = "dest_username"
-    )]
+    #[arg(long, env = "TRIVY_MIRROR_DEST_PASSWORD", hide_env_values = true, requires = "dest_username")]
     pub dest_password: Option<String>,
 
     /// Bearer token for oci:// destinations (instead of username/password).
-    #[arg(
-        long,
-        env = "TRIVY_MIRROR_DEST_TOKEN",
-        hide_env_values = true,
-        conflicts_with = "dest_username"
-    )]
+    #[arg(long, env = "TRIVY_MIRROR_DEST_TOKEN", hide_env_values = true, conflicts_with = "dest_username")]
     pub dest_token: Option<String>,
 
     /// Allow plain http or unverified TLS to oci:// destinations other than localhost.
@@ -245,6 +202,10 @@ pub struct SyncArgs {
     /// Archive format to publish: as-upstream, zip or tar.gz.
     #[arg(long, env = "TRIVY_MIRROR_VEX_ARCHIVE", value_enum, default_value_t = trivy_mirror::vex::ArchiveChoice::AsUpstream)]
     pub vex_archive: trivy_mirror::vex::ArchiveChoice,
+
+    /// Also publish each new version under a dated, immutable tag such as 2-20261126T0600Z.
+    #[arg(long, env = "TRIVY_MIRROR_SNAPSHOT_TAGS")]
+    pub snapshot_tags: bool,
 
     /// Per-request read timeout in seconds (a stalled body fails and is retried).
     #[arg(long, env = "TRIVY_MIRROR_READ_TIMEOUT", default_value_t = 60)]
@@ -282,10 +243,7 @@ impl SyncArgs {
             trivy_mirror::reference::validate_repository(&self.namespace)?;
         }
         let explicit = match (&self.source_username, &self.source_password) {
-            (Some(u), Some(p)) => Some(Credentials::Basic {
-                username: u.clone(),
-                password: Secret::new(p.clone()),
-            }),
+            (Some(u), Some(p)) => Some(Credentials::Basic { username: u.clone(), password: Secret::new(p.clone()) }),
             _ => None,
         };
         let mut sources = Vec::new();
@@ -305,10 +263,7 @@ impl SyncArgs {
             sources.push(Source::parse(spec, options)?);
         }
         let dest_credentials = match (&self.dest_username, &self.dest_password, &self.dest_token) {
-            (Some(u), Some(p), _) => Some(Credentials::Basic {
-                username: u.clone(),
-                password: Secret::new(p.clone()),
-            }),
+            (Some(u), Some(p), _) => Some(Credentials::Basic { username: u.clone(), password: Secret::new(p.clone()) }),
             (_, _, Some(t)) => Some(Credentials::Bearer(Secret::new(t.clone()))),
             _ => None,
         };
@@ -320,14 +275,12 @@ impl SyncArgs {
             read_timeout,
         };
         let vex = if only.contains(&Kind::Vex) {
-            let base_url = self.base_url.as_deref().ok_or_else(|| {
-                Error::Config {
-                    what: "--base-url",
-                    value: String::new(),
-                    reason: "mirroring VEX needs the mirror's public URL (--base-url https://…), because the \
+            let base_url = self.base_url.as_deref().ok_or_else(|| Error::Config {
+                what: "--base-url",
+                value: String::new(),
+                reason: "mirroring VEX needs the mirror's public URL (--base-url https://…), because the \
                              rewritten manifest points Trivy there; or leave vex out of --only"
-                        .into(),
-                }
+                    .into(),
             })?;
             Some(trivy_mirror::vex::VexPlan::new(
                 &self.vex_source,
@@ -342,27 +295,13 @@ impl SyncArgs {
         } else {
             None
         };
-        let plan = SyncPlan {
-            sources,
-            namespace: self.namespace.clone(),
-            only,
-            vex,
-        };
-        Ok((
-            plan,
-            DestinationOptions {
-                tag_ttl: self.tag_cache_seconds,
-                registry,
-            },
-        ))
+        let plan =
+            SyncPlan { sources, namespace: self.namespace.clone(), only, vex, snapshot_tags: self.snapshot_tags };
+        Ok((plan, DestinationOptions { tag_ttl: self.tag_cache_seconds, registry }))
     }
 
     /// Destination credentials for a registry host, from flags or docker config.
-    pub fn destination_options_for(
-        &self,
-        url: &str,
-        base: &DestinationOptions,
-    ) -> Result<DestinationOptions> {
+    pub fn destination_options_for(&self, url: &str, base: &DestinationOptions) -> Result<DestinationOptions> {
         let mut options = base.clone();
         if options.registry.credentials == Credentials::Anonymous
             && let Ok(trivy_mirror::dest::DestinationUrl::Registry { host, .. }) =

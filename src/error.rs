@@ -112,23 +112,12 @@ impl Error {
 
     /// Shorthand for [`Error::Rejected`].
     pub(crate) fn rejected(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Rejected {
-            what: what.into(),
-            reason: reason.into(),
-        }
+        Error::Rejected { what: what.into(), reason: reason.into() }
     }
 
     /// Shorthand for [`Error::Config`].
-    pub(crate) fn config(
-        what: &'static str,
-        value: impl Into<String>,
-        reason: impl Into<String>,
-    ) -> Self {
-        Error::Config {
-            what,
-            value: value.into(),
-            reason: reason.into(),
-        }
+    pub(crate) fn config(what: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config { what, value: value.into(), reason: reason.into() }
     }
 
     /// Build a [`Error::Transport`] from a reqwest error, flattening its cause chain
@@ -146,17 +135,8 @@ impl Error {
         }
         // A builder or redirect-policy error will not go away by itself; anything on the
         // wire (connect, timeout, reset, truncated body) may.
-        let transient = err.is_timeout()
-            || err.is_connect()
-            || err.is_request()
-            || err.is_body()
-            || err.is_decode();
-        Error::Transport {
-            method,
-            url: strip_query(url),
-            message,
-            transient,
-        }
+        let transient = err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() || err.is_decode();
+        Error::Transport { method, url: strip_query(url), message, transient }
     }
 }
 

@@ -32,23 +32,13 @@ pub struct DbMetadata {
 pub fn read_metadata(reader: impl Read) -> Result<Option<DbMetadata>, String> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
     let mut found = None;
-    let entries = archive
-        .entries()
-        .map_err(|e| format!("not a tar.gz: {e}"))?;
+    let entries = archive.entries().map_err(|e| format!("not a tar.gz: {e}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("not a tar.gz: {e}"))?;
-        let path = entry
-            .path()
-            .map_err(|e| e.to_string())?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_string();
+        let path = entry.path().map_err(|e| e.to_string())?.to_string_lossy().trim_start_matches("./").to_string();
         if path == "metadata.json" && found.is_none() {
             let mut buf = Vec::new();
-            (&mut entry)
-                .take(1024 * 1024)
-                .read_to_end(&mut buf)
-                .map_err(|e| e.to_string())?;
+            (&mut entry).take(1024 * 1024).read_to_end(&mut buf).map_err(|e| e.to_string())?;
             found = Some(serde_json::from_slice(&buf).map_err(|e| format!("metadata.json: {e}"))?);
         }
     }
@@ -78,10 +68,7 @@ mod tests {
     use super::*;
 
     fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
-            Vec::new(),
-            flate2::Compression::fast(),
-        ));
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
         for (path, data) in files {
             let mut h = tar::Header::new_gnu();
             h.set_size(data.len() as u64);
@@ -98,15 +85,8 @@ mod tests {
         let archive = tar_gz(&[("trivy.db", b"bolt"), ("metadata.json", meta)]);
         let m = read_metadata(&archive[..]).unwrap().unwrap();
         assert_eq!(m.version, 2);
-        assert_eq!(
-            m.next_update.unwrap().to_string(),
-            "2023-07-20T18:11:37.696263532Z"
-        );
-        assert!(
-            read_metadata(&tar_gz(&[("x", b"y")])[..])
-                .unwrap()
-                .is_none()
-        );
+        assert_eq!(m.next_update.unwrap().to_string(), "2023-07-20T18:11:37.696263532Z");
+        assert!(read_metadata(&tar_gz(&[("x", b"y")])[..]).unwrap().is_none());
         assert!(read_metadata(&b"garbage"[..]).is_err());
     }
 }

@@ -68,9 +68,7 @@ impl ObjectClass {
             return match kind {
                 "blobs" if Digest::parse(last).is_ok() => Some(ObjectClass::Blob),
                 "manifests" if Digest::parse(last).is_ok() => Some(ObjectClass::DigestManifest),
-                "manifests" if crate::reference::validate_tag(last).is_ok() => {
-                    Some(ObjectClass::TagManifest)
-                }
+                "manifests" if crate::reference::validate_tag(last).is_ok() => Some(ObjectClass::TagManifest),
                 _ => None,
             };
         }
@@ -115,9 +113,7 @@ pub struct Layout {
 impl Layout {
     /// A layout rooted at `prefix` (slashes at either end are ignored; empty for the root).
     pub fn new(prefix: &str) -> Self {
-        Layout {
-            prefix: prefix.trim_matches('/').to_string(),
-        }
+        Layout { prefix: prefix.trim_matches('/').to_string() }
     }
 
     /// The prefix, without slashes.
@@ -127,20 +123,12 @@ impl Layout {
 
     /// Join a root-relative key onto the prefix.
     pub fn key(&self, rel: &str) -> String {
-        if self.prefix.is_empty() {
-            rel.to_string()
-        } else {
-            format!("{}/{rel}", self.prefix)
-        }
+        if self.prefix.is_empty() { rel.to_string() } else { format!("{}/{rel}", self.prefix) }
     }
 
     /// The key relative to the root, if `key` lies under the prefix.
     pub fn relative<'k>(&self, key: &'k str) -> Option<&'k str> {
-        if self.prefix.is_empty() {
-            Some(key)
-        } else {
-            key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')
-        }
+        if self.prefix.is_empty() { Some(key) } else { key.strip_prefix(self.prefix.as_str())?.strip_prefix('/') }
     }
 }
 
@@ -199,78 +187,28 @@ mod tests {
         let d = digest();
         let cases = [
             (PING_KEY.to_string(), ObjectClass::Ping, Some(JSON), false),
-            (
-                blob_key("a/b", &d),
-                ObjectClass::Blob,
-                Some(OCTET_STREAM),
-                true,
-            ),
-            (
-                manifest_key("a/b", d.as_str()),
-                ObjectClass::DigestManifest,
-                None,
-                true,
-            ),
-            (
-                manifest_key("a/b", "2"),
-                ObjectClass::TagManifest,
-                None,
-                false,
-            ),
-            (
-                tags_list_key("a/b"),
-                ObjectClass::TagsList,
-                Some(JSON),
-                false,
-            ),
-            (
-                ".well-known/vex-repository.json".into(),
-                ObjectClass::Json,
-                Some(JSON),
-                false,
-            ),
-            (
-                "vex/main.tar.gz".into(),
-                ObjectClass::Gzip,
-                Some("application/gzip"),
-                false,
-            ),
-            (
-                "main.zip".into(),
-                ObjectClass::Zip,
-                Some("application/zip"),
-                false,
-            ),
+            (blob_key("a/b", &d), ObjectClass::Blob, Some(OCTET_STREAM), true),
+            (manifest_key("a/b", d.as_str()), ObjectClass::DigestManifest, None, true),
+            (manifest_key("a/b", "2"), ObjectClass::TagManifest, None, false),
+            (tags_list_key("a/b"), ObjectClass::TagsList, Some(JSON), false),
+            (".well-known/vex-repository.json".into(), ObjectClass::Json, Some(JSON), false),
+            ("vex/main.tar.gz".into(), ObjectClass::Gzip, Some("application/gzip"), false),
+            ("main.zip".into(), ObjectClass::Zip, Some("application/zip"), false),
         ];
         for (key, class, ct, immutable) in cases {
             assert_eq!(ObjectClass::of(&key), Some(class), "{key}");
             assert_eq!(class.fixed_content_type(), ct, "{key}");
             assert_eq!(class.cache_control(300) == IMMUTABLE, immutable, "{key}");
         }
-        assert_eq!(
-            ObjectClass::TagManifest.cache_control(60),
-            "public, max-age=60"
-        );
-        for junk in [
-            "v2/a/blobs/sha256:zz",
-            "v2/a/manifests/a:b",
-            "v2/",
-            "etc/passwd",
-            "v2/a/other/x",
-        ] {
+        assert_eq!(ObjectClass::TagManifest.cache_control(60), "public, max-age=60");
+        for junk in ["v2/a/blobs/sha256:zz", "v2/a/manifests/a:b", "v2/", "etc/passwd", "v2/a/other/x"] {
             assert_eq!(ObjectClass::of(junk), None, "{junk}");
         }
     }
 
     #[test]
     fn tags_list_is_sorted_and_deduplicated() {
-        let body = tags_list_body(
-            "aquasecurity/trivy-checks",
-            &["2".into(), "1".into(), "2".into()],
-        );
-        assert_eq!(
-            body,
-            br#"{"name":"aquasecurity/trivy-checks","tags":["1","2"]}"#
-        );
+        let body = tags_list_body("aquasecurity/trivy-checks", &["2".into(), "1".into(), "2".into()]);
+        assert_eq!(body, br#"{"name":"aquasecurity/trivy-checks","tags":["1","2"]}"#);
     }
 }

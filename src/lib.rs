@@ -24,6 +24,7 @@ pub mod registry;
 pub mod report;
 pub mod serve;
 pub mod source;
+pub mod status;
 pub mod stream;
 pub mod sync;
 pub mod verify;

@@ -20,10 +20,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logging(&cli);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
@@ -43,13 +40,9 @@ fn init_logging(cli: &Cli) {
             _ => "trace",
         }
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("TRIVY_MIRROR_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(format!("warn,trivy_mirror={default}"))
-        });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRIVY_MIRROR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,trivy_mirror={default}")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.with_target(false).compact().init(),
@@ -63,41 +56,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut destinations = Vec::new();
             for url in &args.to {
                 let options = args.destination_options_for(url, &options)?;
-                destinations.push(
-                    trivy_mirror::dest::open(url, &options)
-                        .with_context(|| format!("opening {url}"))?,
-                );
+                destinations.push(trivy_mirror::dest::open(url, &options).with_context(|| format!("opening {url}"))?);
             }
             let report = trivy_mirror::sync::sync(&plan, &destinations).await;
             match cli.log_format {
-                LogFormat::Json => println!(
-                    "{}",
-                    serde_json::json!({ "summary": report, "success": report.success() })
-                ),
+                LogFormat::Json => {
+                    println!("{}", serde_json::json!({ "summary": report, "success": report.success() }))
+                }
                 LogFormat::Text => print!("{}", report.table()),
             }
-            Ok(if report.success() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if report.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Verify(args) => {
             let (host, options) = args.options()?;
             let report = trivy_mirror::verify::verify(&host, &options).await;
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "ok": report.ok(), "findings": report.findings })
-                );
+                println!("{}", serde_json::json!({ "ok": report.ok(), "findings": report.findings }));
             } else {
                 print!("{}", report.table());
             }
-            Ok(if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Serve(args) => {
             let listener = trivy_mirror::serve::bind(args.listen).await?;

@@ -23,10 +23,8 @@ pub const MAX_BLOB_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// The Docker schema 2 manifest type (older pushes).
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const INDEX_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
+const INDEX_TYPES: [&str; 2] =
+    ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
 
 /// A content descriptor (config or layer) after validation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +52,8 @@ pub struct CheckedManifest {
     pub layer: Descriptor,
     /// The manifest's `org.opencontainers.image.version` annotation (checks bundle major).
     pub version: Option<String>,
+    /// The manifest's `org.opencontainers.image.created` annotation, if it is a timestamp.
+    pub created: Option<jiff::Timestamp>,
 }
 
 impl CheckedManifest {
@@ -87,54 +87,31 @@ struct RawDescriptor {
 
 /// Check `raw` as the manifest of `artifact`. `content_type` is the Content-Type the
 /// registry sent, used when the body has no `mediaType` field.
-pub fn check(
-    artifact: &OciArtifact,
-    raw: Bytes,
-    content_type: Option<&str>,
-) -> Result<CheckedManifest> {
+pub fn check(artifact: &OciArtifact, raw: Bytes, content_type: Option<&str>) -> Result<CheckedManifest> {
     let what = format!("manifest of {artifact}");
     let refuse = |reason: String| Error::rejected(what.clone(), reason);
     if raw.len() > MAX_MANIFEST_BYTES {
-        return Err(refuse(format!(
-            "{} bytes is over the {MAX_MANIFEST_BYTES}-byte limit",
-            raw.len()
-        )));
+        return Err(refuse(format!("{} bytes is over the {MAX_MANIFEST_BYTES}-byte limit", raw.len())));
     }
-    let m: RawManifest = serde_json::from_slice(&raw)
-        .map_err(|e| refuse(format!("not a JSON image manifest: {e}")))?;
+    let m: RawManifest = serde_json::from_slice(&raw).map_err(|e| refuse(format!("not a JSON image manifest: {e}")))?;
     let media_type = m
         .media_type
         .clone()
         .or_else(|| content_type.map(|c| c.split(';').next().unwrap_or(c).trim().to_string()))
         .unwrap_or_else(|| OCI_MANIFEST.to_string());
     if m.manifests.is_some() || INDEX_TYPES.contains(&media_type.as_str()) {
-        return Err(refuse(
-            "an index or manifest list was served where an artifact manifest is expected".into(),
-        ));
+        return Err(refuse("an index or manifest list was served where an artifact manifest is expected".into()));
     }
     if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
-        return Err(refuse(format!(
-            "unsupported manifest media type {media_type:?}"
-        )));
+        return Err(refuse(format!("unsupported manifest media type {media_type:?}")));
     }
     if m.schema_version != Some(2) {
-        return Err(refuse(format!(
-            "schemaVersion is {:?}, expected 2",
-            m.schema_version
-        )));
+        return Err(refuse(format!("schemaVersion is {:?}, expected 2", m.schema_version)));
     }
-    let config = descriptor(
-        m.config
-            .as_ref()
-            .ok_or_else(|| refuse("no config descriptor".into()))?,
-        &what,
-    )?;
+    let config = descriptor(m.config.as_ref().ok_or_else(|| refuse("no config descriptor".into()))?, &what)?;
     let layers = m.layers.unwrap_or_default();
     if layers.len() != 1 {
-        return Err(refuse(format!(
-            "{} layers, Trivy needs exactly one",
-            layers.len()
-        )));
+        return Err(refuse(format!("{} layers, Trivy needs exactly one", layers.len())));
     }
     let raw_layer = &layers[0];
     let layer = descriptor(raw_layer, &what)?;
@@ -147,16 +124,12 @@ pub fn check(
     let title = raw_layer
         .annotations
         .get("org.opencontainers.image.title")
-        .ok_or_else(|| {
-            refuse("the layer has no org.opencontainers.image.title annotation".into())
-        })?;
+        .ok_or_else(|| refuse("the layer has no org.opencontainers.image.title annotation".into()))?;
     check_title(title).map_err(refuse)?;
     let digest = Digest::of(&raw);
     Ok(CheckedManifest {
-        version: m
-            .annotations
-            .get("org.opencontainers.image.version")
-            .cloned(),
+        version: m.annotations.get("org.opencontainers.image.version").cloned(),
+        created: m.annotations.get("org.opencontainers.image.created").and_then(|c| c.parse().ok()),
         raw,
         digest,
         media_type,
@@ -168,19 +141,9 @@ pub fn check(
 fn descriptor(d: &RawDescriptor, what: &str) -> Result<Descriptor> {
     let digest = Digest::parse(&d.digest).map_err(|e| Error::rejected(what, e.to_string()))?;
     if d.size < 0 || d.size as u64 > MAX_BLOB_BYTES {
-        return Err(Error::rejected(
-            what,
-            format!(
-                "blob {digest} has size {}, outside 0..={MAX_BLOB_BYTES}",
-                d.size
-            ),
-        ));
+        return Err(Error::rejected(what, format!("blob {digest} has size {}, outside 0..={MAX_BLOB_BYTES}", d.size)));
     }
-    Ok(Descriptor {
-        media_type: d.media_type.clone(),
-        digest,
-        size: d.size as u64,
-    })
+    Ok(Descriptor { media_type: d.media_type.clone(), digest, size: d.size as u64 })
 }
 
 /// Trivy writes the layer to `<cache>/<title>` and picks the decompressor from the name:
@@ -189,8 +152,7 @@ fn check_title(title: &str) -> std::result::Result<(), String> {
     if !title.ends_with(".tar.gz") {
         return Err(format!("layer title {title:?} does not end in .tar.gz"));
     }
-    if title.contains('/') || title.contains('\\') || title.starts_with('.') || title.contains('\0')
-    {
+    if title.contains('/') || title.contains('\\') || title.starts_with('.') || title.contains('\0') {
         return Err(format!("layer title {title:?} is not a plain file name"));
     }
     Ok(())
@@ -232,30 +194,12 @@ mod tests {
         let cases = [
             (manifest(""), "0 layers"),
             (manifest(&format!("{good},{good}")), "2 layers"),
-            (
-                manifest(&layer(crate::artifact::JAVA_DB_LAYER, "db.tar.gz", 1)),
-                "layer media type",
-            ),
-            (
-                manifest(&layer(crate::artifact::DB_LAYER, "db.zip", 1)),
-                "does not end in .tar.gz",
-            ),
-            (
-                manifest(&layer(crate::artifact::DB_LAYER, "../db.tar.gz", 1)),
-                "not a plain file name",
-            ),
-            (
-                manifest(&layer(crate::artifact::DB_LAYER, "/etc/db.tar.gz", 1)),
-                "not a plain file name",
-            ),
-            (
-                manifest(&layer(crate::artifact::DB_LAYER, "db.tar.gz", -1)),
-                "outside",
-            ),
-            (
-                Bytes::from_static(br#"{"schemaVersion":2,"manifests":[]}"#),
-                "index",
-            ),
+            (manifest(&layer(crate::artifact::JAVA_DB_LAYER, "db.tar.gz", 1)), "layer media type"),
+            (manifest(&layer(crate::artifact::DB_LAYER, "db.zip", 1)), "does not end in .tar.gz"),
+            (manifest(&layer(crate::artifact::DB_LAYER, "../db.tar.gz", 1)), "not a plain file name"),
+            (manifest(&layer(crate::artifact::DB_LAYER, "/etc/db.tar.gz", 1)), "not a plain file name"),
+            (manifest(&layer(crate::artifact::DB_LAYER, "db.tar.gz", -1)), "outside"),
+            (Bytes::from_static(br#"{"schemaVersion":2,"manifests":[]}"#), "index"),
             (Bytes::from_static(b"not json"), "not a JSON"),
             (Bytes::from(vec![b' '; MAX_MANIFEST_BYTES + 1]), "limit"),
         ];
@@ -264,21 +208,9 @@ mod tests {
             assert!(err.contains(expect), "{err:?} should mention {expect:?}");
         }
         let bad_digest = manifest(&good.replace(&"0".repeat(64), "../../../etc/passwd"));
-        assert!(
-            check(DB, bad_digest, None)
-                .unwrap_err()
-                .to_string()
-                .contains("sha256")
-        );
+        assert!(check(DB, bad_digest, None).unwrap_err().to_string().contains("sha256"));
         let schema1 = manifest(&good).slice(..).to_vec();
-        let schema1 = String::from_utf8(schema1)
-            .unwrap()
-            .replace("\"schemaVersion\":2", "\"schemaVersion\":1");
-        assert!(
-            check(DB, Bytes::from(schema1), None)
-                .unwrap_err()
-                .to_string()
-                .contains("schemaVersion")
-        );
+        let schema1 = String::from_utf8(schema1).unwrap().replace("\"schemaVersion\":2", "\"schemaVersion\":1");
+        assert!(check(DB, Bytes::from(schema1), None).unwrap_err().to_string().contains("schemaVersion"));
     }
 }

@@ -17,14 +17,10 @@ pub struct Digest(String);
 impl Digest {
     /// Parse and validate a digest string.
     pub fn parse(s: &str) -> Result<Self> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| {
-            Error::rejected(format!("digest {s:?}"), "only sha256 digests are accepted")
-        })?;
-        if hex.len() != 64
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| Error::rejected(format!("digest {s:?}"), "only sha256 digests are accepted"))?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(Error::rejected(
                 format!("digest {s:?}"),
                 "expected sha256: followed by 64 lowercase hex digits",
@@ -70,22 +66,9 @@ impl fmt::Debug for Digest {
 pub fn validate_tag(tag: &str) -> Result<()> {
     let ok = !tag.is_empty()
         && tag.len() <= 128
-        && tag
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::config(
-            "tag",
-            tag,
-            "tags are [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",
-        ))
-    }
+        && tag.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok { Ok(()) } else { Err(Error::config("tag", tag, "tags are [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")) }
 }
 
 /// Validate a repository path such as `aquasecurity/trivy-db`: lowercase components of
@@ -96,9 +79,7 @@ pub fn validate_repository(repo: &str) -> Result<()> {
         !b.is_empty()
             && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
             && b[b.len() - 1].is_ascii_lowercase() | b[b.len() - 1].is_ascii_digit()
-            && b.iter().all(|&x| {
-                x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-')
-            })
+            && b.iter().all(|&x| x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-'))
             && !c.contains("..")
             && !c.contains("--.")
     };

@@ -38,6 +38,43 @@ pub struct Entry {
     pub seconds: f64,
     /// Why it failed.
     pub error: Option<String>,
+    /// The published repository (`aquasecurity/trivy-db`), for OCI artifacts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Size of the layer (or VEX archive) in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Upstream build time, from the database's metadata.json.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<jiff::Timestamp>,
+    /// When clients will look for a newer database, from metadata.json.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_update: Option<jiff::Timestamp>,
+    /// The dated snapshot tag published with this version, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_tag: Option<String>,
+}
+
+impl Entry {
+    /// An entry with only the identifying fields set.
+    pub fn new(artifact: &str, destination: &str, outcome: Outcome) -> Entry {
+        Entry {
+            artifact: artifact.to_string(),
+            destination: destination.to_string(),
+            source: None,
+            digest: None,
+            outcome,
+            bytes_written: 0,
+            blobs_skipped: 0,
+            seconds: 0.0,
+            error: None,
+            repository: None,
+            size: None,
+            updated_at: None,
+            next_update: None,
+            snapshot_tag: None,
+        }
+    }
 }
 
 /// The whole run.
@@ -55,10 +92,7 @@ impl Report {
 
     /// Entries that wrote something.
     pub fn written(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|e| e.outcome == Outcome::Written)
-            .count()
+        self.entries.iter().filter(|e| e.outcome == Outcome::Written).count()
     }
 
     /// A fixed-width table for humans.
@@ -77,11 +111,7 @@ impl Report {
                 Outcome::Written => "written",
                 Outcome::Failed => "FAILED",
             };
-            let digest = e
-                .digest
-                .as_deref()
-                .map(|d| d.get(..19).unwrap_or(d))
-                .unwrap_or("-");
+            let digest = e.digest.as_deref().map(|d| d.get(..19).unwrap_or(d)).unwrap_or("-");
             rows.push([
                 e.artifact.clone(),
                 e.destination.clone(),
@@ -91,28 +121,16 @@ impl Report {
                 format!("{:.1}", e.seconds),
             ]);
         }
-        let widths: Vec<usize> = (0..6)
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-            .collect();
+        let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
         let mut out = String::new();
         for r in &rows {
             for (i, cell) in r.iter().enumerate() {
-                let _ = write!(
-                    out,
-                    "{cell:<w$}",
-                    w = if i + 1 == r.len() { 0 } else { widths[i] + 2 }
-                );
+                let _ = write!(out, "{cell:<w$}", w = if i + 1 == r.len() { 0 } else { widths[i] + 2 });
             }
             out.push('\n');
         }
         for e in self.entries.iter().filter(|e| e.error.is_some()) {
-            let _ = writeln!(
-                out,
-                "error: {} → {}: {}",
-                e.artifact,
-                e.destination,
-                e.error.as_deref().unwrap_or("")
-            );
+            let _ = writeln!(out, "error: {} → {}: {}", e.artifact, e.destination, e.error.as_deref().unwrap_or(""));
         }
         out
     }

@@ -34,43 +34,34 @@ struct ServeState {
 
 /// Serve `root` on `listener` until ctrl-c or SIGTERM.
 pub async fn serve(root: &Path, listener: tokio::net::TcpListener, tag_ttl: u32) -> Result<()> {
-    let root = root.canonicalize().map_err(|e| Error::Io {
-        context: format!("opening mirror directory {}", root.display()),
-        source: e,
-    })?;
+    let root = root
+        .canonicalize()
+        .map_err(|e| Error::Io { context: format!("opening mirror directory {}", root.display()), source: e })?;
     let app = router(root, tag_ttl);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(|e| Error::Io {
-            context: "serving".into(),
-            source: e,
-        })
+        .map_err(|e| Error::Io { context: "serving".into(), source: e })
 }
 
 /// Bind `addr`, with an error that says which address could not be used.
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| Error::Io {
-            context: format!("listening on {addr}"),
-            source: e,
-        })
+        .map_err(|e| Error::Io { context: format!("listening on {addr}"), source: e })
 }
 
 /// The axum router serving a canonicalized mirror root.
 pub fn router(root: PathBuf, tag_ttl: u32) -> axum::Router {
-    axum::Router::new()
-        .fallback(handle)
-        .with_state(Arc::new(ServeState { root, tag_ttl }))
+    axum::Router::new().fallback(handle).with_state(Arc::new(ServeState { root, tag_ttl }))
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("signal handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
@@ -82,13 +73,9 @@ pub fn key_for_path(path: &str) -> Option<String> {
     if path == "/v2/" || path == "/v2" {
         return Some(PING_KEY.to_string());
     }
-    let decoded = percent_encoding::percent_decode_str(path)
-        .decode_utf8()
-        .ok()?;
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8().ok()?;
     let rel = decoded.strip_prefix('/')?;
-    let safe = rel
-        .split('/')
-        .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains(['\\', '\0']));
+    let safe = rel.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains(['\\', '\0']));
     (safe && ObjectClass::of(rel).is_some()).then(|| rel.to_string())
 }
 
@@ -99,21 +86,12 @@ fn not_found(rel: Option<&str>) -> Response {
         _ => "NOT_FOUND",
     };
     let body = format!(r#"{{"errors":[{{"code":"{code}","message":"not found"}}]}}"#);
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn handle(State(state): State<Arc<ServeState>>, method: Method, uri: Uri) -> Response {
     if method != Method::GET && method != Method::HEAD {
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            [(header::ALLOW, "GET, HEAD")],
-        )
-            .into_response();
+        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, HEAD")]).into_response();
     }
     let Some(rel) = key_for_path(uri.path()) else {
         return not_found(None);
@@ -154,17 +132,9 @@ async fn handle(State(state): State<Arc<ServeState>>, method: Method, uri: Uri) 
             }
             let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
-                .and_then(|v| {
-                    v.get("mediaType")
-                        .and_then(|m| m.as_str())
-                        .map(str::to_string)
-                })
+                .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_string))
                 .unwrap_or_else(|| OCI_MANIFEST.to_string());
-            insert(
-                &mut headers,
-                "docker-content-digest",
-                Digest::of(&bytes).as_str(),
-            );
+            insert(&mut headers, "docker-content-digest", Digest::of(&bytes).as_str());
             small_body = Some(bytes);
             media_type
         }
@@ -175,22 +145,10 @@ async fn handle(State(state): State<Arc<ServeState>>, method: Method, uri: Uri) 
         insert(&mut headers, "docker-content-digest", name);
     }
     insert(&mut headers, header::CONTENT_TYPE.as_str(), &content_type);
-    insert(
-        &mut headers,
-        header::CACHE_CONTROL.as_str(),
-        &class.cache_control(state.tag_ttl),
-    );
-    insert(
-        &mut headers,
-        header::CONTENT_LENGTH.as_str(),
-        &len.to_string(),
-    );
+    insert(&mut headers, header::CACHE_CONTROL.as_str(), &class.cache_control(state.tag_ttl));
+    insert(&mut headers, header::CONTENT_LENGTH.as_str(), &len.to_string());
     insert(&mut headers, header::ETAG.as_str(), &etag(&meta, len));
-    insert(
-        &mut headers,
-        "docker-distribution-api-version",
-        "registry/2.0",
-    );
+    insert(&mut headers, "docker-distribution-api-version", "registry/2.0");
 
     if method == Method::HEAD {
         return (StatusCode::OK, headers).into_response();
@@ -206,10 +164,7 @@ async fn handle(State(state): State<Arc<ServeState>>, method: Method, uri: Uri) 
 }
 
 fn insert(headers: &mut HeaderMap, name: &str, value: &str) {
-    if let (Ok(n), Ok(v)) = (
-        header::HeaderName::try_from(name),
-        HeaderValue::from_str(value),
-    ) {
+    if let (Ok(n), Ok(v)) = (header::HeaderName::try_from(name), HeaderValue::from_str(value)) {
         headers.insert(n, v);
     }
 }
@@ -243,10 +198,7 @@ mod tests {
             key_for_path(&format!("/v2/a/b/blobs/sha256%3A{}", d.hex())).as_deref(),
             Some(format!("v2/a/b/blobs/{d}").as_str())
         );
-        assert_eq!(
-            key_for_path("/v2/a/manifests/2").as_deref(),
-            Some("v2/a/manifests/2")
-        );
+        assert_eq!(key_for_path("/v2/a/manifests/2").as_deref(), Some("v2/a/manifests/2"));
         assert_eq!(
             key_for_path("/.well-known/vex-repository.json").as_deref(),
             Some(".well-known/vex-repository.json")

@@ -28,26 +28,14 @@ impl Source {
     /// Parse `host[:port]/namespace` (the namespace may have several components).
     pub fn parse(spec: &str, options: RegistryOptions) -> Result<Source> {
         let spec = spec.trim().trim_end_matches('/');
-        let (host, namespace) = spec.split_once('/').ok_or_else(|| {
-            Error::config(
-                "source",
-                spec,
-                "expected REGISTRY/NAMESPACE, e.g. ghcr.io/aquasecurity",
-            )
-        })?;
+        let (host, namespace) = spec
+            .split_once('/')
+            .ok_or_else(|| Error::config("source", spec, "expected REGISTRY/NAMESPACE, e.g. ghcr.io/aquasecurity"))?;
         if spec.contains("://") {
-            return Err(Error::config(
-                "source",
-                spec,
-                "give REGISTRY/NAMESPACE without a scheme",
-            ));
+            return Err(Error::config("source", spec, "give REGISTRY/NAMESPACE without a scheme"));
         }
         validate_repository(namespace).map_err(|_| {
-            Error::config(
-                "source",
-                spec,
-                "the namespace must be lowercase letters, digits and . _ - separated by /",
-            )
+            Error::config("source", spec, "the namespace must be lowercase letters, digits and . _ - separated by /")
         })?;
         Ok(Source {
             registry: Arc::new(Registry::new(host, options)?),
@@ -91,16 +79,11 @@ impl Source {
         {
             return Err(Error::rejected(
                 format!("blob {} of {artifact} from {}", desc.digest, self.label),
-                format!(
-                    "Content-Length {len} differs from the descriptor size {}",
-                    desc.size
-                ),
+                format!("Content-Length {len} differs from the descriptor size {}", desc.size),
             ));
         }
         let what = format!("blob {} of {artifact} from {}", desc.digest, self.label);
-        let body = resp
-            .bytes_stream()
-            .map_err(move |e| Error::transport("GET", &url, &e));
+        let body = resp.bytes_stream().map_err(move |e| Error::transport("GET", &url, &e));
         Ok(verify(body, desc.clone(), what))
     }
 }

@@ -35,13 +35,7 @@ where
     S: Stream<Item = std::result::Result<Bytes, E>> + Send + 'static,
     E: Into<Error>,
 {
-    Box::pin(Verify {
-        inner: Box::pin(inner),
-        hasher: Some(Sha256::new()),
-        seen: 0,
-        expected,
-        what,
-    })
+    Box::pin(Verify { inner: Box::pin(inner), hasher: Some(Sha256::new()), seen: 0, expected, what })
 }
 
 struct Verify<S> {
@@ -72,10 +66,7 @@ where
                     this.hasher = None;
                     return Poll::Ready(Some(Err(Error::rejected(
                         this.what.clone(),
-                        format!(
-                            "upstream sent more than the {} bytes its descriptor declares",
-                            this.expected.size
-                        ),
+                        format!("upstream sent more than the {} bytes its descriptor declares", this.expected.size),
                     ))));
                 }
                 hasher.update(&chunk);
@@ -90,10 +81,7 @@ where
                 if this.seen != this.expected.size {
                     return Poll::Ready(Some(Err(Error::rejected(
                         this.what.clone(),
-                        format!(
-                            "upstream sent {} bytes, its descriptor declares {}",
-                            this.seen, this.expected.size
-                        ),
+                        format!("upstream sent {} bytes, its descriptor declares {}", this.seen, this.expected.size),
                     ))));
                 }
                 let actual = Digest::from_hasher(hasher);
@@ -114,10 +102,7 @@ where
 /// The driver resolves to the source's outcome: `Err` if the source (or its
 /// verification) failed, in which case every branch also ends with an error. A branch
 /// whose consumer gives up is dropped without disturbing the others.
-pub fn fan_out(
-    source: BlobStream,
-    n: usize,
-) -> (Vec<BlobStream>, impl Future<Output = Result<()>> + Send) {
+pub fn fan_out(source: BlobStream, n: usize) -> (Vec<BlobStream>, impl Future<Output = Result<()>> + Send) {
     let (senders, branches): (Vec<_>, Vec<_>) = (0..n)
         .map(|_| {
             let (tx, rx) = mpsc::channel::<Result<Bytes>>(FANOUT_DEPTH);
@@ -143,12 +128,7 @@ pub fn fan_out(
                 }
                 Err(e) => {
                     for tx in senders.iter().flatten() {
-                        let _ = tx
-                            .send(Err(Error::rejected(
-                                "blob",
-                                format!("upstream failed: {e}"),
-                            )))
-                            .await;
+                        let _ = tx.send(Err(Error::rejected("blob", format!("upstream failed: {e}")))).await;
                     }
                     return Err(e);
                 }
@@ -186,11 +166,7 @@ mod tests {
     use futures_util::stream;
 
     fn desc(data: &[u8]) -> Descriptor {
-        Descriptor {
-            media_type: "x".into(),
-            digest: Digest::of(data),
-            size: data.len() as u64,
-        }
+        Descriptor { media_type: "x".into(), digest: Digest::of(data), size: data.len() as u64 }
     }
 
     async fn drain(s: BlobStream) -> Result<Vec<u8>> {
@@ -203,42 +179,27 @@ mod tests {
     }
 
     fn chunks(data: &'static [u8]) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
-        stream::iter(
-            data.chunks(3)
-                .map(|c| Ok(Bytes::from_static(c)))
-                .collect::<Vec<_>>(),
-        )
+        stream::iter(data.chunks(3).map(|c| Ok(Bytes::from_static(c))).collect::<Vec<_>>())
     }
 
     #[tokio::test]
     async fn verification_passes_good_bytes_and_refuses_bad_ones() {
         let data: &'static [u8] = b"hello, trivy mirror";
-        assert_eq!(
-            drain(verify(chunks(data), desc(data), "b".into()))
-                .await
-                .unwrap(),
-            data
-        );
+        assert_eq!(drain(verify(chunks(data), desc(data), "b".into())).await.unwrap(), data);
 
         let mut wrong = desc(data);
         wrong.digest = Digest::of(b"other");
-        let err = drain(verify(chunks(data), wrong, "b".into()))
-            .await
-            .unwrap_err();
+        let err = drain(verify(chunks(data), wrong, "b".into())).await.unwrap_err();
         assert!(err.to_string().contains("hashes to"), "{err}");
 
         let mut short = desc(data);
         short.size -= 1;
-        let err = drain(verify(chunks(data), short, "b".into()))
-            .await
-            .unwrap_err();
+        let err = drain(verify(chunks(data), short, "b".into())).await.unwrap_err();
         assert!(err.to_string().contains("more than"), "{err}");
 
         let mut long = desc(data);
         long.size += 1;
-        let err = drain(verify(chunks(data), long, "b".into()))
-            .await
-            .unwrap_err();
+        let err = drain(verify(chunks(data), long, "b".into())).await.unwrap_err();
         assert!(err.to_string().contains("declares"), "{err}");
     }
 
@@ -246,10 +207,7 @@ mod tests {
     async fn fan_out_delivers_every_byte_to_every_branch() {
         let data: &'static [u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
         let (branches, driver) = fan_out(verify(chunks(data), desc(data), "b".into()), 3);
-        let (outs, res) = tokio::join!(
-            futures_util::future::join_all(branches.into_iter().map(drain)),
-            driver
-        );
+        let (outs, res) = tokio::join!(futures_util::future::join_all(branches.into_iter().map(drain)), driver);
         res.unwrap();
         for out in outs {
             assert_eq!(out.unwrap(), data);
@@ -262,10 +220,7 @@ mod tests {
         let mut wrong = desc(data);
         wrong.digest = Digest::of(b"x");
         let (branches, driver) = fan_out(verify(chunks(data), wrong, "b".into()), 2);
-        let (outs, res) = tokio::join!(
-            futures_util::future::join_all(branches.into_iter().map(drain)),
-            driver
-        );
+        let (outs, res) = tokio::join!(futures_util::future::join_all(branches.into_iter().map(drain)), driver);
         assert!(res.is_err());
         assert!(outs.iter().all(Result::is_err));
     }

@@ -3,23 +3,25 @@
 //! all of them, then publish the manifest by digest and the tag.
 //!
 //! Order is what keeps readers safe: blobs, then manifest by digest, then the tag, then
-//! tags/list, then (once per run) the `/v2/` ping. A run killed at any point leaves the
-//! previous tag pointing at complete content. A destination whose tag already resolves
-//! to the upstream digest costs one small GET and nothing else.
+//! tags/list, then (once per run) the `/v2/` ping and `status.json`. A run killed at any
+//! point leaves the previous tag pointing at complete content. A destination whose tag
+//! already resolves to the upstream digest costs one small GET and nothing else.
 //!
 //! Sources are tried in order; any failure on the source side (unreachable, 404, 429,
 //! 5xx, corrupt content) moves on to the next. A failure on one destination does not
-//! stop the others.
+//! stop the others; transient upload failures are retried.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use jiff::Timestamp;
 
 use crate::artifact::{Kind, OCI_ARTIFACTS, OciArtifact};
 use crate::dest::Destination;
 use crate::error::{Error, Result};
+use crate::inspect::DbMetadata;
 use crate::manifest::{CheckedManifest, Descriptor};
 use crate::report::{Entry, Outcome, Report};
 use crate::source::Source;
@@ -39,6 +41,8 @@ pub struct SyncPlan {
     pub only: BTreeSet<Kind>,
     /// VEX mirroring settings, when VEX is selected.
     pub vex: Option<crate::vex::VexPlan>,
+    /// Also publish each new version under a dated, immutable tag (`2-20261126T0600Z`).
+    pub snapshot_tags: bool,
 }
 
 impl SyncPlan {
@@ -52,66 +56,51 @@ impl SyncPlan {
     }
 }
 
+/// The dated tag of a version: `<tag>-YYYYMMDDTHHMMZ` of its build time.
+pub fn snapshot_tag(tag: &str, at: Timestamp) -> String {
+    format!("{tag}-{}", at.strftime("%Y%m%dT%H%MZ"))
+}
+
 /// Run a whole sync into every destination.
 pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Report {
     let mut report = Report::default();
     for artifact in OCI_ARTIFACTS.iter().filter(|a| plan.only.contains(&a.kind)) {
-        report
-            .entries
-            .extend(sync_artifact(plan, artifact, destinations).await);
+        report.entries.extend(sync_artifact(plan, artifact, destinations).await);
     }
     if plan.only.contains(&Kind::Vex)
         && let Some(vex) = &plan.vex
     {
-        report
-            .entries
-            .extend(crate::vex::sync(vex, destinations).await);
+        report.entries.extend(crate::vex::sync(vex, destinations).await);
     }
+    let now = Timestamp::now();
     for dest in destinations {
-        let wrote = report
-            .entries
-            .iter()
-            .any(|e| e.destination == dest.name() && e.outcome == Outcome::Written);
-        if wrote && let Err(e) = dest.finish().await {
-            report.entries.push(failed(
-                "/v2/ ping",
-                dest.name(),
-                None,
-                Instant::now(),
-                e.to_string(),
-            ));
+        let mine: Vec<&Entry> = report.entries.iter().filter(|e| e.destination == dest.name()).collect();
+        let mut extra = Vec::new();
+        if mine.iter().any(|e| e.outcome == Outcome::Written)
+            && let Err(e) = dest.finish().await
+        {
+            extra.push(failed("/v2/ ping", dest.name(), Instant::now(), e.to_string()));
         }
+        if dest.holds_files()
+            && let Err(e) = crate::status::update(dest.as_ref(), &mine, now).await
+        {
+            extra.push(failed("status.json", dest.name(), Instant::now(), e.to_string()));
+        }
+        report.entries.extend(extra);
     }
     report
 }
 
-fn failed(
-    artifact: &str,
-    destination: &str,
-    source: Option<&str>,
-    start: Instant,
-    error: String,
-) -> Entry {
+fn failed(artifact: &str, destination: &str, start: Instant, error: String) -> Entry {
     tracing::error!(artifact, destination, %error, "failed");
-    Entry {
-        artifact: artifact.to_string(),
-        destination: destination.to_string(),
-        source: source.map(str::to_string),
-        digest: None,
-        outcome: Outcome::Failed,
-        bytes_written: 0,
-        blobs_skipped: 0,
-        seconds: start.elapsed().as_secs_f64(),
-        error: Some(error),
-    }
+    let mut e = Entry::new(artifact, destination, Outcome::Failed);
+    e.seconds = start.elapsed().as_secs_f64();
+    e.error = Some(error);
+    e
 }
 
 /// Mirror one artifact into every destination.
-async fn sync_artifact(
-    plan: &SyncPlan,
-    artifact: &OciArtifact,
-    dests: &[Arc<dyn Destination>],
-) -> Vec<Entry> {
+async fn sync_artifact(plan: &SyncPlan, artifact: &OciArtifact, dests: &[Arc<dyn Destination>]) -> Vec<Entry> {
     let start = Instant::now();
     let label = artifact.label();
     let mut source_errors = Vec::new();
@@ -124,23 +113,8 @@ async fn sync_artifact(
             }
         }
     }
-    let why = if source_errors.is_empty() {
-        "no source configured".to_string()
-    } else {
-        source_errors.join("; ")
-    };
-    dests
-        .iter()
-        .map(|d| {
-            failed(
-                &label,
-                d.name(),
-                None,
-                start,
-                format!("no source could provide it: {why}"),
-            )
-        })
-        .collect()
+    let why = if source_errors.is_empty() { "no source configured".to_string() } else { source_errors.join("; ") };
+    dests.iter().map(|d| failed(&label, d.name(), start, format!("no source could provide it: {why}"))).collect()
 }
 
 /// Per-destination progress within one artifact.
@@ -163,18 +137,15 @@ async fn try_source(
     let label = artifact.label();
     let manifest = source.manifest(artifact).await?;
     let repo = plan.repository(artifact);
-    let entry =
-        |dest: &str, outcome: Outcome, bytes: u64, skipped: u32, error: Option<String>| Entry {
-            artifact: label.clone(),
-            destination: dest.to_string(),
-            source: Some(source.label().to_string()),
-            digest: Some(manifest.digest.to_string()),
-            outcome,
-            bytes_written: bytes,
-            blobs_skipped: skipped,
-            seconds: start.elapsed().as_secs_f64(),
-            error,
-        };
+    let entry = |dest: &str, outcome: Outcome| {
+        let mut e = Entry::new(&label, dest, outcome);
+        e.source = Some(source.label().to_string());
+        e.digest = Some(manifest.digest.to_string());
+        e.repository = Some(repo.clone());
+        e.size = Some(manifest.layer.size);
+        e.seconds = start.elapsed().as_secs_f64();
+        e
+    };
 
     let mut entries = Vec::new();
     let mut pending = Vec::new();
@@ -183,58 +154,63 @@ async fn try_source(
         match current {
             Ok(Some(d)) if d == manifest.digest => {
                 tracing::info!(artifact = %label, destination = dest.name(), digest = %d, "unchanged");
-                entries.push(entry(dest.name(), Outcome::Unchanged, 0, 0, None));
+                entries.push(entry(dest.name(), Outcome::Unchanged));
             }
-            Ok(_) => pending.push(Pending {
-                dest: dest.clone(),
-                bytes: 0,
-                skipped: 0,
-                error: None,
-            }),
-            Err(e) => entries.push(failed(
-                &label,
-                dest.name(),
-                Some(source.label()),
-                start,
-                e.to_string(),
-            )),
+            Ok(_) => pending.push(Pending { dest: dest.clone(), bytes: 0, skipped: 0, error: None }),
+            Err(e) => {
+                let mut f = entry(dest.name(), Outcome::Failed);
+                f.error = Some(e.to_string());
+                entries.push(f);
+            }
         }
     }
     if pending.is_empty() {
         return Ok(entries);
     }
 
+    // Read the database's metadata.json while its layer streams past (status, snapshots).
+    let inspect = matches!(artifact.kind, Kind::Db | Kind::JavaDb);
+    let mut metadata = None;
     for blob in manifest.blobs() {
-        copy_blob(source, artifact, &repo, blob, &mut pending).await?;
+        let m = copy_blob(source, artifact, &repo, blob, &mut pending, inspect && blob == &manifest.layer).await?;
+        metadata = metadata.or(m);
     }
-    publish_manifests(&repo, &manifest, artifact.tag, &mut pending).await;
+    let mut tags = vec![artifact.tag.to_string()];
+    let snapshot = plan.snapshot_tags.then(|| {
+        let at = metadata.as_ref().and_then(|m| m.updated_at).or(manifest.created).unwrap_or_else(Timestamp::now);
+        snapshot_tag(artifact.tag, at)
+    });
+    tags.extend(snapshot.clone());
+    publish_manifests(&repo, &manifest, &tags, &mut pending).await;
     for p in pending {
-        let outcome = if p.error.is_some() {
-            Outcome::Failed
-        } else {
-            Outcome::Written
-        };
-        if let Some(e) = &p.error {
-            tracing::error!(artifact = %label, destination = p.dest.name(), error = %e, "failed");
+        let mut e = entry(p.dest.name(), if p.error.is_some() { Outcome::Failed } else { Outcome::Written });
+        if let Some(err) = &p.error {
+            tracing::error!(artifact = %label, destination = p.dest.name(), error = %err, "failed");
         } else {
             tracing::info!(artifact = %label, destination = p.dest.name(), digest = %manifest.digest, bytes = p.bytes, "published");
+            e.snapshot_tag = snapshot.clone();
         }
-        entries.push(entry(p.dest.name(), outcome, p.bytes, p.skipped, p.error));
+        e.bytes_written = p.bytes;
+        e.blobs_skipped = p.skipped;
+        e.error = p.error;
+        e.updated_at = metadata.as_ref().and_then(|m| m.updated_at);
+        e.next_update = metadata.as_ref().and_then(|m| m.next_update);
+        entries.push(e);
     }
     Ok(entries)
 }
 
 /// Copy one blob into every pending destination that lacks it, reading the source once.
+/// With `inspect`, also read the database's `metadata.json` from the stream.
 async fn copy_blob(
     source: &Source,
     artifact: &OciArtifact,
     repo: &str,
     blob: &Descriptor,
     pending: &mut [Pending],
-) -> Result<()> {
-    let live: Vec<usize> = (0..pending.len())
-        .filter(|&i| pending[i].error.is_none())
-        .collect();
+    inspect: bool,
+) -> Result<Option<DbMetadata>> {
+    let live: Vec<usize> = (0..pending.len()).filter(|&i| pending[i].error.is_none()).collect();
     let present = join_all(live.iter().map(|&i| pending[i].dest.has_blob(repo, blob))).await;
     let mut need = Vec::new();
     for (&i, present) in live.iter().zip(present) {
@@ -244,6 +220,7 @@ async fn copy_blob(
             Err(e) => pending[i].error = Some(e.to_string()),
         }
     }
+    let mut metadata = None;
     let mut attempt = 0;
     while !need.is_empty() {
         attempt += 1;
@@ -255,12 +232,16 @@ async fn copy_blob(
             }
             Err(e) => return Err(e),
         };
-        let (branches, driver) = fan_out(body, need.len());
-        let uploads = need
-            .iter()
-            .zip(branches)
-            .map(|(&i, branch)| pending[i].dest.put_blob(repo, blob, branch));
-        let (results, pulled) = tokio::join!(join_all(uploads), driver);
+        let (mut branches, driver) = fan_out(body, need.len() + usize::from(inspect));
+        let inspector = if inspect { branches.pop() } else { None };
+        let uploads = need.iter().zip(branches).map(|(&i, branch)| pending[i].dest.put_blob(repo, blob, branch));
+        let inspected = async {
+            match inspector {
+                Some(b) => crate::inspect::metadata_from_stream(b).await,
+                None => None,
+            }
+        };
+        let (results, pulled, found) = tokio::join!(join_all(uploads), driver, inspected);
         if let Err(e) = pulled {
             // The source failed (or sent bad bytes): every branch was aborted.
             if e.is_transient() && attempt < BLOB_ATTEMPTS {
@@ -269,6 +250,7 @@ async fn copy_blob(
             }
             return Err(e);
         }
+        metadata = metadata.or(found);
         // The source was fine; retry only the destinations that failed transiently.
         let mut retry = Vec::new();
         let mut last = None;
@@ -288,36 +270,36 @@ async fn copy_blob(
         }
         need = retry;
     }
-    Ok(())
+    Ok(metadata)
 }
 
 async fn backoff(attempt: u32, err: &Error) {
-    let wait = err
-        .retry_after()
-        .unwrap_or(Duration::from_millis(500) * 2u32.pow(attempt))
-        .min(Duration::from_secs(30));
-    tracing::warn!(error = %err, attempt, wait_ms = wait.as_millis() as u64, "blob transfer failed, retrying");
+    let wait = err.retry_after().unwrap_or(Duration::from_millis(500) * 2u32.pow(attempt)).min(Duration::from_secs(30));
+    tracing::warn!(error = %err, attempt, wait_ms = wait.as_millis() as u64, "transfer failed, retrying");
     tokio::time::sleep(wait).await;
 }
 
-/// Manifest by digest, then the tag, on every destination that has all the blobs.
-async fn publish_manifests(
-    repo: &str,
-    manifest: &CheckedManifest,
-    tag: &str,
-    pending: &mut [Pending],
-) {
-    let live: Vec<usize> = (0..pending.len())
-        .filter(|&i| pending[i].error.is_none())
-        .collect();
-    let results = join_all(
-        live.iter()
-            .map(|&i| pending[i].dest.put_manifest(repo, manifest, tag)),
-    )
-    .await;
+/// Manifest by digest, then the tags, on every destination that has all the blobs.
+async fn publish_manifests(repo: &str, manifest: &CheckedManifest, tags: &[String], pending: &mut [Pending]) {
+    let live: Vec<usize> = (0..pending.len()).filter(|&i| pending[i].error.is_none()).collect();
+    let results = join_all(live.iter().map(|&i| pending[i].dest.put_manifest(repo, manifest, tags))).await;
     for (&i, r) in live.iter().zip(results) {
         if let Err(e) = r {
             pending[i].error = Some(e.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_tags_are_valid_and_sortable() {
+        let t = snapshot_tag("2", "2026-11-26T06:00:59Z".parse().unwrap());
+        assert_eq!(t, "2-20261126T0600Z");
+        crate::reference::validate_tag(&t).unwrap();
+        let later = snapshot_tag("2", "2026-11-26T12:00:00Z".parse().unwrap());
+        assert!(later > t);
     }
 }

@@ -69,36 +69,20 @@ impl VerifyReport {
         self.findings.iter().all(|f| f.ok)
     }
 
-    fn push(
-        &mut self,
-        check: &'static str,
-        target: impl Into<String>,
-        result: Result<String, String>,
-    ) {
+    fn push(&mut self, check: &'static str, target: impl Into<String>, result: Result<String, String>) {
         let (ok, detail) = match result {
             Ok(d) => (true, d),
             Err(d) => (false, d),
         };
-        self.findings.push(Finding {
-            check,
-            target: target.into(),
-            ok,
-            detail,
-        });
+        self.findings.push(Finding { check, target: target.into(), ok, detail });
     }
 
     /// One line per check.
     pub fn table(&self) -> String {
         let mut out = String::new();
         for f in &self.findings {
-            let _ = writeln!(
-                out,
-                "{:<4} {:<10} {:<28} {}",
-                if f.ok { "ok" } else { "FAIL" },
-                f.check,
-                f.target,
-                f.detail
-            );
+            let _ =
+                writeln!(out, "{:<4} {:<10} {:<28} {}", if f.ok { "ok" } else { "FAIL" }, f.check, f.target, f.detail);
         }
         let failed = self.findings.iter().filter(|f| !f.ok).count();
         let _ = writeln!(out, "{} checks, {failed} failed", self.findings.len());
@@ -113,11 +97,7 @@ pub fn parse_mirror_url(url: &str) -> Result<(String, bool), Error> {
         Some(("http", r)) => (true, r),
         Some(("https", r)) => (false, r),
         Some(_) => {
-            return Err(Error::config(
-                "mirror URL",
-                url,
-                "use https://host, http://host or host[:port]",
-            ));
+            return Err(Error::config("mirror URL", url, "use https://host, http://host or host[:port]"));
         }
         None => (false, url),
     };
@@ -142,16 +122,14 @@ pub async fn verify(host: &str, options: &VerifyOptions) -> VerifyReport {
             return report;
         }
     };
-    let ping = registry.ping().await.map(|()| "GET /v2/ answers 200 or a 401 challenge".to_string()).map_err(|e| {
-        format!("{e} — Trivy needs 200 or 401 on /v2/: map /v2/ to the v2/index.json object at the CDN")
-    });
+    let ping =
+        registry.ping().await.map(|()| "GET /v2/ answers 200 or a 401 challenge".to_string()).map_err(|e| {
+            format!("{e} — Trivy needs 200 or 401 on /v2/: map /v2/ to the v2/index.json object at the CDN")
+        });
     let reachable = ping.is_ok();
     report.push("ping", format!("{host}/v2/"), ping);
     if reachable {
-        for artifact in OCI_ARTIFACTS
-            .iter()
-            .filter(|a| options.only.contains(&a.kind))
-        {
+        for artifact in OCI_ARTIFACTS.iter().filter(|a| options.only.contains(&a.kind)) {
             check_artifact(&registry, artifact, options, &mut report).await;
         }
     }
@@ -164,19 +142,11 @@ pub async fn verify(host: &str, options: &VerifyOptions) -> VerifyReport {
 }
 
 fn max_age(cache_control: &str) -> Option<u64> {
-    cache_control.split(',').find_map(|d| {
-        d.trim()
-            .strip_prefix("max-age=")
-            .and_then(|v| v.trim().parse().ok())
-    })
+    cache_control.split(',').find_map(|d| d.trim().strip_prefix("max-age=").and_then(|v| v.trim().parse().ok()))
 }
 
 fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> String {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
+    resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
 }
 
 async fn check_artifact(
@@ -192,23 +162,13 @@ async fn check_artifact(
         format!("{}/{}", options.namespace, artifact.name)
     };
     let scope = pull_scope(&repo);
-    let resp = match registry
-        .get_raw(
-            &format!("{repo}/manifests/{}", artifact.tag),
-            &scope,
-            Some(MANIFEST_ACCEPT),
-        )
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            return report.push(
-                "manifest",
-                &label,
-                Err(format!("the tag does not resolve: {e}")),
-            );
-        }
-    };
+    let resp =
+        match registry.get_raw(&format!("{repo}/manifests/{}", artifact.tag), &scope, Some(MANIFEST_ACCEPT)).await {
+            Ok(r) => r,
+            Err(e) => {
+                return report.push("manifest", &label, Err(format!("the tag does not resolve: {e}")));
+            }
+        };
     let content_type = header(&resp, CONTENT_TYPE);
     let cache_control = header(&resp, CACHE_CONTROL);
     let url = resp.url().to_string();
@@ -259,17 +219,10 @@ async fn check_layer(
 ) {
     let label = artifact.label();
     let layer = &manifest.layer;
-    let resp = match registry
-        .get_raw(&format!("{repo}/blobs/{}", layer.digest), scope, None)
-        .await
-    {
+    let resp = match registry.get_raw(&format!("{repo}/blobs/{}", layer.digest), scope, None).await {
         Ok(r) => r,
         Err(e) => {
-            return report.push(
-                "blob",
-                &label,
-                Err(format!("layer {} is not served: {e}", layer.digest)),
-            );
+            return report.push("blob", &label, Err(format!("layer {} is not served: {e}", layer.digest)));
         }
     };
     let encoding = header(&resp, CONTENT_ENCODING);
@@ -287,17 +240,13 @@ async fn check_layer(
         return report.push(
             "blob",
             &label,
-            Err(format!(
-                "Content-Length {length} differs from the descriptor size {}",
-                layer.size
-            )),
+            Err(format!("Content-Length {length} differs from the descriptor size {}", layer.size)),
         );
     }
     let cache_control = header(&resp, CACHE_CONTROL);
     let url = resp.url().to_string();
     let stream = verifying(
-        resp.bytes_stream()
-            .map_err(move |e| Error::transport("GET", &url, &e)),
+        resp.bytes_stream().map_err(move |e| Error::transport("GET", &url, &e)),
         layer.clone(),
         format!("layer of {label}"),
     );
@@ -313,15 +262,10 @@ async fn check_layer(
     };
     let (pulled, (), metadata) = tokio::join!(driver, drained, metadata);
     match pulled {
-        Ok(()) => report.push(
-            "blob",
-            &label,
-            Ok(format!("{} bytes, sha256 verified", layer.size)),
-        ),
+        Ok(()) => report.push("blob", &label, Ok(format!("{} bytes, sha256 verified", layer.size))),
         Err(e) => return report.push("blob", &label, Err(e.to_string())),
     }
-    let cc_ok =
-        cache_control.contains("immutable") || max_age(&cache_control).is_some_and(|a| a >= 86_400);
+    let cc_ok = cache_control.contains("immutable") || max_age(&cache_control).is_some_and(|a| a >= 86_400);
     report.push(
         "blob-cache",
         &label,
@@ -332,26 +276,15 @@ async fn check_layer(
         },
     );
     if inspect {
-        report.push(
-            "freshness",
-            &label,
-            freshness(artifact, metadata.as_ref(), options.now),
-        );
+        report.push("freshness", &label, freshness(artifact, metadata.as_ref(), options.now));
     }
 }
 
-fn freshness(
-    artifact: &OciArtifact,
-    metadata: Option<&DbMetadata>,
-    now: Timestamp,
-) -> Result<String, String> {
+fn freshness(artifact: &OciArtifact, metadata: Option<&DbMetadata>, now: Timestamp) -> Result<String, String> {
     let expected = if artifact.kind == Kind::Db { 2 } else { 1 };
     let m = metadata.ok_or("the layer has no readable metadata.json")?;
     if m.version != expected {
-        return Err(format!(
-            "metadata.json Version is {}, Trivy expects {expected}",
-            m.version
-        ));
+        return Err(format!("metadata.json Version is {}, Trivy expects {expected}", m.version));
     }
     match m.next_update {
         Some(next) if next > now => Ok(format!("NextUpdate {next}")),
@@ -366,33 +299,23 @@ async fn check_vex(repo_url: &str, options: &VerifyOptions, report: &mut VerifyR
     let base = repo_url.trim_end_matches('/');
     let manifest_url = format!("{base}/.well-known/vex-repository.json");
     let reg = &options.registry;
-    let http =
-        match crate::registry::http_client(reg.insecure, reg.ca_file.as_ref(), reg.read_timeout) {
-            Ok(c) => c,
-            Err(e) => return report.push("vex", &manifest_url, Err(e.to_string())),
-        };
+    let http = match crate::registry::http_client(reg.insecure, reg.ca_file.as_ref(), reg.read_timeout) {
+        Ok(c) => c,
+        Err(e) => return report.push("vex", &manifest_url, Err(e.to_string())),
+    };
     let auth = |r: reqwest::RequestBuilder| match &reg.credentials {
         crate::registry::Credentials::Bearer(t) => r.bearer_auth(t.expose()),
-        crate::registry::Credentials::Basic { username, password } => {
-            r.basic_auth(username, Some(password.expose()))
-        }
+        crate::registry::Credentials::Basic { username, password } => r.basic_auth(username, Some(password.expose())),
         crate::registry::Credentials::Anonymous => r,
     };
     let get = |url: String| {
         let req = auth(http.get(&url));
         async move {
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| Error::transport("GET", &url, &e).to_string())?;
+            let resp = req.send().await.map_err(|e| Error::transport("GET", &url, &e).to_string())?;
             if !resp.status().is_success() {
-                return Err(crate::registry::http_error("GET", &url, resp)
-                    .await
-                    .to_string());
+                return Err(crate::registry::http_error("GET", &url, resp).await.to_string());
             }
-            read_bounded(resp, crate::vex::MAX_VEX_ARCHIVE, "GET", &url)
-                .await
-                .map_err(|e| e.to_string())
+            read_bounded(resp, crate::vex::MAX_VEX_ARCHIVE, "GET", &url).await.map_err(|e| e.to_string())
         }
     };
     let raw = match get(manifest_url.clone()).await {
@@ -403,42 +326,34 @@ async fn check_vex(repo_url: &str, options: &VerifyOptions, report: &mut VerifyR
         Ok((_, l)) => l,
         Err(e) => return report.push("vex", &manifest_url, Err(e.to_string())),
     };
-    report.push(
-        "vex",
-        &manifest_url,
-        Ok(format!("{} location(s)", locations.len())),
-    );
+    report.push("vex", &manifest_url, Ok(format!("{} location(s)", locations.len())));
     for raw_loc in locations {
         if !raw_loc.starts_with(&format!("{base}/")) {
             report.push(
                 "vex-location",
                 &raw_loc,
-                Err(format!("points outside the mirror ({base}): Trivy caches this forever; re-run sync with --base-url")),
+                Err(format!(
+                    "points outside the mirror ({base}): Trivy caches this forever; re-run sync with --base-url"
+                )),
             );
             continue;
         }
-        let loc =
-            match crate::vex::parse_location(&raw_loc, crate::vex::ArchiveChoice::AsUpstream, true)
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    report.push("vex-location", &raw_loc, Err(e.to_string()));
-                    continue;
-                }
-            };
+        let loc = match crate::vex::parse_location(&raw_loc, crate::vex::ArchiveChoice::AsUpstream, true) {
+            Ok(l) => l,
+            Err(e) => {
+                report.push("vex-location", &raw_loc, Err(e.to_string()));
+                continue;
+            }
+        };
         let head = auth(http.head(loc.fetch.clone())).send().await;
         let head_ok = match head {
             Ok(r) if r.status().is_success() => {
                 let len = header(&r, CONTENT_LENGTH);
                 let enc = header(&r, CONTENT_ENCODING);
                 if len.is_empty() || len == "0" {
-                    Err(format!(
-                        "HEAD answers Content-Length {len:?}: go-getter skips the download"
-                    ))
+                    Err(format!("HEAD answers Content-Length {len:?}: go-getter skips the download"))
                 } else if !enc.is_empty() {
-                    Err(format!(
-                        "the archive is served with Content-Encoding: {enc}"
-                    ))
+                    Err(format!("the archive is served with Content-Encoding: {enc}"))
                 } else {
                     Ok(len)
                 }
@@ -469,18 +384,9 @@ mod tests {
 
     #[test]
     fn mirror_urls() {
-        assert_eq!(
-            parse_mirror_url("https://m.example.com/").unwrap(),
-            ("m.example.com".into(), false)
-        );
-        assert_eq!(
-            parse_mirror_url("http://127.0.0.1:8080").unwrap(),
-            ("127.0.0.1:8080".into(), true)
-        );
-        assert_eq!(
-            parse_mirror_url("m.example.com:5000").unwrap(),
-            ("m.example.com:5000".into(), false)
-        );
+        assert_eq!(parse_mirror_url("https://m.example.com/").unwrap(), ("m.example.com".into(), false));
+        assert_eq!(parse_mirror_url("http://127.0.0.1:8080").unwrap(), ("127.0.0.1:8080".into(), true));
+        assert_eq!(parse_mirror_url("m.example.com:5000").unwrap(), ("m.example.com:5000".into(), false));
         assert!(parse_mirror_url("https://m.example.com/prefix").is_err());
         assert!(parse_mirror_url("ftp://x").is_err());
         assert!(parse_mirror_url("https://u:p@x").is_err());
@@ -489,10 +395,7 @@ mod tests {
     #[test]
     fn cache_control_parsing() {
         assert_eq!(max_age("public, max-age=300"), Some(300));
-        assert_eq!(
-            max_age("public, max-age=31536000, immutable"),
-            Some(31_536_000)
-        );
+        assert_eq!(max_age("public, max-age=31536000, immutable"), Some(31_536_000));
         assert_eq!(max_age("no-cache"), None);
     }
 
@@ -500,22 +403,11 @@ mod tests {
     fn freshness_needs_a_future_next_update_and_the_right_version() {
         let db = &OCI_ARTIFACTS[0];
         let now: Timestamp = "2026-11-26T00:00:00Z".parse().unwrap();
-        let meta = |v, next: &str| DbMetadata {
-            version: v,
-            next_update: Some(next.parse().unwrap()),
-            updated_at: None,
-        };
+        let meta =
+            |v, next: &str| DbMetadata { version: v, next_update: Some(next.parse().unwrap()), updated_at: None };
         assert!(freshness(db, Some(&meta(2, "2026-11-27T00:00:00Z")), now).is_ok());
-        assert!(
-            freshness(db, Some(&meta(2, "2026-11-25T00:00:00Z")), now)
-                .unwrap_err()
-                .contains("has passed")
-        );
-        assert!(
-            freshness(db, Some(&meta(1, "2026-11-27T00:00:00Z")), now)
-                .unwrap_err()
-                .contains("Version")
-        );
+        assert!(freshness(db, Some(&meta(2, "2026-11-25T00:00:00Z")), now).unwrap_err().contains("has passed"));
+        assert!(freshness(db, Some(&meta(1, "2026-11-27T00:00:00Z")), now).unwrap_err().contains("Version"));
         assert!(freshness(db, None, now).is_err());
     }
 }

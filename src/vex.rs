@@ -30,8 +30,7 @@ use crate::registry::{is_local_host, read_bounded};
 use crate::report::{Entry, Outcome};
 
 /// VEX Hub's repository manifest upstream.
-pub const DEFAULT_VEX_SOURCE: &str =
-    "https://raw.githubusercontent.com/aquasecurity/vexhub/main/vex-repository.json";
+pub const DEFAULT_VEX_SOURCE: &str = "https://raw.githubusercontent.com/aquasecurity/vexhub/main/vex-repository.json";
 /// Largest VEX manifest accepted.
 pub const MAX_VEX_MANIFEST: usize = 1024 * 1024;
 /// Largest VEX archive accepted (VEX Hub's is ~0.2 MB today).
@@ -82,12 +81,9 @@ impl VexPlan {
         ca_file: Option<PathBuf>,
         read_timeout: Option<Duration>,
     ) -> Result<Self> {
-        let source_url = url::Url::parse(source)
-            .map_err(|e| Error::config("--vex-source", source, e.to_string()))?;
-        check_fetch_scheme(&source_url, insecure_source)
-            .map_err(|r| Error::config("--vex-source", source, r))?;
-        let base = url::Url::parse(base_url)
-            .map_err(|e| Error::config("--base-url", base_url, e.to_string()))?;
+        let source_url = url::Url::parse(source).map_err(|e| Error::config("--vex-source", source, e.to_string()))?;
+        check_fetch_scheme(&source_url, insecure_source).map_err(|r| Error::config("--vex-source", source, r))?;
+        let base = url::Url::parse(base_url).map_err(|e| Error::config("--base-url", base_url, e.to_string()))?;
         match base.scheme() {
             "https" => {}
             "http" if allow_http_base_url => {}
@@ -99,11 +95,7 @@ impl VexPlan {
                 ));
             }
             _ => {
-                return Err(Error::config(
-                    "--base-url",
-                    base_url,
-                    "must be an https:// URL",
-                ));
+                return Err(Error::config("--base-url", base_url, "must be an https:// URL"));
             }
         }
         if base.query().is_some()
@@ -111,11 +103,7 @@ impl VexPlan {
             || !base.username().is_empty()
             || base.password().is_some()
         {
-            return Err(Error::config(
-                "--base-url",
-                base_url,
-                "no credentials, query or fragment allowed",
-            ));
+            return Err(Error::config("--base-url", base_url, "no credentials, query or fragment allowed"));
         }
         let prefix = prefix.trim_matches('/').to_string();
         if !prefix.is_empty()
@@ -123,15 +111,10 @@ impl VexPlan {
                 !s.is_empty()
                     && s != "."
                     && s != ".."
-                    && s.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             })
         {
-            return Err(Error::config(
-                "--vex-prefix",
-                prefix,
-                "use path segments of letters, digits and - _ .",
-            ));
+            return Err(Error::config("--vex-prefix", prefix, "use path segments of letters, digits and - _ ."));
         }
         let http = crate::registry::http_client(insecure_source, ca_file.as_ref(), read_timeout)?;
         Ok(VexPlan {
@@ -145,20 +128,11 @@ impl VexPlan {
     }
 
     fn key(&self, name: &str) -> String {
-        if self.prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}/{name}", self.prefix)
-        }
+        if self.prefix.is_empty() { name.to_string() } else { format!("{}/{name}", self.prefix) }
     }
 
     async fn fetch(&self, url: &url::Url, limit: usize) -> Result<Bytes> {
-        let resp = self
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| Error::transport("GET", url.as_str(), &e))?;
+        let resp = self.http.get(url.clone()).send().await.map_err(|e| Error::transport("GET", url.as_str(), &e))?;
         if !resp.status().is_success() {
             return Err(crate::registry::http_error("GET", url.as_str(), resp).await);
         }
@@ -168,18 +142,13 @@ impl VexPlan {
 
 fn check_fetch_scheme(url: &url::Url, insecure: bool) -> std::result::Result<(), String> {
     let local = url.host_str().is_some_and(|h| {
-        let with_port = url
-            .port()
-            .map(|p| format!("{h}:{p}"))
-            .unwrap_or_else(|| h.to_string());
+        let with_port = url.port().map(|p| format!("{h}:{p}")).unwrap_or_else(|| h.to_string());
         is_local_host(&with_port) || h == "localhost"
     });
     match url.scheme() {
         "https" => Ok(()),
         "http" if local || insecure => Ok(()),
-        "http" => {
-            Err("plain http is only used for localhost/127.0.0.1 or with --insecure-source".into())
-        }
+        "http" => Err("plain http is only used for localhost/127.0.0.1 or with --insecure-source".into()),
         other => Err(format!("scheme {other:?} is not supported; use https")),
     }
 }
@@ -202,9 +171,7 @@ pub(crate) struct Location {
 /// Split `https://host/path/main.tar.gz//vexhub-main?archive=tar.gz`.
 pub(crate) fn parse_location(raw: &str, choice: ArchiveChoice, insecure: bool) -> Result<Location> {
     let refuse = |reason: String| Error::rejected(format!("VEX location {raw:?}"), reason);
-    let (scheme, rest) = raw
-        .split_once("://")
-        .ok_or_else(|| refuse("not an absolute http(s) URL".into()))?;
+    let (scheme, rest) = raw.split_once("://").ok_or_else(|| refuse("not an absolute http(s) URL".into()))?;
     if scheme != "https" && scheme != "http" {
         return Err(refuse(format!("scheme {scheme:?} is not http(s)")));
     }
@@ -230,77 +197,44 @@ pub(crate) fn parse_location(raw: &str, choice: ArchiveChoice, insecure: bool) -
             _ => kept.push((k.to_string(), v.to_string())),
         }
     }
-    let mut fetch =
-        url::Url::parse(&format!("{scheme}://{path_part}")).map_err(|e| refuse(e.to_string()))?;
+    let mut fetch = url::Url::parse(&format!("{scheme}://{path_part}")).map_err(|e| refuse(e.to_string()))?;
     if !kept.is_empty() {
         fetch.query_pairs_mut().extend_pairs(kept);
     }
     check_fetch_scheme(&fetch, insecure).map_err(refuse)?;
-    let name = fetch
-        .path_segments()
-        .and_then(|mut s| s.next_back())
-        .unwrap_or("")
-        .to_string();
+    let name = fetch.path_segments().and_then(|mut s| s.next_back()).unwrap_or("").to_string();
     let format = match archive_hint.as_deref() {
         Some("tar.gz" | "tgz") => Format::TarGz,
         Some("zip") => Format::Zip,
         Some(other) => {
-            return Err(refuse(format!(
-                "archive type {other:?} is not supported (tar.gz, tgz, zip)"
-            )));
+            return Err(refuse(format!("archive type {other:?} is not supported (tar.gz, tgz, zip)")));
         }
         None if name.ends_with(".tar.gz") || name.ends_with(".tgz") => Format::TarGz,
         None if name.ends_with(".zip") => Format::Zip,
         None => {
-            return Err(refuse(
-                "the URL names no archive type (.tar.gz, .tgz, .zip or ?archive=)".into(),
-            ));
+            return Err(refuse("the URL names no archive type (.tar.gz, .tgz, .zip or ?archive=)".into()));
         }
     };
-    let stem = name
-        .strip_suffix(".tar.gz")
-        .or_else(|| name.strip_suffix(".tgz"))
-        .or_else(|| name.strip_suffix(".zip"));
-    let stem = stem.filter(|s| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    });
+    let stem = name.strip_suffix(".tar.gz").or_else(|| name.strip_suffix(".tgz")).or_else(|| name.strip_suffix(".zip"));
+    let stem = stem.filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
     let stem = stem.unwrap_or("vex").to_string();
     let (format, fetch) = match (choice, format) {
-        (ArchiveChoice::Zip, Format::TarGz) => (
-            Format::Zip,
-            swap_extension(&fetch, &name, &format!("{stem}.zip")),
-        ),
-        (ArchiveChoice::TarGz, Format::Zip) => (
-            Format::TarGz,
-            swap_extension(&fetch, &name, &format!("{stem}.tar.gz")),
-        ),
+        (ArchiveChoice::Zip, Format::TarGz) => (Format::Zip, swap_extension(&fetch, &name, &format!("{stem}.zip"))),
+        (ArchiveChoice::TarGz, Format::Zip) => {
+            (Format::TarGz, swap_extension(&fetch, &name, &format!("{stem}.tar.gz")))
+        }
         _ => (format, fetch),
     };
     let file = match format {
         Format::TarGz => format!("{stem}.tar.gz"),
         Format::Zip => format!("{stem}.zip"),
     };
-    let archive_hint = if format_matches_hint(format, archive_hint.as_deref()) {
-        archive_hint
-    } else {
-        None
-    };
-    Ok(Location {
-        fetch,
-        subdir,
-        archive_hint,
-        format,
-        file,
-    })
+    let archive_hint = if format_matches_hint(format, archive_hint.as_deref()) { archive_hint } else { None };
+    Ok(Location { fetch, subdir, archive_hint, format, file })
 }
 
 fn format_matches_hint(format: Format, hint: Option<&str>) -> bool {
-    matches!(
-        (format, hint),
-        (Format::TarGz, Some("tar.gz" | "tgz")) | (Format::Zip, Some("zip"))
-    )
+    matches!((format, hint), (Format::TarGz, Some("tar.gz" | "tgz")) | (Format::Zip, Some("zip")))
 }
 
 fn swap_extension(url: &url::Url, old_name: &str, new_name: &str) -> url::Url {
@@ -314,34 +248,19 @@ fn swap_extension(url: &url::Url, old_name: &str, new_name: &str) -> url::Url {
 
 /// Check an archive: it opens as `format`, holds `<subdir>/index.json`, which parses and
 /// whose document locations stay inside the tree.
-pub(crate) fn validate_archive(
-    bytes: &[u8],
-    format: Format,
-    subdir: &str,
-    what: &str,
-) -> Result<()> {
+pub(crate) fn validate_archive(bytes: &[u8], format: Format, subdir: &str, what: &str) -> Result<()> {
     let refuse = |reason: String| Error::rejected(what.to_string(), reason);
-    let index_path = if subdir.is_empty() {
-        "index.json".to_string()
-    } else {
-        format!("{subdir}/index.json")
-    };
+    let index_path = if subdir.is_empty() { "index.json".to_string() } else { format!("{subdir}/index.json") };
     let mut files = BTreeSet::new();
     let mut index = None;
     let normalize = |p: &str| p.trim_start_matches("./").to_string();
     match format {
         Format::TarGz => {
             let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
-            let entries = archive
-                .entries()
-                .map_err(|e| refuse(format!("not a tar.gz archive: {e}")))?;
+            let entries = archive.entries().map_err(|e| refuse(format!("not a tar.gz archive: {e}")))?;
             for entry in entries {
                 let mut entry = entry.map_err(|e| refuse(format!("not a tar.gz archive: {e}")))?;
-                let path = entry
-                    .path()
-                    .map_err(|e| refuse(e.to_string()))?
-                    .to_string_lossy()
-                    .to_string();
+                let path = entry.path().map_err(|e| refuse(e.to_string()))?.to_string_lossy().to_string();
                 let path = normalize(&path);
                 if path == index_path {
                     index = Some(read_limited(&mut entry, 64 * 1024 * 1024).map_err(refuse)?);
@@ -353,9 +272,7 @@ pub(crate) fn validate_archive(
             let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
                 .map_err(|e| refuse(format!("not a zip archive: {e}")))?;
             for i in 0..archive.len() {
-                let mut entry = archive
-                    .by_index(i)
-                    .map_err(|e| refuse(format!("not a zip archive: {e}")))?;
+                let mut entry = archive.by_index(i).map_err(|e| refuse(format!("not a zip archive: {e}")))?;
                 let path = normalize(entry.name());
                 if path == index_path {
                     index = Some(read_limited(&mut entry, 64 * 1024 * 1024).map_err(refuse)?);
@@ -365,40 +282,23 @@ pub(crate) fn validate_archive(
         }
     }
     let index = index.ok_or_else(|| refuse(format!("no {index_path} in the archive")))?;
-    let index: Value = serde_json::from_slice(&index)
-        .map_err(|e| refuse(format!("{index_path} is not JSON: {e}")))?;
+    let index: Value = serde_json::from_slice(&index).map_err(|e| refuse(format!("{index_path} is not JSON: {e}")))?;
     let packages = index
         .get("packages")
         .and_then(Value::as_array)
         .ok_or_else(|| refuse(format!("{index_path} has no packages array")))?;
     for p in packages {
-        let loc = p
-            .get("location")
-            .and_then(Value::as_str)
-            .ok_or_else(|| refuse("a package has no location".into()))?;
+        let loc =
+            p.get("location").and_then(Value::as_str).ok_or_else(|| refuse("a package has no location".into()))?;
         let in_tree = !loc.starts_with('/')
-            && loc
-                .split('/')
-                .all(|s| !s.is_empty() && s != ".." && s != ".")
-            && loc
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_/.-".contains(&b));
+            && loc.split('/').all(|s| !s.is_empty() && s != ".." && s != ".")
+            && loc.bytes().all(|b| b.is_ascii_alphanumeric() || b"_/.-".contains(&b));
         if !in_tree {
-            return Err(refuse(format!(
-                "document location {loc:?} leaves the repository tree"
-            )));
+            return Err(refuse(format!("document location {loc:?} leaves the repository tree")));
         }
-        let full = if subdir.is_empty() {
-            loc.to_string()
-        } else {
-            format!("{subdir}/{loc}")
-        };
+        let full = if subdir.is_empty() { loc.to_string() } else { format!("{subdir}/{loc}") };
         if !files.contains(&full) {
-            tracing::warn!(
-                archive = what,
-                location = loc,
-                "index.json names a document the archive lacks"
-            );
+            tracing::warn!(archive = what, location = loc, "index.json names a document the archive lacks");
         }
     }
     Ok(())
@@ -406,14 +306,8 @@ pub(crate) fn validate_archive(
 
 fn read_limited(r: &mut impl std::io::Read, limit: u64) -> std::result::Result<Vec<u8>, String> {
     let mut buf = Vec::new();
-    r.take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| e.to_string())?;
-    if buf.len() as u64 > limit {
-        Err("index.json is too large".into())
-    } else {
-        Ok(buf)
-    }
+    r.take(limit + 1).read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    if buf.len() as u64 > limit { Err("index.json is too large".into()) } else { Ok(buf) }
 }
 
 /// Check the manifest's shape and collect its locations, in order.
@@ -434,23 +328,12 @@ pub(crate) fn parse_manifest(raw: &[u8], source: &str) -> Result<(Value, Vec<Str
     for v in versions {
         let spec = v.get("spec_version").and_then(Value::as_str).unwrap_or("");
         let (major, minor) = spec.split_once('.').unwrap_or(("", ""));
-        if major.is_empty()
-            || minor.is_empty()
-            || !(major
-                .bytes()
-                .chain(minor.bytes())
-                .all(|b| b.is_ascii_digit()))
-        {
+        if major.is_empty() || minor.is_empty() || !(major.bytes().chain(minor.bytes()).all(|b| b.is_ascii_digit())) {
             return Err(refuse(format!("spec_version {spec:?} is not MAJOR.MINOR")));
         }
-        let interval = v
-            .get("update_interval")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let interval = v.get("update_interval").and_then(Value::as_str).unwrap_or("");
         if humantime::parse_duration(interval).is_err() {
-            return Err(refuse(format!(
-                "update_interval {interval:?} is not a duration such as 24h"
-            )));
+            return Err(refuse(format!("update_interval {interval:?} is not a duration such as 24h")));
         }
         let locs = v
             .get("locations")
@@ -458,10 +341,7 @@ pub(crate) fn parse_manifest(raw: &[u8], source: &str) -> Result<(Value, Vec<Str
             .filter(|l| !l.is_empty())
             .ok_or_else(|| refuse("each version needs a non-empty locations array".into()))?;
         for l in locs {
-            let url = l
-                .get("url")
-                .and_then(Value::as_str)
-                .ok_or_else(|| refuse("a location has no url".into()))?;
+            let url = l.get("url").and_then(Value::as_str).ok_or_else(|| refuse("a location has no url".into()))?;
             locations.push(url.to_string());
         }
     }
@@ -474,20 +354,7 @@ pub async fn sync(plan: &VexPlan, dests: &[Arc<dyn Destination>]) -> Vec<Entry> 
     let dests: Vec<_> = dests.iter().filter(|d| d.holds_files()).cloned().collect();
     let fail_all = |e: &Error| -> Vec<Entry> {
         tracing::error!(error = %e, "VEX mirroring failed");
-        dests
-            .iter()
-            .map(|d| {
-                entry(
-                    d.name(),
-                    plan,
-                    None,
-                    Outcome::Failed,
-                    0,
-                    start,
-                    Some(e.to_string()),
-                )
-            })
-            .collect()
+        dests.iter().map(|d| entry(d.name(), plan, None, Outcome::Failed, 0, start, Some(e.to_string()))).collect()
     };
     let prepared = match prepare(plan).await {
         Ok(p) => p,
@@ -500,15 +367,7 @@ pub async fn sync(plan: &VexPlan, dests: &[Arc<dyn Destination>]) -> Vec<Entry> 
             Ok(n) => (Outcome::Written, n, None),
             Err(e) => (Outcome::Failed, 0, Some(e.to_string())),
         };
-        entries.push(entry(
-            dest.name(),
-            plan,
-            Some(&prepared.digest),
-            outcome,
-            bytes,
-            start,
-            error,
-        ));
+        entries.push(entry(dest.name(), plan, Some(&prepared.digest), outcome, bytes, start, error));
     }
     entries
 }
@@ -522,17 +381,13 @@ fn entry(
     start: Instant,
     error: Option<String>,
 ) -> Entry {
-    Entry {
-        artifact: "vex".into(),
-        destination: dest.to_string(),
-        source: Some(crate::error::strip_query(plan.source.as_str())),
-        digest: digest.map(|d| d.to_string()),
-        outcome,
-        bytes_written: bytes,
-        blobs_skipped: 0,
-        seconds: start.elapsed().as_secs_f64(),
-        error,
-    }
+    let mut e = Entry::new("vex", dest, outcome);
+    e.source = Some(crate::error::strip_query(plan.source.as_str()));
+    e.digest = digest.map(|d| d.to_string());
+    e.bytes_written = bytes;
+    e.seconds = start.elapsed().as_secs_f64();
+    e.error = error;
+    e
 }
 
 /// Everything fetched and checked, ready to publish.
@@ -555,10 +410,7 @@ async fn prepare(plan: &VexPlan) -> Result<Prepared> {
         if archives.iter().any(|(k, _)| *k == plan.key(&file)) {
             file = format!("{}-{}", archives.len() + 1, file);
         }
-        let what = format!(
-            "VEX archive {}",
-            crate::error::strip_query(loc.fetch.as_str())
-        );
+        let what = format!("VEX archive {}", crate::error::strip_query(loc.fetch.as_str()));
         let bytes = plan.fetch(&loc.fetch, MAX_VEX_ARCHIVE).await?;
         let (format, subdir) = (loc.format, loc.subdir.clone());
         let checked = bytes.clone();
@@ -578,18 +430,8 @@ async fn prepare(plan: &VexPlan) -> Result<Prepared> {
         archives.push((plan.key(&file), bytes));
     }
     let mut next = rewritten.into_iter();
-    for v in doc
-        .get_mut("versions")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        for l in v
-            .get_mut("locations")
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
+    for v in doc.get_mut("versions").and_then(Value::as_array_mut).into_iter().flatten() {
+        for l in v.get_mut("locations").and_then(Value::as_array_mut).into_iter().flatten() {
             if let Some(url) = next.next() {
                 l["url"] = Value::String(url);
             }
@@ -598,11 +440,7 @@ async fn prepare(plan: &VexPlan) -> Result<Prepared> {
     let mut manifest = serde_json::to_vec_pretty(&doc).expect("JSON value serializes");
     manifest.push(b'\n');
     let digest = Digest::of(&archives[0].1);
-    Ok(Prepared {
-        archives,
-        manifest: Bytes::from(manifest),
-        digest,
-    })
+    Ok(Prepared { archives, manifest: Bytes::from(manifest), digest })
 }
 
 /// Publish archives then the manifest, skipping whatever is already identical.
@@ -614,10 +452,7 @@ async fn publish(plan: &VexPlan, prepared: &Prepared, dest: &dyn Destination) ->
     files.push((&manifest_key, &prepared.manifest));
     for (key, body) in files {
         let current = dest.get_file(key).await?;
-        if current
-            .as_ref()
-            .is_some_and(|c| Digest::of(c) == Digest::of(body))
-        {
+        if current.as_ref().is_some_and(|c| Digest::of(c) == Digest::of(body)) {
             continue;
         }
         let class = ObjectClass::of(key).unwrap_or(ObjectClass::Json);
@@ -639,14 +474,8 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(
-            l.fetch.as_str(),
-            "https://github.com/aquasecurity/vexhub/archive/refs/heads/main.tar.gz"
-        );
-        assert_eq!(
-            (l.subdir.as_str(), l.file.as_str(), l.format),
-            ("vexhub-main", "main.tar.gz", Format::TarGz)
-        );
+        assert_eq!(l.fetch.as_str(), "https://github.com/aquasecurity/vexhub/archive/refs/heads/main.tar.gz");
+        assert_eq!((l.subdir.as_str(), l.file.as_str(), l.format), ("vexhub-main", "main.tar.gz", Format::TarGz));
 
         let z = parse_location(
             "https://github.com/aquasecurity/vexhub/archive/refs/heads/main.tar.gz//vexhub-main",
@@ -654,22 +483,11 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(
-            z.fetch.as_str(),
-            "https://github.com/aquasecurity/vexhub/archive/refs/heads/main.zip"
-        );
+        assert_eq!(z.fetch.as_str(), "https://github.com/aquasecurity/vexhub/archive/refs/heads/main.zip");
         assert_eq!((z.file.as_str(), z.format), ("main.zip", Format::Zip));
 
-        let h = parse_location(
-            "https://x.example/dl?id=7&archive=zip",
-            ArchiveChoice::AsUpstream,
-            false,
-        )
-        .unwrap();
-        assert_eq!(
-            (h.format, h.archive_hint.as_deref()),
-            (Format::Zip, Some("zip"))
-        );
+        let h = parse_location("https://x.example/dl?id=7&archive=zip", ArchiveChoice::AsUpstream, false).unwrap();
+        assert_eq!((h.format, h.archive_hint.as_deref()), (Format::Zip, Some("zip")));
         assert_eq!(h.fetch.as_str(), "https://x.example/dl?id=7");
     }
 
@@ -686,19 +504,9 @@ mod tests {
             "https://x/main.tar.gz//../../etc",
             "https://x/main.rar?archive=rar",
         ] {
-            assert!(
-                parse_location(bad, ArchiveChoice::AsUpstream, false).is_err(),
-                "{bad}"
-            );
+            assert!(parse_location(bad, ArchiveChoice::AsUpstream, false).is_err(), "{bad}");
         }
-        assert!(
-            parse_location(
-                "http://127.0.0.1:8080/main.tar.gz",
-                ArchiveChoice::AsUpstream,
-                false
-            )
-            .is_ok()
-        );
+        assert!(parse_location("http://127.0.0.1:8080/main.tar.gz", ArchiveChoice::AsUpstream, false).is_ok());
     }
 
     #[test]
@@ -718,10 +526,7 @@ mod tests {
     }
 
     fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
-            Vec::new(),
-            flate2::Compression::fast(),
-        ));
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
         for (path, data) in files {
             let mut h = tar::Header::new_gnu();
             h.set_size(data.len() as u64);
@@ -734,24 +539,17 @@ mod tests {
 
     #[test]
     fn archives_are_checked_before_publishing() {
-        let index = br#"{"updated_at":"2026-01-01T00:00:00Z","packages":[{"id":"pkg:pypi/requests","location":"pkg/a.json"}]}"#;
-        let good = tar_gz(&[
-            ("vexhub-main/index.json", index),
-            ("vexhub-main/pkg/a.json", b"{}"),
-        ]);
+        let index =
+            br#"{"updated_at":"2026-01-01T00:00:00Z","packages":[{"id":"pkg:pypi/requests","location":"pkg/a.json"}]}"#;
+        let good = tar_gz(&[("vexhub-main/index.json", index), ("vexhub-main/pkg/a.json", b"{}")]);
         validate_archive(&good, Format::TarGz, "vexhub-main", "a").unwrap();
-        let err = validate_archive(&good, Format::TarGz, "", "a")
-            .unwrap_err()
-            .to_string();
+        let err = validate_archive(&good, Format::TarGz, "", "a").unwrap_err().to_string();
         assert!(err.contains("no index.json"), "{err}");
         assert!(validate_archive(&good, Format::Zip, "vexhub-main", "a").is_err());
         assert!(validate_archive(b"garbage", Format::TarGz, "", "a").is_err());
-        let escape =
-            br#"{"updated_at":"x","packages":[{"id":"p","location":"../../etc/passwd.json"}]}"#;
+        let escape = br#"{"updated_at":"x","packages":[{"id":"p","location":"../../etc/passwd.json"}]}"#;
         let bad = tar_gz(&[("index.json", escape)]);
-        let err = validate_archive(&bad, Format::TarGz, "", "a")
-            .unwrap_err()
-            .to_string();
+        let err = validate_archive(&bad, Format::TarGz, "", "a").unwrap_err().to_string();
         assert!(err.contains("leaves the repository tree"), "{err}");
     }
 }

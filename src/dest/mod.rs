@@ -40,8 +40,9 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// Store a blob from a verifying stream; commit only on a clean end.
     async fn put_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<u64>;
 
-    /// Store the manifest by digest, then point `tag` at it (and refresh tag listings).
-    async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tag: &str) -> Result<()>;
+    /// Store the manifest by digest, then point each of `tags` at it (and refresh tag
+    /// listings). The first tag is the one Trivy asks for; others are dated snapshots.
+    async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tags: &[String]) -> Result<()>;
 
     /// Called once after a run that wrote something: write the `/v2/` ping and whatever
     /// else the layout needs.
@@ -107,17 +108,13 @@ impl DestinationUrl {
         if scheme == "file" {
             let path = rest.strip_prefix("localhost").unwrap_or(rest);
             if !path.starts_with('/') {
-                return Err(bad(
-                    "file:// URLs need an absolute path, e.g. file:///srv/mirror",
-                ));
+                return Err(bad("file:// URLs need an absolute path, e.g. file:///srv/mirror"));
             }
             return Ok(DestinationUrl::Local(PathBuf::from(path)));
         }
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         if authority.contains('@') {
-            return Err(bad(
-                "credentials do not belong in the URL; use the provider's environment variables",
-            ));
+            return Err(bad("credentials do not belong in the URL; use the provider's environment variables"));
         }
         if authority.is_empty() {
             return Err(bad("missing bucket, container or registry host"));
@@ -127,42 +124,22 @@ impl DestinationUrl {
         }
         let prefix = path.trim_matches('/').to_string();
         if prefix.split('/').any(|seg| seg == ".." || seg == ".") || prefix.contains("//") {
-            return Err(bad(
-                "the prefix must not contain empty, '.' or '..' segments",
-            ));
+            return Err(bad("the prefix must not contain empty, '.' or '..' segments"));
         }
-        let bucket_ok = authority
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        let bucket_ok = authority.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
         match scheme {
-            "s3" | "s3a" if bucket_ok => Ok(DestinationUrl::S3 {
-                bucket: authority.into(),
-                prefix,
-            }),
-            "gs" | "gcs" if bucket_ok => Ok(DestinationUrl::Gcs {
-                bucket: authority.into(),
-                prefix,
-            }),
-            "az" | "azure" if bucket_ok => Ok(DestinationUrl::Azure {
-                container: authority.into(),
-                prefix,
-            }),
+            "s3" | "s3a" if bucket_ok => Ok(DestinationUrl::S3 { bucket: authority.into(), prefix }),
+            "gs" | "gcs" if bucket_ok => Ok(DestinationUrl::Gcs { bucket: authority.into(), prefix }),
+            "az" | "azure" if bucket_ok => Ok(DestinationUrl::Azure { container: authority.into(), prefix }),
             "oci" => {
                 if !prefix.is_empty() {
                     crate::reference::validate_repository(&prefix)
                         .map_err(|_| bad("the namespace must be lowercase letters, digits and . _ - separated by /"))?;
                 }
-                Ok(DestinationUrl::Registry {
-                    host: authority.into(),
-                    namespace: prefix,
-                })
+                Ok(DestinationUrl::Registry { host: authority.into(), namespace: prefix })
             }
-            "s3" | "s3a" | "gs" | "gcs" | "az" | "azure" => {
-                Err(bad("invalid bucket or container name"))
-            }
-            _ => Err(bad(
-                "expected a directory, file://, s3://, gs://, az:// or oci:// URL",
-            )),
+            "s3" | "s3a" | "gs" | "gcs" | "az" | "azure" => Err(bad("invalid bucket or container name")),
+            _ => Err(bad("expected a directory, file://, s3://, gs://, az:// or oci:// URL")),
         }
     }
 }
@@ -193,14 +170,10 @@ pub struct DestinationOptions {
 /// Open a destination.
 pub fn open(url: &str, options: &DestinationOptions) -> Result<Arc<dyn Destination>> {
     Ok(match DestinationUrl::parse(url)? {
-        DestinationUrl::Registry { host, namespace } => Arc::new(
-            registry::RegistryDestination::new(url, &host, &namespace, options.registry.clone())?,
-        ),
-        parsed => Arc::new(object::ObjectDestination::open(
-            url,
-            parsed,
-            options.tag_ttl,
-        )?),
+        DestinationUrl::Registry { host, namespace } => {
+            Arc::new(registry::RegistryDestination::new(url, &host, &namespace, options.registry.clone())?)
+        }
+        parsed => Arc::new(object::ObjectDestination::open(url, parsed, options.tag_ttl)?),
     })
 }
 
@@ -211,48 +184,18 @@ mod tests {
     #[test]
     fn destination_urls() {
         use DestinationUrl::*;
-        assert_eq!(
-            DestinationUrl::parse("./mirror").unwrap(),
-            Local("./mirror".into())
-        );
-        assert_eq!(
-            DestinationUrl::parse("file:///srv/m").unwrap(),
-            Local("/srv/m".into())
-        );
-        assert_eq!(
-            DestinationUrl::parse("s3://b").unwrap(),
-            S3 {
-                bucket: "b".into(),
-                prefix: "".into()
-            }
-        );
+        assert_eq!(DestinationUrl::parse("./mirror").unwrap(), Local("./mirror".into()));
+        assert_eq!(DestinationUrl::parse("file:///srv/m").unwrap(), Local("/srv/m".into()));
+        assert_eq!(DestinationUrl::parse("s3://b").unwrap(), S3 { bucket: "b".into(), prefix: "".into() });
         assert_eq!(
             DestinationUrl::parse("s3://b/mirror/").unwrap(),
-            S3 {
-                bucket: "b".into(),
-                prefix: "mirror".into()
-            }
+            S3 { bucket: "b".into(), prefix: "mirror".into() }
         );
-        assert_eq!(
-            DestinationUrl::parse("gs://b/x/y").unwrap(),
-            Gcs {
-                bucket: "b".into(),
-                prefix: "x/y".into()
-            }
-        );
-        assert_eq!(
-            DestinationUrl::parse("az://c").unwrap(),
-            Azure {
-                container: "c".into(),
-                prefix: "".into()
-            }
-        );
+        assert_eq!(DestinationUrl::parse("gs://b/x/y").unwrap(), Gcs { bucket: "b".into(), prefix: "x/y".into() });
+        assert_eq!(DestinationUrl::parse("az://c").unwrap(), Azure { container: "c".into(), prefix: "".into() });
         assert_eq!(
             DestinationUrl::parse("oci://127.0.0.1:5000/mirror").unwrap(),
-            Registry {
-                host: "127.0.0.1:5000".into(),
-                namespace: "mirror".into()
-            }
+            Registry { host: "127.0.0.1:5000".into(), namespace: "mirror".into() }
         );
         for bad in [
             "",

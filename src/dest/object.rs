@@ -19,9 +19,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 use object_store::path::Path;
-use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt as _, PutOptions, PutPayload, WriteMultipart,
-};
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt as _, PutOptions, PutPayload, WriteMultipart};
 
 use super::{Destination, DestinationUrl};
 use crate::error::{Error, Result};
@@ -60,12 +58,9 @@ impl ObjectDestination {
         };
         let (store, prefix, attributes): (Arc<dyn ObjectStore>, String, bool) = match url {
             DestinationUrl::Local(dir) => {
-                std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
-                    context: format!("creating {}", dir.display()),
-                    source: e,
-                })?;
-                let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(store_err)?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| Error::Io { context: format!("creating {}", dir.display()), source: e })?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(store_err)?;
                 (Arc::new(store), String::new(), false)
             }
             DestinationUrl::S3 { bucket, prefix } => {
@@ -97,20 +92,8 @@ impl ObjectDestination {
     }
 
     /// Wrap an already-built store (tests use `InMemory`).
-    pub fn with_store(
-        name: &str,
-        store: Arc<dyn ObjectStore>,
-        prefix: &str,
-        attributes: bool,
-        tag_ttl: u32,
-    ) -> Self {
-        ObjectDestination {
-            name: name.to_string(),
-            store,
-            layout: Layout::new(prefix),
-            attributes,
-            tag_ttl,
-        }
+    pub fn with_store(name: &str, store: Arc<dyn ObjectStore>, prefix: &str, attributes: bool, tag_ttl: u32) -> Self {
+        ObjectDestination { name: name.to_string(), store, layout: Layout::new(prefix), attributes, tag_ttl }
     }
 
     fn path(&self, rel: &str) -> Result<Path> {
@@ -123,51 +106,27 @@ impl ObjectDestination {
         })
     }
 
-    fn err(
-        &self,
-        operation: &'static str,
-        path: &Path,
-    ) -> impl FnOnce(object_store::Error) -> Error {
+    fn err(&self, operation: &'static str, path: &Path) -> impl FnOnce(object_store::Error) -> Error {
         let (destination, key) = (self.name.clone(), path.to_string());
-        move |source| Error::Store {
-            destination,
-            operation,
-            key,
-            source: Box::new(source),
-        }
+        move |source| Error::Store { destination, operation, key, source: Box::new(source) }
     }
 
     fn attributes(&self, class: ObjectClass, media_type: Option<&str>) -> Attributes {
         let mut attrs = Attributes::new();
         if self.attributes {
-            let ct = class
-                .fixed_content_type()
-                .map(str::to_string)
-                .or_else(|| media_type.map(str::to_string));
+            let ct = class.fixed_content_type().map(str::to_string).or_else(|| media_type.map(str::to_string));
             if let Some(ct) = ct {
                 attrs.insert(Attribute::ContentType, ct.into());
             }
-            attrs.insert(
-                Attribute::CacheControl,
-                class.cache_control(self.tag_ttl).into(),
-            );
+            attrs.insert(Attribute::CacheControl, class.cache_control(self.tag_ttl).into());
         }
         attrs
     }
 
-    async fn put_small(
-        &self,
-        rel: &str,
-        body: Bytes,
-        class: ObjectClass,
-        media_type: Option<&str>,
-    ) -> Result<()> {
+    async fn put_small(&self, rel: &str, body: Bytes, class: ObjectClass, media_type: Option<&str>) -> Result<()> {
         let path = self.path(rel)?;
         let opts = PutOptions::from(self.attributes(class, media_type));
-        self.store
-            .put_opts(&path, PutPayload::from(body), opts)
-            .await
-            .map_err(self.err("put", &path))?;
+        self.store.put_opts(&path, PutPayload::from(body), opts).await.map_err(self.err("put", &path))?;
         Ok(())
     }
 
@@ -188,11 +147,7 @@ impl ObjectDestination {
     /// Tags of `repo` present in the layout (keys under `manifests/` that are tags).
     async fn tags(&self, repo: &str) -> Result<Vec<String>> {
         let dir = self.path(&layout::manifests_dir(repo))?;
-        let listing = self
-            .store
-            .list_with_delimiter(Some(&dir))
-            .await
-            .map_err(self.err("list", &dir))?;
+        let listing = self.store.list_with_delimiter(Some(&dir)).await.map_err(self.err("list", &dir))?;
         Ok(listing
             .objects
             .iter()
@@ -202,12 +157,16 @@ impl ObjectDestination {
             .collect())
     }
 
-    async fn put_multipart(
-        &self,
-        path: &Path,
-        attrs: Attributes,
-        mut body: BlobStream,
-    ) -> Result<u64> {
+    /// Rewrite `tags/list` from what is stored, plus `extra` tags just written (a listing
+    /// may not show them yet on eventually consistent stores).
+    pub(crate) async fn write_tags_list(&self, repo: &str, extra: &[String]) -> Result<()> {
+        let mut tags = self.tags(repo).await?;
+        tags.extend(extra.iter().cloned());
+        let body = Bytes::from(layout::tags_list_body(repo, &tags));
+        self.put_small(&layout::tags_list_key(repo), body, ObjectClass::TagsList, None).await
+    }
+
+    async fn put_multipart(&self, path: &Path, attrs: Attributes, mut body: BlobStream) -> Result<u64> {
         let upload = self
             .store
             .put_multipart_opts(path, attrs.into())
@@ -217,10 +176,7 @@ impl ObjectDestination {
         let mut written = 0u64;
         while let Some(item) = body.next().await {
             let outcome = match item {
-                Ok(chunk) => writer
-                    .wait_for_capacity(PART_CONCURRENCY)
-                    .await
-                    .map(|()| chunk),
+                Ok(chunk) => writer.wait_for_capacity(PART_CONCURRENCY).await.map(|()| chunk),
                 Err(e) => {
                     let _ = writer.abort().await;
                     return Err(e);
@@ -237,10 +193,7 @@ impl ObjectDestination {
                 }
             }
         }
-        writer
-            .finish()
-            .await
-            .map_err(self.err("complete multipart upload", path))?;
+        writer.finish().await.map_err(self.err("complete multipart upload", path))?;
         Ok(written)
     }
 }
@@ -252,10 +205,7 @@ impl Destination for ObjectDestination {
     }
 
     async fn tag_digest(&self, repo: &str, tag: &str) -> Result<Option<Digest>> {
-        Ok(self
-            .get_bounded(&layout::manifest_key(repo, tag), MAX_MANIFEST_BYTES)
-            .await?
-            .map(|b| Digest::of(&b)))
+        Ok(self.get_bounded(&layout::manifest_key(repo, tag), MAX_MANIFEST_BYTES).await?.map(|b| Digest::of(&b)))
     }
 
     async fn has_blob(&self, repo: &str, blob: &Descriptor) -> Result<bool> {
@@ -287,43 +237,19 @@ impl Destination for ObjectDestination {
         Ok(len)
     }
 
-    async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tag: &str) -> Result<()> {
+    async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tags: &[String]) -> Result<()> {
         let mt = Some(manifest.media_type.as_str());
         let by_digest = layout::manifest_key(repo, manifest.digest.as_str());
-        self.put_small(
-            &by_digest,
-            manifest.raw.clone(),
-            ObjectClass::DigestManifest,
-            mt,
-        )
-        .await?;
-        self.put_small(
-            &layout::manifest_key(repo, tag),
-            manifest.raw.clone(),
-            ObjectClass::TagManifest,
-            mt,
-        )
-        .await?;
-        let mut tags = self.tags(repo).await?;
-        tags.push(tag.to_string());
-        let body = Bytes::from(layout::tags_list_body(repo, &tags));
-        self.put_small(
-            &layout::tags_list_key(repo),
-            body,
-            ObjectClass::TagsList,
-            None,
-        )
-        .await
+        self.put_small(&by_digest, manifest.raw.clone(), ObjectClass::DigestManifest, mt).await?;
+        for tag in tags {
+            self.put_small(&layout::manifest_key(repo, tag), manifest.raw.clone(), ObjectClass::TagManifest, mt)
+                .await?;
+        }
+        self.write_tags_list(repo, tags).await
     }
 
     async fn finish(&self) -> Result<()> {
-        self.put_small(
-            layout::PING_KEY,
-            Bytes::from_static(layout::PING_BODY),
-            ObjectClass::Ping,
-            None,
-        )
-        .await
+        self.put_small(layout::PING_KEY, Bytes::from_static(layout::PING_BODY), ObjectClass::Ping, None).await
     }
 
     async fn get_file(&self, rel_key: &str) -> Result<Option<Bytes>> {

@@ -42,19 +42,11 @@ impl RegistryDestination {
     }
 
     fn remember(&self, digest: &Digest, repo: &str) {
-        self.known
-            .lock()
-            .expect("not poisoned")
-            .entry(digest.clone())
-            .or_insert_with(|| repo.to_string());
+        self.known.lock().expect("not poisoned").entry(digest.clone()).or_insert_with(|| repo.to_string());
     }
 
     fn repo(&self, repo: &str) -> String {
-        if self.namespace.is_empty() {
-            repo.to_string()
-        } else {
-            format!("{}/{repo}", self.namespace)
-        }
+        if self.namespace.is_empty() { repo.to_string() } else { format!("{}/{repo}", self.namespace) }
     }
 }
 
@@ -65,11 +57,7 @@ impl Destination for RegistryDestination {
     }
 
     async fn tag_digest(&self, repo: &str, tag: &str) -> Result<Option<Digest>> {
-        Ok(self
-            .registry
-            .get_manifest(&self.repo(repo), tag)
-            .await?
-            .map(|(b, _)| Digest::of(&b)))
+        Ok(self.registry.get_manifest(&self.repo(repo), tag).await?.map(|(b, _)| Digest::of(&b)))
     }
 
     async fn has_blob(&self, repo: &str, blob: &Descriptor) -> Result<bool> {
@@ -78,12 +66,7 @@ impl Destination for RegistryDestination {
             self.remember(&blob.digest, &repo);
             return Ok(true);
         }
-        let from = self
-            .known
-            .lock()
-            .expect("not poisoned")
-            .get(&blob.digest)
-            .cloned();
+        let from = self.known.lock().expect("not poisoned").get(&blob.digest).cloned();
         if let Some(from) = from
             && from != repo
             && self.registry.mount_blob(&repo, &from, blob).await?
@@ -101,12 +84,13 @@ impl Destination for RegistryDestination {
         Ok(n)
     }
 
-    async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tag: &str) -> Result<()> {
+    async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tags: &[String]) -> Result<()> {
         let repo = self.repo(repo);
-        self.registry
-            .put_manifest(&repo, manifest.digest.as_str(), manifest)
-            .await?;
-        self.registry.put_manifest(&repo, tag, manifest).await
+        self.registry.put_manifest(&repo, manifest.digest.as_str(), manifest).await?;
+        for tag in tags {
+            self.registry.put_manifest(&repo, tag, manifest).await?;
+        }
+        Ok(())
     }
 
     fn holds_files(&self) -> bool {
@@ -125,9 +109,7 @@ impl Destination for RegistryDestination {
         Err(Error::config(
             "destination",
             self.name.clone(),
-            format!(
-                "a registry cannot hold the plain file {rel_key}; mirror VEX to an object-store destination"
-            ),
+            format!("a registry cannot hold the plain file {rel_key}; mirror VEX to an object-store destination"),
         ))
     }
 }

@@ -59,8 +59,7 @@ impl Credentials {
         match self {
             Credentials::Basic { username, password } => Some(format!(
                 "Basic {}",
-                base64::engine::general_purpose::STANDARD
-                    .encode(format!("{username}:{}", password.expose()))
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()))
             )),
             _ => None,
         }
@@ -73,10 +72,7 @@ pub(crate) enum Challenge {
     /// `Basic realm=…`, or a 401 with no usable challenge.
     Basic,
     /// `Bearer realm=…,service=…`.
-    Bearer {
-        realm: String,
-        service: Option<String>,
-    },
+    Bearer { realm: String, service: Option<String> },
 }
 
 impl Challenge {
@@ -88,16 +84,10 @@ impl Challenge {
         for c in &challenges {
             if c.scheme.eq_ignore_ascii_case("bearer") {
                 let param = |name: &str| {
-                    c.params
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                        .map(|(_, v)| v.to_unescaped())
+                    c.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_unescaped())
                 };
                 if let Some(realm) = param("realm") {
-                    return Challenge::Bearer {
-                        realm,
-                        service: param("service"),
-                    };
+                    return Challenge::Bearer { realm, service: param("service") };
                 }
             }
         }
@@ -114,10 +104,7 @@ struct TokenResponse {
 /// Pull the token out of a token-service answer.
 pub(crate) fn parse_token(body: &[u8]) -> Option<Secret> {
     let t: TokenResponse = serde_json::from_slice(body).ok()?;
-    t.token
-        .or(t.access_token)
-        .filter(|t| !t.is_empty())
-        .map(Secret::new)
+    t.token.or(t.access_token).filter(|t| !t.is_empty()).map(Secret::new)
 }
 
 #[derive(Deserialize, Default)]
@@ -156,56 +143,29 @@ pub fn from_docker_config(path: &Path, host: &str) -> Result<Credentials> {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Credentials::Anonymous),
         Err(e) => {
-            return Err(Error::Io {
-                context: format!("reading {}", path.display()),
-                source: e,
-            });
+            return Err(Error::Io { context: format!("reading {}", path.display()), source: e });
         }
     };
-    let config: DockerConfig = serde_json::from_slice(&text).map_err(|e| {
-        Error::config(
-            "docker config",
-            path.display().to_string(),
-            format!("not valid JSON: {e}"),
-        )
-    })?;
+    let config: DockerConfig = serde_json::from_slice(&text)
+        .map_err(|e| Error::config("docker config", path.display().to_string(), format!("not valid JSON: {e}")))?;
     if let Some(helper) = config.cred_helpers.get(host) {
         return credential_helper(helper, host);
     }
-    let entry = config
-        .auths
-        .iter()
-        .find(|(k, _)| auth_key_host(k) == host)
-        .map(|(_, v)| v);
+    let entry = config.auths.iter().find(|(k, _)| auth_key_host(k) == host).map(|(_, v)| v);
     if let Some(a) = entry {
         if let (Some(u), Some(p)) = (&a.username, &a.password) {
-            return Ok(Credentials::Basic {
-                username: u.clone(),
-                password: Secret::new(p.clone()),
-            });
+            return Ok(Credentials::Basic { username: u.clone(), password: Secret::new(p.clone()) });
         }
         if let Some(token) = &a.identitytoken {
-            return Ok(Credentials::Basic {
-                username: "<token>".into(),
-                password: Secret::new(token.clone()),
-            });
+            return Ok(Credentials::Basic { username: "<token>".into(), password: Secret::new(token.clone()) });
         }
         if let Some(auth) = &a.auth {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth.trim())
-                .map_err(|_| {
-                    Error::config(
-                        "docker config",
-                        path.display().to_string(),
-                        format!("auths[{host}].auth is not base64"),
-                    )
-                })?;
+            let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| {
+                Error::config("docker config", path.display().to_string(), format!("auths[{host}].auth is not base64"))
+            })?;
             let decoded = String::from_utf8(decoded).unwrap_or_default();
             if let Some((u, p)) = decoded.split_once(':') {
-                return Ok(Credentials::Basic {
-                    username: u.to_string(),
-                    password: Secret::new(p),
-                });
+                return Ok(Credentials::Basic { username: u.to_string(), password: Secret::new(p) });
             }
             return Err(Error::config(
                 "docker config",
@@ -222,10 +182,7 @@ pub fn from_docker_config(path: &Path, host: &str) -> Result<Credentials> {
 
 /// `https://index.docker.io/v1/` → `index.docker.io`; `ghcr.io` → `ghcr.io`.
 fn auth_key_host(key: &str) -> &str {
-    let k = key
-        .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
+    let k = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
     k.split('/').next().unwrap_or(k)
 }
 
@@ -241,21 +198,11 @@ struct HelperAnswer {
 fn credential_helper(helper: &str, host: &str) -> Result<Credentials> {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
-    if !helper
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        return Err(Error::config(
-            "credential helper",
-            helper,
-            "helper names are letters, digits, - _ .",
-        ));
+    if !helper.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+        return Err(Error::config("credential helper", helper, "helper names are letters, digits, - _ ."));
     }
     let program = format!("docker-credential-{helper}");
-    let io_err = |e| Error::Io {
-        context: format!("running {program} get for {host}"),
-        source: e,
-    };
+    let io_err = |e| Error::Io { context: format!("running {program} get for {host}"), source: e };
     let mut child = Command::new(&program)
         .arg("get")
         .stdin(Stdio::piped())
@@ -263,12 +210,7 @@ fn credential_helper(helper: &str, host: &str) -> Result<Credentials> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(io_err)?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(host.as_bytes())
-        .map_err(io_err)?;
+    child.stdin.take().expect("piped").write_all(host.as_bytes()).map_err(io_err)?;
     let out = child.wait_with_output().map_err(io_err)?;
     if !out.status.success() {
         // Helpers answer "credentials not found in native keychain" for unknown hosts.
@@ -277,23 +219,11 @@ fn credential_helper(helper: &str, host: &str) -> Result<Credentials> {
         if stderr.contains("not found") || stdout.contains("not found") {
             return Ok(Credentials::Anonymous);
         }
-        return Err(Error::config(
-            "credential helper",
-            program,
-            format!("exited with {} for {host}", out.status),
-        ));
+        return Err(Error::config("credential helper", program, format!("exited with {} for {host}", out.status)));
     }
-    let answer: HelperAnswer = serde_json::from_slice(&out.stdout).map_err(|e| {
-        Error::config(
-            "credential helper",
-            program.clone(),
-            format!("unexpected output: {e}"),
-        )
-    })?;
-    Ok(Credentials::Basic {
-        username: answer.username,
-        password: Secret::new(answer.secret),
-    })
+    let answer: HelperAnswer = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::config("credential helper", program.clone(), format!("unexpected output: {e}")))?;
+    Ok(Credentials::Basic { username: answer.username, password: Secret::new(answer.secret) })
 }
 
 #[cfg(test)]
@@ -302,10 +232,7 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let c = Credentials::Basic {
-            username: "u".into(),
-            password: Secret::new("hunter2"),
-        };
+        let c = Credentials::Basic { username: "u".into(), password: Secret::new("hunter2") };
         assert!(!format!("{c:?}").contains("hunter2"));
         assert_eq!(c.basic_header().unwrap(), "Basic dTpodW50ZXIy");
     }
@@ -313,23 +240,12 @@ mod tests {
     #[test]
     fn challenges() {
         assert_eq!(
-            Challenge::parse(
-                r#"Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull""#
-            ),
-            Challenge::Bearer {
-                realm: "https://ghcr.io/token".into(),
-                service: Some("ghcr.io".into())
-            }
+            Challenge::parse(r#"Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull""#),
+            Challenge::Bearer { realm: "https://ghcr.io/token".into(), service: Some("ghcr.io".into()) }
         );
-        assert_eq!(
-            Challenge::parse(r#"Basic realm="Registry Realm""#),
-            Challenge::Basic
-        );
+        assert_eq!(Challenge::parse(r#"Basic realm="Registry Realm""#), Challenge::Basic);
         assert_eq!(Challenge::parse(""), Challenge::Basic);
-        assert_eq!(
-            parse_token(br#"{"access_token":"abc"}"#).unwrap().expose(),
-            "abc"
-        );
+        assert_eq!(parse_token(br#"{"access_token":"abc"}"#).unwrap().expose(), "abc");
         assert!(parse_token(br#"{"token":""}"#).is_none());
     }
 
@@ -344,33 +260,16 @@ mod tests {
         .unwrap();
         assert_eq!(
             from_docker_config(&path, "reg.example.com").unwrap(),
-            Credentials::Basic {
-                username: "user".into(),
-                password: Secret::new("pa:ss")
-            }
+            Credentials::Basic { username: "user".into(), password: Secret::new("pa:ss") }
         );
         assert_eq!(
             from_docker_config(&path, "other.example").unwrap(),
-            Credentials::Basic {
-                username: "a".into(),
-                password: Secret::new("b")
-            }
+            Credentials::Basic { username: "a".into(), password: Secret::new("b") }
         );
-        assert_eq!(
-            from_docker_config(&path, "ghcr.io").unwrap(),
-            Credentials::Anonymous
-        );
-        assert_eq!(
-            from_docker_config(&dir.path().join("none.json"), "x").unwrap(),
-            Credentials::Anonymous
-        );
+        assert_eq!(from_docker_config(&path, "ghcr.io").unwrap(), Credentials::Anonymous);
+        assert_eq!(from_docker_config(&dir.path().join("none.json"), "x").unwrap(), Credentials::Anonymous);
         std::fs::write(&path, "{").unwrap();
-        assert!(
-            from_docker_config(&path, "x")
-                .unwrap_err()
-                .to_string()
-                .contains("not valid JSON")
-        );
+        assert!(from_docker_config(&path, "x").unwrap_err().to_string().contains("not valid JSON"));
     }
 
     #[test]
@@ -385,29 +284,16 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
         let config = dir.path().join("config.json");
-        std::fs::write(
-            &config,
-            r#"{"credHelpers":{"reg.example.com":"testhelper"},"credsStore":"testhelper"}"#,
-        )
-        .unwrap();
+        std::fs::write(&config, r#"{"credHelpers":{"reg.example.com":"testhelper"},"credsStore":"testhelper"}"#)
+            .unwrap();
         // The helper is found on PATH, as docker finds it.
-        let path = format!(
-            "{}:{}",
-            dir.path().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+        let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
         // SAFETY: this test is the only one in the crate that touches PATH.
         unsafe { std::env::set_var("PATH", path) };
         assert_eq!(
             from_docker_config(&config, "reg.example.com").unwrap(),
-            Credentials::Basic {
-                username: "robot".into(),
-                password: Secret::new("s3cret")
-            }
+            Credentials::Basic { username: "robot".into(), password: Secret::new("s3cret") }
         );
-        assert_eq!(
-            from_docker_config(&config, "other.example").unwrap(),
-            Credentials::Anonymous
-        );
+        assert_eq!(from_docker_config(&config, "other.example").unwrap(), Credentials::Anonymous);
     }
 }

@@ -19,9 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use tokio::sync::{Mutex, OnceCell};
 
@@ -51,11 +49,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            attempts: 4,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-        }
+        RetryPolicy { attempts: 4, initial_backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(30) }
     }
 }
 
@@ -99,9 +93,7 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("host", &self.host)
-            .finish_non_exhaustive()
+        f.debug_struct("Registry").field("host", &self.host).finish_non_exhaustive()
     }
 }
 
@@ -130,44 +122,23 @@ pub(crate) fn http_client(
         .redirect(reqwest::redirect::Policy::limited(10))
         .tls_danger_accept_invalid_certs(insecure);
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| Error::Io {
-            context: format!("reading CA bundle {}", path.display()),
-            source: e,
-        })?;
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::Io { context: format!("reading CA bundle {}", path.display()), source: e })?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| Error::config("CA bundle", path.display().to_string(), e.to_string()))?;
         b = b.tls_certs_merge(certs);
     }
-    b.build()
-        .map_err(|e| Error::config("HTTP client", "", e.to_string()))
+    b.build().map_err(|e| Error::config("HTTP client", "", e.to_string()))
 }
 
 impl Registry {
     /// A client for `host` (`ghcr.io`, `127.0.0.1:5000`).
     pub fn new(host: &str, options: RegistryOptions) -> Result<Self> {
-        if host.is_empty()
-            || host.contains('/')
-            || host.contains('@')
-            || host.contains(char::is_whitespace)
-        {
-            return Err(Error::config(
-                "registry host",
-                host,
-                "expected a host name with an optional :port",
-            ));
+        if host.is_empty() || host.contains('/') || host.contains('@') || host.contains(char::is_whitespace) {
+            return Err(Error::config("registry host", host, "expected a host name with an optional :port"));
         }
-        let http = http_client(
-            options.insecure,
-            options.ca_file.as_ref(),
-            options.read_timeout,
-        )?;
-        Ok(Registry {
-            host: host.to_string(),
-            http,
-            options,
-            base: OnceCell::new(),
-            auth: Mutex::default(),
-        })
+        let http = http_client(options.insecure, options.ca_file.as_ref(), options.read_timeout)?;
+        Ok(Registry { host: host.to_string(), http, options, base: OnceCell::new(), auth: Mutex::default() })
     }
 
     /// The host this client talks to.
@@ -224,14 +195,9 @@ impl Registry {
 
     /// GET the token realm for `scope` (space-separated scopes become repeated params).
     async fn fetch_token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<Secret> {
-        let mut url = url::Url::parse(realm).map_err(|e| {
-            Error::rejected(
-                format!("token realm {realm:?} from {}", self.host),
-                e.to_string(),
-            )
-        })?;
-        if url.scheme() != "https"
-            && !(url.scheme() == "http" && (self.options.insecure || is_local_host(&self.host)))
+        let mut url = url::Url::parse(realm)
+            .map_err(|e| Error::rejected(format!("token realm {realm:?} from {}", self.host), e.to_string()))?;
+        if url.scheme() != "https" && !(url.scheme() == "http" && (self.options.insecure || is_local_host(&self.host)))
         {
             return Err(Error::rejected(
                 format!("token realm {realm:?} from {}", self.host),
@@ -251,15 +217,11 @@ impl Registry {
         if let Some(basic) = self.options.credentials.basic_header() {
             req = req.header(AUTHORIZATION, basic);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| Error::transport("GET", url.as_str(), &e))?;
+        let resp = req.send().await.map_err(|e| Error::transport("GET", url.as_str(), &e))?;
         let status = resp.status();
         if !status.is_success() {
             let detail = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                ": the token service refused these credentials; check the username and password"
-                    .to_string()
+                ": the token service refused these credentials; check the username and password".to_string()
             } else {
                 String::new()
             };
@@ -273,13 +235,7 @@ impl Registry {
         }
         let body = read_bounded(resp, 64 * 1024, "GET", url.as_str()).await?;
         auth::parse_token(&body).ok_or_else(|| {
-            Error::rejected(
-                format!(
-                    "token answer from {}",
-                    crate::error::strip_query(url.as_str())
-                ),
-                "no token in it",
-            )
+            Error::rejected(format!("token answer from {}", crate::error::strip_query(url.as_str())), "no token in it")
         })
     }
 
@@ -294,15 +250,7 @@ impl Registry {
         allow_404: bool,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response> {
-        self.send_with(
-            method,
-            url,
-            scope,
-            allow_404,
-            self.options.retry.attempts,
-            build,
-        )
-        .await
+        self.send_with(method, url, scope, allow_404, self.options.retry.attempts, build).await
     }
 
     /// Like [`Registry::send`] but a single attempt, for bodies that can be sent once
@@ -338,17 +286,9 @@ impl Registry {
             let err = match req.send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) if resp.status() == StatusCode::NOT_FOUND && allow_404 => return Ok(resp),
-                Ok(resp)
-                    if resp.status() == StatusCode::UNAUTHORIZED
-                        && !reauthenticated
-                        && attempts > 1 =>
-                {
+                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !reauthenticated && attempts > 1 => {
                     reauthenticated = true;
-                    let header = resp
-                        .headers()
-                        .get(WWW_AUTHENTICATE)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
+                    let header = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or("");
                     let mut state = self.auth.lock().await;
                     state.challenge = Some(Challenge::parse(header));
                     state.tokens.remove(scope);
@@ -370,20 +310,11 @@ impl Registry {
     /// Ping `/v2/` so the scheme and the auth challenge are known before the real work.
     pub async fn ping(&self) -> Result<()> {
         let url = self.url("").await?;
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| Error::transport("GET", &url, &e))?;
+        let resp = self.http.get(&url).send().await.map_err(|e| Error::transport("GET", &url, &e))?;
         match resp.status() {
             s if s.is_success() => Ok(()),
             StatusCode::UNAUTHORIZED => {
-                let header = resp
-                    .headers()
-                    .get(WWW_AUTHENTICATE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
+                let header = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or("");
                 self.auth.lock().await.challenge = Some(Challenge::parse(header));
                 Ok(())
             }
@@ -393,26 +324,14 @@ impl Registry {
 
     /// GET a manifest by tag or digest: the exact bytes and the Content-Type.
     /// `Ok(None)` when the registry answers 404.
-    pub async fn get_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-    ) -> Result<Option<(Bytes, Option<String>)>> {
+    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<Option<(Bytes, Option<String>)>> {
         let url = self.url(&format!("{repo}/manifests/{reference}")).await?;
         let scope = pull_scope(repo);
-        let resp = self
-            .send(Method::GET, &url, &scope, true, |r| {
-                r.header(ACCEPT, MANIFEST_ACCEPT)
-            })
-            .await?;
+        let resp = self.send(Method::GET, &url, &scope, true, |r| r.header(ACCEPT, MANIFEST_ACCEPT)).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = read_bounded(resp, MAX_MANIFEST_BYTES, "GET", &url).await?;
         Ok(Some((body, content_type)))
     }
@@ -431,8 +350,7 @@ impl Registry {
     /// GET a blob. The caller streams `bytes_stream()` through a verifier.
     pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Response> {
         let url = self.url(&format!("{repo}/blobs/{digest}")).await?;
-        self.send(Method::GET, &url, &pull_scope(repo), false, |r| r)
-            .await
+        self.send(Method::GET, &url, &pull_scope(repo), false, |r| r).await
     }
 }
 
@@ -455,23 +373,14 @@ fn method_name(m: &Method) -> &'static str {
 
 /// Parse `Retry-After` in its seconds form (registries do not send HTTP dates).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// Turn a non-success response into [`Error::Http`], with the registry's error codes.
 pub(crate) async fn http_error(method: &'static str, url: &str, resp: Response) -> Error {
     let status = resp.status().as_u16();
     let retry_after = retry_after(resp.headers());
-    let body = read_bounded(resp, 16 * 1024, method, url)
-        .await
-        .unwrap_or_default();
+    let body = read_bounded(resp, 16 * 1024, method, url).await.unwrap_or_default();
     #[derive(serde::Deserialize)]
     struct Errors {
         errors: Vec<ErrorEntry>,
@@ -484,11 +393,8 @@ pub(crate) async fn http_error(method: &'static str, url: &str, resp: Response) 
     }
     let mut detail = match serde_json::from_slice::<Errors>(&body) {
         Ok(e) if !e.errors.is_empty() => {
-            let parts: Vec<_> = e
-                .errors
-                .iter()
-                .map(|e| format!("{} {}", e.code, e.message).trim().to_string())
-                .collect();
+            let parts: Vec<_> =
+                e.errors.iter().map(|e| format!("{} {}", e.code, e.message).trim().to_string()).collect();
             format!(": {}", parts.join("; "))
         }
         _ => String::new(),
@@ -496,22 +402,11 @@ pub(crate) async fn http_error(method: &'static str, url: &str, resp: Response) 
     if status == 401 || status == 403 {
         detail.push_str(" (check the registry credentials)");
     }
-    Error::Http {
-        method,
-        url: crate::error::strip_query(url),
-        status,
-        detail,
-        retry_after,
-    }
+    Error::Http { method, url: crate::error::strip_query(url), status, detail, retry_after }
 }
 
 /// Read a whole response body, refusing more than `limit` bytes.
-pub(crate) async fn read_bounded(
-    mut resp: Response,
-    limit: usize,
-    method: &'static str,
-    url: &str,
-) -> Result<Bytes> {
+pub(crate) async fn read_bounded(mut resp: Response, limit: usize, method: &'static str, url: &str) -> Result<Bytes> {
     if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(Error::rejected(
             format!("response from {}", crate::error::strip_query(url)),
@@ -519,11 +414,7 @@ pub(crate) async fn read_bounded(
         ));
     }
     let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| Error::transport(method, url, &e))?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| Error::transport(method, url, &e))? {
         if buf.len() + chunk.len() > limit {
             return Err(Error::rejected(
                 format!("response from {}", crate::error::strip_query(url)),
@@ -547,22 +438,10 @@ mod tests {
 
     #[test]
     fn local_hosts_use_http_like_trivy() {
-        for h in [
-            "localhost:5000",
-            "127.0.0.1",
-            "127.0.0.1:5000",
-            "[::1]:5000",
-            "reg.localhost:80",
-        ] {
+        for h in ["localhost:5000", "127.0.0.1", "127.0.0.1:5000", "[::1]:5000", "reg.localhost:80"] {
             assert!(is_local_host(h), "{h}");
         }
-        for h in [
-            "localhost",
-            "ghcr.io",
-            "mirror.gcr.io",
-            "10.0.0.1:5000",
-            "127.0.0.1.nip.io",
-        ] {
+        for h in ["localhost", "ghcr.io", "mirror.gcr.io", "10.0.0.1:5000", "127.0.0.1.nip.io"] {
             assert!(!is_local_host(h), "{h}");
         }
     }
@@ -572,10 +451,7 @@ mod tests {
         let p = RetryPolicy::default();
         assert_eq!(p.backoff(0, None), Duration::from_millis(500));
         assert_eq!(p.backoff(2, None), Duration::from_secs(2));
-        assert_eq!(
-            p.backoff(0, Some(Duration::from_secs(7))),
-            Duration::from_secs(7)
-        );
+        assert_eq!(p.backoff(0, Some(Duration::from_secs(7))), Duration::from_secs(7));
         assert_eq!(p.backoff(0, Some(Duration::from_secs(3600))), p.max_backoff);
         assert_eq!(p.backoff(40, None), p.max_backoff);
     }

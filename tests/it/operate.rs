@@ -10,10 +10,7 @@ use crate::harness::*;
 /// Run `trivy-mirror verify` and return (success, output).
 pub fn verify(args: &[&str]) -> (bool, String) {
     let out = mirror().arg("verify").args(args).output().unwrap();
-    (
-        out.status.success(),
-        format!("{}{}", text(&out.stdout), text(&out.stderr)),
-    )
+    (out.status.success(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
 }
 
 /// A synced directory of the standard fixtures (plus VEX with `base`), returning the
@@ -30,25 +27,11 @@ fn synced_dir(dir: &Path, db: fx::Artifact, vex_base: Option<&str>) -> Upstream 
     if let Some(base) = vex_base {
         vex_upstream = Nginx::start("    root @WWW@;\n    location / { }");
         let root = vex_upstream.static_root();
-        std::fs::write(
-            root.join("main.tar.gz"),
-            fx::vex_repository(&fx::VexOptions::default()).tar_gz,
-        )
-        .unwrap();
-        let loc = format!(
-            "http://{}/main.tar.gz//{}",
-            vex_upstream.addr,
-            fx::VEX_TOP_DIR
-        );
+        std::fs::write(root.join("main.tar.gz"), fx::vex_repository(&fx::VexOptions::default()).tar_gz).unwrap();
+        let loc = format!("http://{}/main.tar.gz//{}", vex_upstream.addr, fx::VEX_TOP_DIR);
         std::fs::write(root.join("vex-repository.json"), fx::vex_manifest(&[&loc])).unwrap();
         manifest_url = format!("http://{}/vex-repository.json", vex_upstream.addr);
-        args.extend([
-            "--base-url",
-            base,
-            "--allow-http-base-url",
-            "--vex-source",
-            &manifest_url,
-        ]);
+        args.extend(["--base-url", base, "--allow-http-base-url", "--vex-source", &manifest_url]);
         sync(&args, &[]).assert_ok();
     } else {
         sync(&args, &[]).assert_ok();
@@ -95,9 +78,7 @@ fn verify_passes_on_serve_and_fails_precisely_on_broken_mirrors() {
     let cases: Vec<(&str, Box<dyn Fn(String) -> String>, &str)> = vec![
         (
             "missing ping",
-            Box::new(|c: String| {
-                c.replace("location = /v2/ { rewrite ^ /v2/index.json last; }", "")
-            }),
+            Box::new(|c: String| c.replace("location = /v2/ { rewrite ^ /v2/index.json last; }", "")),
             "map /v2/",
         ),
         (
@@ -113,7 +94,10 @@ fn verify_passes_on_serve_and_fails_precisely_on_broken_mirrors() {
         (
             "stored Content-Encoding",
             Box::new(|c: String| {
-                c.replace("default_type application/octet-stream; add_header", "default_type application/octet-stream; add_header Content-Encoding gzip; add_header")
+                c.replace(
+                    "default_type application/octet-stream; add_header",
+                    "default_type application/octet-stream; add_header Content-Encoding gzip; add_header",
+                )
             }),
             "Content-Encoding: gzip",
         ),
@@ -127,34 +111,21 @@ fn verify_passes_on_serve_and_fails_precisely_on_broken_mirrors() {
         let broken = static_registry(&dir, tweak);
         let (ok, out) = verify(&[&broken.addr, "--only", "db"]);
         assert!(!ok, "{name}: verify passed:\n{out}");
-        assert!(
-            out.contains(expect),
-            "{name}: expected {expect:?} in:\n{out}"
-        );
+        assert!(out.contains(expect), "{name}: expected {expect:?} in:\n{out}");
     }
 
     // A truncated blob.
-    let layer = dir.join(format!(
-        "v2/aquasecurity/trivy-db/blobs/{}",
-        upstream.db.layer_digest()
-    ));
+    let layer = dir.join(format!("v2/aquasecurity/trivy-db/blobs/{}", upstream.db.layer_digest()));
     let bytes = std::fs::read(&layer).unwrap();
     std::fs::write(&layer, &bytes[..bytes.len() / 2]).unwrap();
     let (ok, out) = verify(&[&serve.addr, "--only", "db"]);
-    assert!(
-        !ok && out.contains("differs from the descriptor size"),
-        "{out}"
-    );
+    assert!(!ok && out.contains("differs from the descriptor size"), "{out}");
     std::fs::write(&layer, &bytes).unwrap();
 
     // VEX: a location pointing elsewhere, then an archive without index.json.
     let vex_manifest = dir.join(".well-known/vex-repository.json");
     let original = std::fs::read_to_string(&vex_manifest).unwrap();
-    std::fs::write(
-        &vex_manifest,
-        original.replace(&base, "https://elsewhere.example.com"),
-    )
-    .unwrap();
+    std::fs::write(&vex_manifest, original.replace(&base, "https://elsewhere.example.com")).unwrap();
     let (ok, out) = verify(&[&serve.addr, "--only", "vex", "--vex-url", &base]);
     assert!(!ok && out.contains("points outside the mirror"), "{out}");
     std::fs::write(&vex_manifest, &original).unwrap();
@@ -180,8 +151,5 @@ fn verify_flags_a_stale_database() {
     let serve = Serve::start(&dir);
     let (ok, out) = verify(&[&serve.addr, "--only", "db"]);
     assert!(!ok, "{out}");
-    assert!(
-        out.contains("NextUpdate 2026-01-02T00:00:00Z has passed"),
-        "{out}"
-    );
+    assert!(out.contains("NextUpdate 2026-01-02T00:00:00Z has passed"), "{out}");
 }

@@ -23,22 +23,13 @@ fn push_into_an_open_registry_keeps_digests_and_reruns_push_nothing() {
     run.assert_ok();
     assert_eq!(run.outcomes(), ["written"; 4]);
     for (name, tag, artifact) in upstream.items() {
-        let raw = skopeo_raw(
-            &format!("{}/mirror/aquasecurity/{name}:{tag}", target.addr),
-            None,
-        );
-        assert_eq!(
-            raw, artifact.manifest,
-            "{name}:{tag}: manifest bytes must be identical"
-        );
+        let raw = skopeo_raw(&format!("{}/mirror/aquasecurity/{name}:{tag}", target.addr), None);
+        assert_eq!(raw, artifact.manifest, "{name}:{tag}: manifest bytes must be identical");
     }
     // The `{}` config blob is shared by all repositories: after the first push it is
     // mounted across repositories instead of uploaded again.
     let log = target.log();
-    assert!(
-        log.contains("mount="),
-        "expected a cross-repository mount:\n{log}"
-    );
+    assert!(log.contains("mount="), "expected a cross-repository mount:\n{log}");
 
     // Trivy pulls through the namespace prefix: --db-repository HOST/mirror/aquasecurity/trivy-db:2.
     assert_trivy_uses_mirror(&format!("{}/mirror", target.addr));
@@ -66,38 +57,16 @@ fn push_with_basic_auth_and_trivy_pulls_with_credentials() {
     let src = format!("{}/aquasecurity", source.addr);
 
     // Wrong credentials: a clear error, and the password never appears in the output.
-    let bad = push(
-        &dest,
-        &src,
-        &[
-            "--dest-username",
-            "pusher",
-            "--dest-password",
-            "wrong-pw-123",
-        ],
-    );
+    let bad = push(&dest, &src, &["--dest-username", "pusher", "--dest-password", "wrong-pw-123"]);
     assert!(!bad.success);
     let err = bad.entries()[0]["error"].as_str().unwrap().to_string();
     assert!(err.contains("401") && err.contains("credentials"), "{err}");
-    assert!(
-        !bad.stdout.contains("wrong-pw-123") && !bad.stderr.contains("wrong-pw-123"),
-        "secret leaked"
-    );
+    assert!(!bad.stdout.contains("wrong-pw-123") && !bad.stderr.contains("wrong-pw-123"), "secret leaked");
 
-    let run = push(
-        &dest,
-        &src,
-        &["--dest-username", "pusher", "--dest-password", "s3cret-pw"],
-    );
+    let run = push(&dest, &src, &["--dest-username", "pusher", "--dest-password", "s3cret-pw"]);
     run.assert_ok();
-    assert!(
-        !run.stdout.contains("s3cret-pw") && !run.stderr.contains("s3cret-pw"),
-        "secret leaked"
-    );
-    let raw = skopeo_raw(
-        &format!("{}/aquasecurity/trivy-db:2", target.addr),
-        Some("pusher:s3cret-pw"),
-    );
+    assert!(!run.stdout.contains("s3cret-pw") && !run.stderr.contains("s3cret-pw"), "secret leaked");
+    let raw = skopeo_raw(&format!("{}/aquasecurity/trivy-db:2", target.addr), Some("pusher:s3cret-pw"));
     assert_eq!(raw, upstream.db.manifest);
 
     let trivy = Trivy::new(TRIVY_CURRENT);
@@ -112,34 +81,19 @@ fn push_with_basic_auth_and_trivy_pulls_with_credentials() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        trivy
-            .scan_requirements(&[])
-            .contains(&trivy_mirror_fixtures::DEFAULT_CVE_ID.to_string())
-    );
+    assert!(trivy.scan_requirements(&[]).contains(&trivy_mirror_fixtures::DEFAULT_CVE_ID.to_string()));
 
     // Credentials from docker's config.json work too.
     let docker = tempfile::tempdir().unwrap();
     std::fs::write(
         docker.path().join("config.json"),
-        format!(
-            r#"{{"auths":{{"{}":{{"auth":"cHVzaGVyOnMzY3JldC1wdw=="}}}}}}"#,
-            target.addr
-        ),
+        format!(r#"{{"auths":{{"{}":{{"auth":"cHVzaGVyOnMzY3JldC1wdw=="}}}}}}"#, target.addr),
     )
     .unwrap();
     let mut cmd = mirror();
     let out = cmd
         .env("DOCKER_CONFIG", docker.path())
-        .args([
-            "sync",
-            "--to",
-            &format!("oci://{}/viaconfig", target.addr),
-            "--source",
-            &src,
-            "--only",
-            "db",
-        ])
+        .args(["sync", "--to", &format!("oci://{}/viaconfig", target.addr), "--source", &src, "--only", "db"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -179,21 +133,11 @@ fn bearer_token_registries_as_source_and_destination() {
     let run = push(
         &format!("oci://{}", target_front.addr),
         &format!("{}/aquasecurity", anonymous_source.addr),
-        &[
-            "--dest-username",
-            "robot",
-            "--dest-password",
-            "tok-pw",
-            "--only",
-            "db,checks",
-        ],
+        &["--dest-username", "robot", "--dest-password", "tok-pw", "--only", "db,checks"],
     );
     run.assert_ok();
     assert_eq!(run.outcomes(), ["written"; 3]);
-    let raw = skopeo_raw(
-        &format!("{}/aquasecurity/trivy-checks:2", target.addr),
-        None,
-    );
+    let raw = skopeo_raw(&format!("{}/aquasecurity/trivy-checks:2", target.addr), None);
     assert_eq!(raw, upstream.checks2.manifest);
 }
 
@@ -222,21 +166,11 @@ fn a_registry_failing_mid_upload_is_retried() {
             },
         ],
     );
-    let run = push(
-        &format!("oci://{}", proxy.addr),
-        &format!("{}/aquasecurity", source.addr),
-        &["--only", "db"],
-    );
+    let run = push(&format!("oci://{}", proxy.addr), &format!("{}/aquasecurity", source.addr), &["--only", "db"]);
     run.assert_ok();
     let log = proxy.log();
-    assert!(
-        log.iter().any(|l| l.contains("Status(503")),
-        "the fault was not injected: {log:#?}"
-    );
-    assert!(
-        log.iter().any(|l| l.contains("Status(500")),
-        "the fault was not injected: {log:#?}"
-    );
+    assert!(log.iter().any(|l| l.contains("Status(503")), "the fault was not injected: {log:#?}");
+    assert!(log.iter().any(|l| l.contains("Status(500")), "the fault was not injected: {log:#?}");
     let raw = skopeo_raw(&format!("{}/aquasecurity/trivy-db:2", target.addr), None);
     assert_eq!(raw, upstream.db.manifest);
 }

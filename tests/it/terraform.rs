@@ -37,8 +37,7 @@ fn load_dir(dir: &Path) -> Vec<Block> {
     assert!(!files.is_empty(), "no .tf files in {}", dir.display());
     let mut blocks = Vec::new();
     for file in files {
-        let body: Body =
-            hcl::from_str(&read(&file)).unwrap_or_else(|e| panic!("parse {}: {e}", file.display()));
+        let body: Body = hcl::from_str(&read(&file)).unwrap_or_else(|e| panic!("parse {}: {e}", file.display()));
         blocks.extend(body.into_blocks());
     }
     blocks
@@ -55,9 +54,7 @@ fn label(block: &Block, i: usize) -> &str {
 fn resources<'a>(blocks: &'a [Block], kind: &str) -> Vec<&'a Block> {
     blocks
         .iter()
-        .filter(|b| {
-            (b.identifier() == "resource" || b.identifier() == "data") && label(b, 0) == kind
-        })
+        .filter(|b| (b.identifier() == "resource" || b.identifier() == "data") && label(b, 0) == kind)
         .collect()
 }
 
@@ -76,9 +73,7 @@ fn data<'a>(blocks: &'a [Block], kind: &str, name: &str) -> &'a Block {
 }
 
 fn attr<'a>(body: &'a Body, key: &str) -> Option<&'a Expression> {
-    body.attributes()
-        .find(|a| a.key() == key)
-        .map(Attribute::expr)
+    body.attributes().find(|a| a.key() == key).map(Attribute::expr)
 }
 
 fn req<'a>(body: &'a Body, key: &str) -> &'a Expression {
@@ -92,12 +87,7 @@ fn nested<'a>(body: &'a Body, name: &str) -> Vec<&'a Body> {
         if b.identifier() == name {
             out.push(b.body());
         } else if b.identifier() == "dynamic" && label(b, 0) == name {
-            out.extend(
-                b.body()
-                    .blocks()
-                    .filter(|c| c.identifier() == "content")
-                    .map(Block::body),
-            );
+            out.extend(b.body().blocks().filter(|c| c.identifier() == "content").map(Block::body));
         }
     }
     out
@@ -161,9 +151,7 @@ fn number(blocks: &[Block], expr: &Expression) -> f64 {
         Expression::Number(n) => n.as_f64().expect("finite number"),
         _ => {
             let t = text(expr);
-            let name = t
-                .strip_prefix("var.")
-                .unwrap_or_else(|| panic!("expected a number or var.NAME, got {t}"));
+            let name = t.strip_prefix("var.").unwrap_or_else(|| panic!("expected a number or var.NAME, got {t}"));
             number(blocks, default_of(blocks, name))
         }
     }
@@ -185,28 +173,15 @@ fn local<'a>(blocks: &'a [Block], name: &str) -> &'a Expression {
 fn aws_bucket_is_private_and_tls_only() {
     let m = module("aws");
     let pab = resource(&m, "aws_s3_bucket_public_access_block", "this").body();
-    for key in [
-        "block_public_acls",
-        "block_public_policy",
-        "ignore_public_acls",
-        "restrict_public_buckets",
-    ] {
+    for key in ["block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"] {
         assert!(boolean(req(pab, key)), "{key} must be true");
     }
     let own = resource(&m, "aws_s3_bucket_ownership_controls", "this").body();
-    assert_eq!(
-        string(req(one(own, "rule"), "object_ownership")),
-        "BucketOwnerEnforced"
-    );
-    for forbidden in [
-        "aws_s3_bucket_acl",
-        "aws_s3_bucket_website_configuration",
-        "aws_cloudfront_origin_access_identity",
-    ] {
-        assert!(
-            resources(&m, forbidden).is_empty(),
-            "{forbidden} must not be used"
-        );
+    assert_eq!(string(req(one(own, "rule"), "object_ownership")), "BucketOwnerEnforced");
+    for forbidden in
+        ["aws_s3_bucket_acl", "aws_s3_bucket_website_configuration", "aws_cloudfront_origin_access_identity"]
+    {
+        assert!(resources(&m, forbidden).is_empty(), "{forbidden} must not be used");
     }
 
     // Bucket policy: Allow only to CloudFront, only for this distribution; Deny without TLS.
@@ -217,20 +192,12 @@ fn aws_bucket_is_private_and_tls_only() {
         let principals = one(st, "principals");
         if effect == "Allow" {
             assert_eq!(string(req(principals, "type")), "Service");
-            assert_eq!(
-                strings(req(principals, "identifiers")),
-                ["cloudfront.amazonaws.com"]
-            );
+            assert_eq!(strings(req(principals, "identifiers")), ["cloudfront.amazonaws.com"]);
             let cond = one(st, "condition");
             assert_eq!(string(req(cond, "variable")), "AWS:SourceArn");
             assert!(text(req(cond, "values")).contains("aws_cloudfront_distribution.this.arn"));
             let actions = strings(req(st, "actions"));
-            assert!(
-                actions
-                    .iter()
-                    .all(|a| a == "s3:GetObject" || a == "s3:ListBucket"),
-                "{actions:?}"
-            );
+            assert!(actions.iter().all(|a| a == "s3:GetObject" || a == "s3:ListBucket"), "{actions:?}");
         } else {
             assert_eq!(effect, "Deny");
             let cond = one(st, "condition");
@@ -240,18 +207,10 @@ fn aws_bucket_is_private_and_tls_only() {
             }
         }
     }
-    assert!(
-        saw_tls_deny,
-        "the bucket policy must deny requests without TLS"
-    );
+    assert!(saw_tls_deny, "the bucket policy must deny requests without TLS");
 
     // Encryption at rest, versioning, and the multipart clean-up rule.
-    let sse = resource(
-        &m,
-        "aws_s3_bucket_server_side_encryption_configuration",
-        "this",
-    )
-    .body();
+    let sse = resource(&m, "aws_s3_bucket_server_side_encryption_configuration", "this").body();
     let by_default = one(one(sse, "rule"), "apply_server_side_encryption_by_default");
     let alg = text(req(by_default, "sse_algorithm"));
     assert!(alg.contains("AES256") && alg.contains("aws:kms"), "{alg}");
@@ -268,10 +227,8 @@ fn aws_bucket_is_private_and_tls_only() {
 /// Every cache behaviour of the distribution, with its path pattern ("" for the default).
 fn aws_behaviours(m: &[Block]) -> Vec<(String, &Body)> {
     let dist = resource(m, "aws_cloudfront_distribution", "this").body();
-    let mut out: Vec<(String, &Body)> = nested(dist, "ordered_cache_behavior")
-        .into_iter()
-        .map(|b| (text(req(b, "path_pattern")), b))
-        .collect();
+    let mut out: Vec<(String, &Body)> =
+        nested(dist, "ordered_cache_behavior").into_iter().map(|b| (text(req(b, "path_pattern")), b)).collect();
     out.push((String::new(), one(dist, "default_cache_behavior")));
     out
 }
@@ -280,45 +237,22 @@ fn aws_behaviours(m: &[Block]) -> Vec<(String, &Body)> {
 fn aws_cdn_forwards_head_and_never_compresses() {
     let m = module("aws");
     let behaviours = aws_behaviours(&m);
-    assert!(
-        behaviours.len() >= 5,
-        "blobs, digests, /v2/*, VEX archives, default"
-    );
+    assert!(behaviours.len() >= 5, "blobs, digests, /v2/*, VEX archives, default");
     for (path, b) in &behaviours {
         let allowed = strings(req(b, "allowed_methods"));
-        assert!(
-            allowed.contains(&"GET".to_owned()) && allowed.contains(&"HEAD".to_owned()),
-            "{path}: {allowed:?}"
-        );
-        assert!(
-            !boolean(req(b, "compress")),
-            "{path}: compress must be false"
-        );
-        assert_eq!(
-            string(req(b, "viewer_protocol_policy")),
-            "redirect-to-https",
-            "{path}"
-        );
+        assert!(allowed.contains(&"GET".to_owned()) && allowed.contains(&"HEAD".to_owned()), "{path}: {allowed:?}");
+        assert!(!boolean(req(b, "compress")), "{path}: compress must be false");
+        assert_eq!(string(req(b, "viewer_protocol_policy")), "redirect-to-https", "{path}");
     }
     for name in ["immutable", "mutable"] {
         let params = one(
             resource(&m, "aws_cloudfront_cache_policy", name).body(),
             "parameters_in_cache_key_and_forwarded_to_origin",
         );
-        assert!(
-            !boolean(req(params, "enable_accept_encoding_gzip")),
-            "{name}"
-        );
-        assert!(
-            !boolean(req(params, "enable_accept_encoding_brotli")),
-            "{name}"
-        );
+        assert!(!boolean(req(params, "enable_accept_encoding_gzip")), "{name}");
+        assert!(!boolean(req(params, "enable_accept_encoding_brotli")), "{name}");
         let qs = one(params, "query_strings_config");
-        assert_eq!(
-            string(req(qs, "query_string_behavior")),
-            "none",
-            "{name}: no listing through the CDN"
-        );
+        assert_eq!(string(req(qs, "query_string_behavior")), "none", "{name}: no listing through the CDN");
     }
 }
 
@@ -333,14 +267,8 @@ fn aws_blobs_cached_at_least_a_day_and_tags_at_most_ten_minutes() {
             .unwrap_or_else(|| panic!("no behaviour for {pattern}"));
         text(req(b, "cache_policy_id"))
     };
-    assert_eq!(
-        policy_of("/v2/*/blobs/*"),
-        "aws_cloudfront_cache_policy.immutable.id"
-    );
-    assert_eq!(
-        policy_of("/v2/*/manifests/sha256:*"),
-        "aws_cloudfront_cache_policy.immutable.id"
-    );
+    assert_eq!(policy_of("/v2/*/blobs/*"), "aws_cloudfront_cache_policy.immutable.id");
+    assert_eq!(policy_of("/v2/*/manifests/sha256:*"), "aws_cloudfront_cache_policy.immutable.id");
     assert_eq!(policy_of("/v2/*"), "aws_cloudfront_cache_policy.mutable.id");
     // Order matters in CloudFront: the blob and digest patterns must precede /v2/*.
     let order: Vec<&str> = behaviours.iter().map(|(p, _)| p.as_str()).collect();
@@ -348,10 +276,7 @@ fn aws_blobs_cached_at_least_a_day_and_tags_at_most_ten_minutes() {
     assert!(pos("\"/v2/*/blobs/*\"") < pos("\"/v2/*\""));
     assert!(pos("\"/v2/*/manifests/sha256:*\"") < pos("\"/v2/*\""));
     let (_, default) = behaviours.last().expect("default");
-    assert_eq!(
-        text(req(default, "cache_policy_id")),
-        "aws_cloudfront_cache_policy.mutable.id"
-    );
+    assert_eq!(text(req(default, "cache_policy_id")), "aws_cloudfront_cache_policy.mutable.id");
 
     let immutable = resource(&m, "aws_cloudfront_cache_policy", "immutable").body();
     assert!(number(&m, req(immutable, "min_ttl")) >= 86400.0);
@@ -385,11 +310,8 @@ fn aws_v2_route_exists_on_every_behaviour() {
     for (path, b) in aws_behaviours(&m) {
         let assoc = nested(b, "function_association");
         assert!(
-            assoc
-                .iter()
-                .any(|a| string(req(a, "event_type")) == "viewer-request"
-                    && text(req(a, "function_arn"))
-                        == "aws_cloudfront_function.viewer_request.arn"),
+            assoc.iter().any(|a| string(req(a, "event_type")) == "viewer-request"
+                && text(req(a, "function_arn")) == "aws_cloudfront_function.viewer_request.arn"),
             "{path}: viewer-request function (rewrite, auth, allow-list) must run"
         );
     }
@@ -397,15 +319,9 @@ fn aws_v2_route_exists_on_every_behaviour() {
     // The origin is the private bucket through OAC, with the prefix as origin path.
     let dist = resource(&m, "aws_cloudfront_distribution", "this").body();
     let origin = one(dist, "origin");
-    assert_eq!(
-        text(req(origin, "origin_access_control_id")),
-        "aws_cloudfront_origin_access_control.this.id"
-    );
+    assert_eq!(text(req(origin, "origin_access_control_id")), "aws_cloudfront_origin_access_control.this.id");
     assert!(text(req(origin, "origin_path")).contains("var.prefix"));
-    assert!(
-        attr(origin, "s3_origin_config").is_none()
-            && nested(origin, "custom_origin_config").is_empty()
-    );
+    assert!(attr(origin, "s3_origin_config").is_none() && nested(origin, "custom_origin_config").is_empty());
     let oac = resource(&m, "aws_cloudfront_origin_access_control", "this").body();
     assert_eq!(string(req(oac, "signing_behavior")), "always");
     assert_eq!(string(req(oac, "signing_protocol")), "sigv4");
@@ -414,20 +330,16 @@ fn aws_v2_route_exists_on_every_behaviour() {
 #[test]
 fn aws_edge_config_keys_are_the_ones_the_functions_read() {
     let m = module("aws");
-    for (local_name, file) in [
-        ("viewer_request_config", "viewer-request.js"),
-        ("viewer_response_config", "viewer-response.js"),
-    ] {
+    for (local_name, file) in
+        [("viewer_request_config", "viewer-request.js"), ("viewer_response_config", "viewer-response.js")]
+    {
         let js = read(&module_dir("aws").join("functions").join(file));
         let Expression::Object(obj) = local(&m, local_name) else {
             panic!("{local_name} must be an object");
         };
         for key in obj.keys() {
             let key = key.to_string();
-            assert!(
-                js.contains(&format!("c.{key}")),
-                "{file} never reads CONFIG.{key}"
-            );
+            assert!(js.contains(&format!("c.{key}")), "{file} never reads CONFIG.{key}");
         }
     }
 }
@@ -436,10 +348,7 @@ fn aws_edge_config_keys_are_the_ones_the_functions_read() {
 fn aws_publisher_policy_is_limited_to_its_bucket() {
     let m = module("aws");
     assert_eq!(text(local(&m, "bucket_arn")), "aws_s3_bucket.this.arn");
-    assert_eq!(
-        text(local(&m, "objects_arn")),
-        "\"${aws_s3_bucket.this.arn}/${local.key_prefix}*\""
-    );
+    assert_eq!(text(local(&m, "objects_arn")), "\"${aws_s3_bucket.this.arn}/${local.key_prefix}*\"");
 
     let policy = data(&m, "aws_iam_policy_document", "publisher").body();
     let allowed: BTreeSet<&str> = [
@@ -479,27 +388,17 @@ fn aws_publisher_policy_is_limited_to_its_bucket() {
             assert_eq!(res, "[statement.value]", "KMS only on kms_key_arn");
         }
     }
-    for needed in [
-        "s3:GetObject",
-        "s3:PutObject",
-        "s3:DeleteObject",
-        "s3:ListBucket",
-    ] {
+    for needed in ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"] {
         assert!(seen.contains(needed), "publisher needs {needed}");
     }
     // No managed policies or other attachments to the role.
     assert!(resources(&m, "aws_iam_role_policy_attachment").is_empty());
-    assert_eq!(
-        resources(&m, "aws_iam_role_policy").len(),
-        2,
-        "publisher and scheduler inline policies only"
-    );
+    assert_eq!(resources(&m, "aws_iam_role_policy").len(), 2, "publisher and scheduler inline policies only");
 
     let sched = resource(&m, "aws_iam_role_policy", "scheduler").body();
     let sched_policy = text(req(sched, "policy"));
     assert!(
-        sched_policy.contains("lambda:InvokeFunction")
-            && sched_policy.contains("aws_lambda_function.publisher[0].arn")
+        sched_policy.contains("lambda:InvokeFunction") && sched_policy.contains("aws_lambda_function.publisher[0].arn")
     );
 }
 
@@ -513,10 +412,7 @@ fn aws_publisher_runs_on_schedule_with_the_mirror_settings() {
     assert_eq!(number(&m, req(f, "memory_size")), 512.0);
     assert_eq!(number(&m, req(f, "timeout")), 900.0);
     assert_eq!(number(&m, req(f, "reserved_concurrent_executions")), 1.0);
-    assert_eq!(
-        string(default_of(&m, "schedule_expression")),
-        "rate(6 hours)"
-    );
+    assert_eq!(string(default_of(&m, "schedule_expression")), "rate(6 hours)");
     assert!(number(&m, default_of(&m, "log_retention_days")) > 0.0);
 
     let env = text(local(&m, "publisher_environment"));
@@ -527,30 +423,15 @@ fn aws_publisher_runs_on_schedule_with_the_mirror_settings() {
         "TRIVY_MIRROR_ONLY",
         "TRIVY_MIRROR_SOURCE",
     ] {
-        assert!(
-            env.contains(key),
-            "{key} missing from the publisher environment"
-        );
+        assert!(env.contains(key), "{key} missing from the publisher environment");
     }
-    assert!(
-        env.contains("local.mirror_url"),
-        "base URL comes from the CDN host"
-    );
-    assert_eq!(
-        text(local(&m, "mirror_url")),
-        "\"https://${local.mirror_host}\""
-    );
+    assert!(env.contains("local.mirror_url"), "base URL comes from the CDN host");
+    assert_eq!(text(local(&m, "mirror_url")), "\"https://${local.mirror_host}\"");
     assert!(text(local(&m, "publisher_to")).starts_with("\"s3://${aws_s3_bucket.this.id}"));
 
     let schedule = resource(&m, "aws_scheduler_schedule", "publisher").body();
-    assert_eq!(
-        text(req(schedule, "schedule_expression")),
-        "var.schedule_expression"
-    );
-    assert_eq!(
-        text(req(one(schedule, "target"), "arn")),
-        "aws_lambda_function.publisher[0].arn"
-    );
+    assert_eq!(text(req(schedule, "schedule_expression")), "var.schedule_expression");
+    assert_eq!(text(req(one(schedule, "target"), "arn")), "aws_lambda_function.publisher[0].arn");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -564,26 +445,17 @@ fn gcp_bucket_is_private() {
     assert_eq!(string(req(bucket, "public_access_prevention")), "enforced");
     assert!(boolean(req(bucket, "uniform_bucket_level_access")));
     let all = m.iter().map(|b| format!("{:?}", b)).collect::<String>();
-    assert!(
-        !all.contains("allUsers") && !all.contains("allAuthenticatedUsers"),
-        "no public IAM member"
-    );
+    assert!(!all.contains("allUsers") && !all.contains("allAuthenticatedUsers"), "no public IAM member");
     assert!(resources(&m, "google_storage_bucket_acl").is_empty());
     assert!(resources(&m, "google_storage_default_object_acl").is_empty());
     let read = resource(&m, "google_storage_bucket_iam_member", "cdn_read").body();
     assert_eq!(string(req(read, "role")), "roles/storage.objectViewer");
     assert!(text(req(read, "member")).contains("local.cdn_fill_service_account"));
-    assert!(
-        text(local(&m, "cdn_fill_service_account"))
-            .contains("@cloud-cdn-fill.iam.gserviceaccount.com")
-    );
+    assert!(text(local(&m, "cdn_fill_service_account")).contains("@cloud-cdn-fill.iam.gserviceaccount.com"));
     // HTTPS only, TLS >= 1.2.
     let rule = resource(&m, "google_compute_global_forwarding_rule", "https").body();
     assert_eq!(string(req(rule, "port_range")), "443");
-    assert_eq!(
-        resources(&m, "google_compute_global_forwarding_rule").len(),
-        1
-    );
+    assert_eq!(resources(&m, "google_compute_global_forwarding_rule").len(), 1);
     let ssl = resource(&m, "google_compute_ssl_policy", "this").body();
     assert_eq!(string(req(ssl, "min_tls_version")), "TLS_1_2");
 }
@@ -595,23 +467,13 @@ fn gcp_cdn_routes_and_caching() {
         let b = resource(&m, "google_compute_backend_bucket", name).body();
         assert!(boolean(req(b, "enable_cdn")), "{name}");
         assert_eq!(string(req(b, "compression_mode")), "DISABLED", "{name}");
-        assert_eq!(
-            text(req(b, "bucket_name")),
-            "google_storage_bucket.this.name",
-            "{name}"
-        );
+        assert_eq!(text(req(b, "bucket_name")), "google_storage_bucket.this.name", "{name}");
     }
-    let imm = one(
-        resource(&m, "google_compute_backend_bucket", "immutable").body(),
-        "cdn_policy",
-    );
+    let imm = one(resource(&m, "google_compute_backend_bucket", "immutable").body(), "cdn_policy");
     assert_eq!(string(req(imm, "cache_mode")), "FORCE_CACHE_ALL");
     assert!(number(&m, req(imm, "default_ttl")) >= 86400.0);
     assert!(validations(&m, "immutable_cache_ttl_seconds").contains(">= 86400"));
-    let mutable = one(
-        resource(&m, "google_compute_backend_bucket", "mutable").body(),
-        "cdn_policy",
-    );
+    let mutable = one(resource(&m, "google_compute_backend_bucket", "mutable").body(), "cdn_policy");
     assert!(number(&m, req(mutable, "max_ttl")) <= 600.0);
     assert!(number(&m, req(mutable, "default_ttl")) <= 600.0);
     assert!(validations(&m, "tag_max_ttl_seconds").contains("<= 600"));
@@ -622,45 +484,27 @@ fn gcp_cdn_routes_and_caching() {
     let ping = rules
         .iter()
         .find(|r| {
-            nested(r, "match_rules")
-                .iter()
-                .any(|mr| attr(mr, "full_path_match").is_some_and(|e| text(e) == "\"/v2/\""))
+            nested(r, "match_rules").iter().any(|mr| attr(mr, "full_path_match").is_some_and(|e| text(e) == "\"/v2/\""))
         })
         .expect("a route for /v2/");
     let rewrite = one(one(ping, "route_action"), "url_rewrite");
-    assert_eq!(
-        text(req(rewrite, "path_prefix_rewrite")),
-        "\"/${local.key_prefix}v2/index.json\""
-    );
-    assert_eq!(
-        number(&m, req(ping, "priority")),
-        1.0,
-        "the ping route is evaluated first"
-    );
+    assert_eq!(text(req(rewrite, "path_prefix_rewrite")), "\"/${local.key_prefix}v2/index.json\"");
+    assert_eq!(number(&m, req(ping, "priority")), 1.0, "the ping route is evaluated first");
 
     let immutable_route = rules
         .iter()
         .find(|r| text(req(r, "service")) == "google_compute_backend_bucket.immutable.id")
         .expect("a route to the immutable backend");
-    assert_eq!(
-        text(req(one(immutable_route, "match_rules"), "prefix_match")),
-        "route_rules.value"
-    );
+    assert_eq!(text(req(one(immutable_route, "match_rules"), "prefix_match")), "route_rules.value");
     let prefixes = text(local(&m, "immutable_path_prefixes"));
-    assert!(
-        prefixes.contains("/blobs/") && prefixes.contains("/manifests/sha256:"),
-        "{prefixes}"
-    );
+    assert!(prefixes.contains("/blobs/") && prefixes.contains("/manifests/sha256:"), "{prefixes}");
 }
 
 #[test]
 fn gcp_publisher_is_limited_to_its_bucket() {
     let m = module("gcp");
     let member = resource(&m, "google_storage_bucket_iam_member", "publisher").body();
-    assert_eq!(
-        text(req(member, "bucket")),
-        "google_storage_bucket.this.name"
-    );
+    assert_eq!(text(req(member, "bucket")), "google_storage_bucket.this.name");
     assert_eq!(string(req(member, "role")), "roles/storage.objectUser");
     for kind in [
         "google_project_iam_member",
@@ -679,11 +523,7 @@ fn gcp_publisher_is_limited_to_its_bucket() {
     assert_eq!(text(req(container, "image")), "var.image");
     assert_eq!(string(default_of(&m, "schedule")), "0 */6 * * *");
     let env = text(local(&m, "publisher_environment"));
-    for key in [
-        "TRIVY_MIRROR_TO",
-        "TRIVY_MIRROR_BASE_URL",
-        "TRIVY_MIRROR_LOG_FORMAT",
-    ] {
+    for key in ["TRIVY_MIRROR_TO", "TRIVY_MIRROR_BASE_URL", "TRIVY_MIRROR_LOG_FORMAT"] {
         assert!(env.contains(key), "{key}");
     }
     assert!(text(local(&m, "publisher_to")).starts_with("\"gs://"));
@@ -691,10 +531,7 @@ fn gcp_publisher_is_limited_to_its_bucket() {
     assert_eq!(string(req(invoker, "role")), "roles/run.invoker");
     let sched = resource(&m, "google_cloud_scheduler_job", "publisher").body();
     assert!(text(req(one(sched, "http_target"), "uri")).ends_with(":run\""));
-    assert!(
-        resources(&m, "google_logging_project_bucket_config").len() == 1,
-        "log retention"
-    );
+    assert!(resources(&m, "google_logging_project_bucket_config").len() == 1, "log retention");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -710,23 +547,14 @@ fn azure_storage_is_locked_down() {
     assert!(!boolean(req(sa, "shared_access_key_enabled")));
     assert!(boolean(req(sa, "infrastructure_encryption_enabled")));
     let rules = one(sa, "network_rules");
-    assert_eq!(
-        text(req(rules, "default_action")),
-        "local.private_origin ? \"Deny\" : \"Allow\""
-    );
+    assert_eq!(text(req(rules, "default_action")), "local.private_origin ? \"Deny\" : \"Allow\"");
     let blob = one(sa, "blob_properties");
-    assert!(
-        !nested(blob, "delete_retention_policy").is_empty(),
-        "soft delete"
-    );
+    assert!(!nested(blob, "delete_retention_policy").is_empty(), "soft delete");
     // Blob-level read only (no listing): Front Door cannot authenticate to a blob origin.
     let container = resource(&m, "azurerm_storage_container", "this").body();
     assert_eq!(string(req(container, "container_access_type")), "blob");
     // Private by default: Premium with the Private Link origin.
-    assert_eq!(
-        string(default_of(&m, "front_door_sku_name")),
-        "Premium_AzureFrontDoor"
-    );
+    assert_eq!(string(default_of(&m, "front_door_sku_name")), "Premium_AzureFrontDoor");
     assert!(boolean(default_of(&m, "private_link_origin")));
     let origin = resource(&m, "azurerm_cdn_frontdoor_origin", "this").body();
     assert!(!nested(origin, "private_link").is_empty());
@@ -750,18 +578,12 @@ fn azure_cdn_routes_and_caching() {
     let cond = one(one(ping, "conditions"), "url_path_condition");
     assert!(strings(req(cond, "match_values")).contains(&"v2/".to_owned()));
     let rw = one(actions, "url_rewrite_action");
-    assert_eq!(
-        text(req(rw, "destination")),
-        "\"${local.origin_root}v2/index.json\""
-    );
+    assert_eq!(text(req(rw, "destination")), "\"${local.origin_root}v2/index.json\"");
 
     for name in ["ping", "immutable", "mutable"] {
         let (_, actions) = azure_rule(&m, name);
         let over = one(actions, "route_configuration_override_action");
-        assert!(
-            !boolean(req(over, "compression_enabled")),
-            "{name}: no compression"
-        );
+        assert!(!boolean(req(over, "compression_enabled")), "{name}: no compression");
     }
     let (_, imm) = azure_rule(&m, "immutable");
     let over = one(imm, "route_configuration_override_action");
@@ -773,48 +595,26 @@ fn azure_cdn_routes_and_caching() {
         .expect("d.HH:MM:SS");
     assert!(days >= 1);
     let tag = string(default_of(&m, "tag_cache_ttl"));
-    assert!(
-        tag.starts_with("00:0") || tag == "00:10:00",
-        "{tag} must be at most ten minutes"
-    );
+    assert!(tag.starts_with("00:0") || tag == "00:10:00", "{tag} must be at most ten minutes");
     // The prefix rewrite is the last rule, so earlier conditions see viewer paths.
-    let orders: Vec<f64> = resources(&m, "azurerm_cdn_frontdoor_rule")
-        .iter()
-        .map(|r| number(&m, req(r.body(), "order")))
-        .collect();
+    let orders: Vec<f64> =
+        resources(&m, "azurerm_cdn_frontdoor_rule").iter().map(|r| number(&m, req(r.body(), "order"))).collect();
     let (prefix, _) = azure_rule(&m, "prefix");
-    assert_eq!(
-        number(&m, req(prefix, "order")),
-        orders.iter().copied().fold(0.0, f64::max)
-    );
+    assert_eq!(number(&m, req(prefix, "order")), orders.iter().copied().fold(0.0, f64::max));
 }
 
 #[test]
 fn azure_publisher_is_limited_to_its_container() {
     let m = module("azure");
     let ra = resource(&m, "azurerm_role_assignment", "publisher").body();
-    assert_eq!(
-        string(req(ra, "role_definition_name")),
-        "Storage Blob Data Contributor"
-    );
-    assert!(
-        text(req(ra, "scope"))
-            .contains("/blobServices/default/containers/${azurerm_storage_container.this.name}")
-    );
+    assert_eq!(string(req(ra, "role_definition_name")), "Storage Blob Data Contributor");
+    assert!(text(req(ra, "scope")).contains("/blobServices/default/containers/${azurerm_storage_container.this.name}"));
     assert_eq!(resources(&m, "azurerm_role_assignment").len(), 1);
     let job = resource(&m, "azurerm_container_app_job", "publisher").body();
-    assert_eq!(
-        text(req(one(job, "schedule_trigger_config"), "cron_expression")),
-        "var.schedule"
-    );
+    assert_eq!(text(req(one(job, "schedule_trigger_config"), "cron_expression")), "var.schedule");
     assert_eq!(string(default_of(&m, "schedule")), "0 */6 * * *");
     let env = text(local(&m, "publisher_environment"));
-    for key in [
-        "TRIVY_MIRROR_TO",
-        "TRIVY_MIRROR_BASE_URL",
-        "AZURE_STORAGE_ACCOUNT_NAME",
-        "AZURE_CLIENT_ID",
-    ] {
+    for key in ["TRIVY_MIRROR_TO", "TRIVY_MIRROR_BASE_URL", "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_CLIENT_ID"] {
         assert!(env.contains(key), "{key}");
     }
     assert!(text(local(&m, "publisher_to")).starts_with("\"az://"));
@@ -834,15 +634,10 @@ fn modules_follow_public_module_conventions() {
             assert!(dir.join(file).is_file(), "{cloud}: {file} missing");
         }
         let m = module(cloud);
-        let tf = m
-            .iter()
-            .find(|b| b.identifier() == "terraform")
-            .expect("terraform block");
+        let tf = m.iter().find(|b| b.identifier() == "terraform").expect("terraform block");
         let providers = one(tf.body(), "required_providers");
         assert!(
-            providers
-                .attributes()
-                .all(|p| text(p.expr()).contains("version")),
+            providers.attributes().all(|p| text(p.expr()).contains("version")),
             "{cloud}: provider versions pinned"
         );
         assert!(attr(tf.body(), "required_version").is_some());
@@ -850,29 +645,14 @@ fn modules_follow_public_module_conventions() {
         let readme = read(&dir.join("README.md"));
         for v in m.iter().filter(|b| b.identifier() == "variable") {
             let name = label(v, 0);
-            assert!(
-                attr(v.body(), "description").is_some(),
-                "{cloud}: variable {name} has no description"
-            );
-            assert!(
-                attr(v.body(), "type").is_some(),
-                "{cloud}: variable {name} has no type"
-            );
-            assert!(
-                readme.contains(&format!("`{name}`")),
-                "{cloud}: README does not document input {name}"
-            );
+            assert!(attr(v.body(), "description").is_some(), "{cloud}: variable {name} has no description");
+            assert!(attr(v.body(), "type").is_some(), "{cloud}: variable {name} has no type");
+            assert!(readme.contains(&format!("`{name}`")), "{cloud}: README does not document input {name}");
         }
         for o in m.iter().filter(|b| b.identifier() == "output") {
             let name = label(o, 0);
-            assert!(
-                attr(o.body(), "description").is_some(),
-                "{cloud}: output {name} has no description"
-            );
-            assert!(
-                readme.contains(&format!("`{name}`")),
-                "{cloud}: README does not document output {name}"
-            );
+            assert!(attr(o.body(), "description").is_some(), "{cloud}: output {name} has no description");
+            assert!(readme.contains(&format!("`{name}`")), "{cloud}: README does not document output {name}");
         }
     }
 }
@@ -898,17 +678,10 @@ fn outputs_give_the_trivy_settings() {
         }
         assert!(out("trivy_yaml_registry_mirrors").contains("mirrors:"));
         let vex = out("vex_repository_yaml");
-        assert!(
-            vex.contains("repositories:") && vex.contains("enabled: false"),
-            "{cloud}: {vex}"
-        );
+        assert!(vex.contains("repositories:") && vex.contains("enabled: false"), "{cloud}: {vex}");
         assert!(!out("mirror_host").is_empty());
         let repos = text(local(&m, "repositories"));
-        for r in [
-            "aquasecurity/trivy-db",
-            "aquasecurity/trivy-java-db",
-            "aquasecurity/trivy-checks",
-        ] {
+        for r in ["aquasecurity/trivy-db", "aquasecurity/trivy-java-db", "aquasecurity/trivy-checks"] {
             assert!(repos.contains(r), "{cloud}: {r}");
         }
     }
@@ -923,10 +696,7 @@ fn examples_use_the_modules() {
             .iter()
             .find(|b| b.identifier() == "module")
             .unwrap_or_else(|| panic!("{cloud} example has no module block"));
-        assert_eq!(
-            string(req(m.body(), "source")),
-            format!("../../modules/{cloud}")
-        );
+        assert_eq!(string(req(m.body(), "source")), format!("../../modules/{cloud}"));
         assert!(dir.join("README.md").is_file(), "{cloud} example README");
     }
 }
@@ -937,11 +707,7 @@ fn examples_use_the_modules() {
 // ---------------------------------------------------------------------------------------------
 
 fn on_path(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(bin))
-        .find(|p| p.is_file())
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(bin)).find(|p| p.is_file())
 }
 
 fn run(cmd: &mut std::process::Command) -> (bool, String) {
@@ -954,9 +720,7 @@ fn run(cmd: &mut std::process::Command) -> (bool, String) {
 #[test]
 fn terraform_fmt_is_clean() {
     let Some(terraform) = on_path("terraform") else {
-        eprintln!(
-            "NOTICE: terraform is not installed: `terraform fmt -check -recursive terraform/` was NOT run"
-        );
+        eprintln!("NOTICE: terraform is not installed: `terraform fmt -check -recursive terraform/` was NOT run");
         return;
     };
     let (ok, out) = run(std::process::Command::new(terraform)
@@ -970,53 +734,32 @@ fn terraform_fmt_is_clean() {
 fn checkov_finds_no_failed_check() {
     let checkov = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/checkov/bin/checkov");
     if !checkov.is_file() {
-        eprintln!(
-            "NOTICE: checkov is not installed (.tools/checkov): the checkov scan was NOT run"
-        );
+        eprintln!("NOTICE: checkov is not installed (.tools/checkov): the checkov scan was NOT run");
         return;
     }
-    let (ok, out) = run(std::process::Command::new(checkov)
-        .arg("-d")
-        .arg(terraform_dir())
-        .args([
-            "--framework",
-            "terraform",
-            "--quiet",
-            "--compact",
-            "--skip-download",
-        ]));
-    assert!(
-        ok && out.contains("Failed checks: 0"),
-        "checkov reported failures:\n{out}"
-    );
+    let (ok, out) = run(std::process::Command::new(checkov).arg("-d").arg(terraform_dir()).args([
+        "--framework",
+        "terraform",
+        "--quiet",
+        "--compact",
+        "--skip-download",
+    ]));
+    assert!(ok && out.contains("Failed checks: 0"), "checkov reported failures:\n{out}");
 }
 
 #[test]
 fn trivy_config_finds_nothing_high_or_critical() {
     let trivy = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/trivy-0.76.0/bin/trivy");
     if !trivy.is_file() {
-        eprintln!(
-            "NOTICE: trivy is not installed (.tools/trivy-0.76.0): `trivy config` was NOT run"
-        );
+        eprintln!("NOTICE: trivy is not installed (.tools/trivy-0.76.0): `trivy config` was NOT run");
         return;
     }
     let cache = tempfile::tempdir().expect("cache dir");
     let (ok, out) = run(std::process::Command::new(trivy)
-        .args([
-            "config",
-            "--skip-check-update",
-            "--severity",
-            "HIGH,CRITICAL",
-            "--exit-code",
-            "1",
-            "--cache-dir",
-        ])
+        .args(["config", "--skip-check-update", "--severity", "HIGH,CRITICAL", "--exit-code", "1", "--cache-dir"])
         .arg(cache.path())
         .arg(terraform_dir())
         .env("TRIVY_SKIP_VERSION_CHECK", "true")
         .env("TRIVY_DISABLE_TELEMETRY", "true"));
-    assert!(
-        ok,
-        "trivy config reported HIGH or CRITICAL findings:\n{out}"
-    );
+    assert!(ok, "trivy config reported HIGH or CRITICAL findings:\n{out}");
 }

@@ -63,14 +63,8 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Proxy to `upstream` (`127.0.0.1:PORT`) applying `rules`.
     pub fn start(upstream: &str, rules: Vec<Rule>) -> FaultProxy {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let shared = Arc::new(Shared {
             upstream: upstream.to_string(),
@@ -78,23 +72,13 @@ impl FaultProxy {
             rules: Mutex::new(rules.into_iter().map(|r| (r, 0)).collect()),
             requests: AtomicUsize::new(0),
             log: Mutex::default(),
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            client: reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         });
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(shared.clone());
+        let app = axum::Router::new().fallback(handle).with_state(shared.clone());
         runtime.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FaultProxy {
-            addr,
-            shared,
-            _runtime: runtime,
-        }
+        FaultProxy { addr, shared, _runtime: runtime }
     }
 
     /// Requests seen so far.
@@ -111,18 +95,12 @@ impl FaultProxy {
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     shared.requests.fetch_add(1, Ordering::SeqCst);
     let method = req.method().as_str().to_string();
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
+    let path_and_query = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
     let action = {
         let mut rules = shared.rules.lock().unwrap();
         let mut hit = None;
         for (rule, seen) in rules.iter_mut() {
-            if (rule.method.is_empty() || rule.method == method)
-                && path_and_query.contains(&rule.path)
-            {
+            if (rule.method.is_empty() || rule.method == method) && path_and_query.contains(&rule.path) {
                 *seen += 1;
                 if rule.occurrences.contains(seen) && hit.is_none() {
                     hit = Some(rule.action.clone());
@@ -131,22 +109,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         }
         hit
     };
-    shared
-        .log
-        .lock()
-        .unwrap()
-        .push(format!("{method} {path_and_query} -> {action:?}"));
+    shared.log.lock().unwrap().push(format!("{method} {path_and_query} -> {action:?}"));
     if let Some(Action::Status(code, retry_after)) = &action {
-        let mut resp = (
-            StatusCode::from_u16(*code).unwrap(),
-            r#"{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}"#,
-        )
-            .into_response();
+        let mut resp =
+            (StatusCode::from_u16(*code).unwrap(), r#"{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}"#)
+                .into_response();
         if let Some(n) = retry_after {
-            resp.headers_mut().insert(
-                "retry-after",
-                HeaderValue::from_str(&n.to_string()).unwrap(),
-            );
+            resp.headers_mut().insert("retry-after", HeaderValue::from_str(&n.to_string()).unwrap());
         }
         return resp;
     }
@@ -166,10 +135,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let mut out = Response::builder().status(upstream.status().as_u16());
     for (k, v) in upstream.headers() {
         if k == "location" {
-            let rewritten = v
-                .to_str()
-                .unwrap_or("")
-                .replace(&shared.upstream, &shared.public);
+            let rewritten = v.to_str().unwrap_or("").replace(&shared.upstream, &shared.public);
             out = out.header(k, rewritten);
         } else {
             out = out.header(k, v);
@@ -204,10 +170,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 let item = match chunk {
                     Ok(_) if sent >= n => {
                         if reset {
-                            Some(Err(std::io::Error::new(
-                                std::io::ErrorKind::ConnectionReset,
-                                "injected reset",
-                            )))
+                            Some(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")))
                         } else {
                             None
                         }

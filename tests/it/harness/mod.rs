@@ -27,11 +27,7 @@ pub fn root() -> PathBuf {
 /// A tool installed under `.tools/`, or a clear panic saying how to get it.
 pub fn tool(rel: &str) -> PathBuf {
     let p = root().join(".tools").join(rel);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/install-test-deps.sh",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run scripts/install-test-deps.sh", p.display());
     p
 }
 
@@ -58,11 +54,7 @@ pub fn offline_env(cmd: &mut Command) -> &mut Command {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A child process killed (by its PID) when dropped; its output goes to a log file.
@@ -82,11 +74,7 @@ impl Proc {
             .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Proc {
-            child,
-            name: name.to_string(),
-            log,
-        }
+        Proc { child, name: name.to_string(), log }
     }
 
     /// The process id.
@@ -107,18 +95,9 @@ impl Proc {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{} exited ({status}) before it was ready:\n{}",
-                    self.name,
-                    self.log()
-                );
+                panic!("{} exited ({status}) before it was ready:\n{}", self.name, self.log());
             }
-            assert!(
-                start.elapsed() < timeout,
-                "{} not ready after {timeout:?}:\n{}",
-                self.name,
-                self.log()
-            );
+            assert!(start.elapsed() < timeout, "{} not ready after {timeout:?}:\n{}", self.name, self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -139,25 +118,13 @@ impl Drop for Proc {
 
 /// A blocking HTTP client that never uses a proxy.
 pub fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
+    reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap()
 }
 
 /// Run a command to completion; panic with its output unless it succeeds.
 pub fn run_ok(what: &str, cmd: &mut Command) -> Output {
-    let out = offline_env(cmd)
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let out = offline_env(cmd).output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(out.status.success(), "{what} failed ({}):\n{}\n{}", out.status, text(&out.stdout), text(&out.stderr));
     out
 }
 
@@ -195,12 +162,7 @@ pub fn sync(args: &[&str], env: &[(&str, &str)]) -> SyncRun {
         .rev()
         .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .unwrap_or(serde_json::Value::Null);
-    SyncRun {
-        success: out.status.success(),
-        summary,
-        stderr: text(&out.stderr),
-        stdout,
-    }
+    SyncRun { success: out.status.success(), summary, stderr: text(&out.stderr), stdout }
 }
 
 /// The outcome of one sync.
@@ -219,35 +181,22 @@ pub struct SyncRun {
 impl SyncRun {
     /// Panic with the logs unless the run succeeded.
     pub fn assert_ok(&self) -> &Self {
-        assert!(
-            self.success,
-            "sync failed:\n{}\n{}",
-            self.stdout, self.stderr
-        );
+        assert!(self.success, "sync failed:\n{}\n{}", self.stdout, self.stderr);
         self
     }
 
     /// The entries of the summary.
     pub fn entries(&self) -> Vec<serde_json::Value> {
-        self.summary["summary"]["entries"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.summary["summary"]["entries"].as_array().cloned().unwrap_or_default()
     }
 
     /// `outcome` of every entry.
     pub fn outcomes(&self) -> Vec<String> {
-        self.entries()
-            .iter()
-            .map(|e| e["outcome"].as_str().unwrap_or("").to_string())
-            .collect()
+        self.entries().iter().map(|e| e["outcome"].as_str().unwrap_or("").to_string()).collect()
     }
 
     /// Total bytes written.
     pub fn bytes_written(&self) -> u64 {
-        self.entries()
-            .iter()
-            .map(|e| e["bytes_written"].as_u64().unwrap_or(0))
-            .sum()
+        self.entries().iter().map(|e| e["bytes_written"].as_u64().unwrap_or(0)).sum()
     }
 }

@@ -38,16 +38,10 @@ impl Registry {
         let storage = dir.path().join("storage");
         let mut auth = String::new();
         if let Some((u, p)) = &credentials {
-            let out = run_ok(
-                "htpasswd",
-                Command::new(system_tool("htpasswd")).args(["-Bbn", u, p]),
-            );
+            let out = run_ok("htpasswd", Command::new(system_tool("htpasswd")).args(["-Bbn", u, p]));
             let file = dir.path().join("htpasswd");
             std::fs::write(&file, out.stdout).unwrap();
-            auth = format!(
-                "auth:\n  htpasswd:\n    realm: trivy-mirror-test\n    path: {}\n",
-                file.display()
-            );
+            auth = format!("auth:\n  htpasswd:\n    realm: trivy-mirror-test\n    path: {}\n", file.display());
         }
         let config = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: trivy-mirror-test\n{auth}",
@@ -57,19 +51,11 @@ impl Registry {
         std::fs::write(&config_path, config).unwrap();
         let mut proc = Proc::spawn(
             "docker-registry",
-            Command::new(system_tool("docker-registry"))
-                .arg("serve")
-                .arg(&config_path),
+            Command::new(system_tool("docker-registry")).arg("serve").arg(&config_path),
             dir.path().join("registry.log"),
         );
         proc.wait_http(port);
-        Registry {
-            addr: format!("127.0.0.1:{port}"),
-            storage,
-            credentials,
-            _proc: proc,
-            _dir: dir,
-        }
+        Registry { addr: format!("127.0.0.1:{port}"), storage, credentials, _proc: proc, _dir: dir }
     }
 
     /// The registry's access log so far.
@@ -79,26 +65,17 @@ impl Registry {
 
     /// The file holding a blob's bytes in distribution's filesystem layout.
     pub fn blob_file(&self, hex: &str) -> PathBuf {
-        self.storage.join(format!(
-            "docker/registry/v2/blobs/sha256/{}/{hex}/data",
-            &hex[..2]
-        ))
+        self.storage.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
     }
 
     /// Copy an OCI layout tag into `repo:tag` with skopeo, keeping digests.
     pub fn seed(&self, layout: &Path, layout_tag: &str, repo: &str, tag: &str) {
         let mut cmd = Command::new(system_tool("skopeo"));
-        cmd.args([
-            "copy",
-            "--quiet",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-        ]);
+        cmd.args(["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false"]);
         if let Some((u, p)) = &self.credentials {
             cmd.arg("--dest-creds").arg(format!("{u}:{p}"));
         }
-        cmd.arg(format!("oci:{}:{layout_tag}", layout.display()))
-            .arg(format!("docker://{}/{repo}:{tag}", self.addr));
+        cmd.arg(format!("oci:{}:{layout_tag}", layout.display())).arg(format!("docker://{}/{repo}:{tag}", self.addr));
         run_ok("skopeo copy", &mut cmd);
     }
 }
@@ -141,19 +118,11 @@ impl Nginx {
         std::fs::write(&conf_path, conf).unwrap();
         let mut proc = Proc::spawn(
             "nginx",
-            Command::new(system_tool("nginx"))
-                .arg("-c")
-                .arg(&conf_path)
-                .arg("-p")
-                .arg(dir.path()),
+            Command::new(system_tool("nginx")).arg("-c").arg(&conf_path).arg("-p").arg(dir.path()),
             dir.path().join("stdout.log"),
         );
         proc.wait_http(port);
-        Nginx {
-            addr: format!("127.0.0.1:{port}"),
-            dir,
-            _proc: proc,
-        }
+        Nginx { addr: format!("127.0.0.1:{port}"), dir, _proc: proc }
     }
 
     /// The CDN stand-in in front of a bucket: `/v2/` → `v2/index.json`, everything else
@@ -197,42 +166,20 @@ impl Moto {
         let port = free_port();
         let mut proc = Proc::spawn(
             "moto_server",
-            Command::new(tool("py/bin/moto_server")).args([
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ]),
+            Command::new(tool("py/bin/moto_server")).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
             dir.path().join("moto.log"),
         );
         proc.wait_http(port);
         let endpoint = format!("http://127.0.0.1:{port}");
         let resp = http().put(format!("{endpoint}/{bucket}")).send().unwrap();
-        assert!(
-            resp.status().is_success(),
-            "creating bucket: {}",
-            resp.status()
-        );
+        assert!(resp.status().is_success(), "creating bucket: {}", resp.status());
         // The CDN stand-in reads anonymously, as an origin-access identity would.
         let policy = format!(
             r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":["s3:GetObject","s3:HeadObject"],"Resource":"arn:aws:s3:::{bucket}/*"}}]}}"#
         );
-        let resp = http()
-            .put(format!("{endpoint}/{bucket}?policy"))
-            .body(policy)
-            .send()
-            .unwrap();
-        assert!(
-            resp.status().is_success(),
-            "setting the bucket policy: {}",
-            resp.status()
-        );
-        Moto {
-            endpoint,
-            addr: format!("127.0.0.1:{port}"),
-            proc,
-            _dir: dir,
-        }
+        let resp = http().put(format!("{endpoint}/{bucket}?policy")).body(policy).send().unwrap();
+        assert!(resp.status().is_success(), "setting the bucket policy: {}", resp.status());
+        Moto { endpoint, addr: format!("127.0.0.1:{port}"), proc, _dir: dir }
     }
 
     /// object_store's environment for this server.
@@ -279,20 +226,9 @@ impl Azurite {
         let mut proc = Proc::spawn(
             "azurite",
             Command::new(node.join(".bin/azurite-blob"))
-                .args([
-                    "--blobHost",
-                    "127.0.0.1",
-                    "--blobPort",
-                    &port.to_string(),
-                    "--location",
-                ])
+                .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--location"])
                 .arg(dir.path())
-                .args([
-                    "--skipApiVersionCheck",
-                    "--loose",
-                    "--disableTelemetry",
-                    "--debug",
-                ])
+                .args(["--skipApiVersionCheck", "--loose", "--disableTelemetry", "--debug"])
                 .arg(dir.path().join("debug.log")),
             dir.path().join("azurite.log"),
         );
@@ -302,18 +238,8 @@ impl Azurite {
              const conn = 'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;';\n\
              BlobServiceClient.fromConnectionString(conn).getContainerClient('{container}').create({{ access: 'blob' }}).then(() => process.exit(0), e => {{ console.error(e); process.exit(1); }});\n"
         );
-        run_ok(
-            "creating the Azurite container",
-            Command::new("node")
-                .arg("-e")
-                .arg(script)
-                .env("NODE_PATH", &node),
-        );
-        Azurite {
-            addr: format!("127.0.0.1:{port}"),
-            proc,
-            _dir: dir,
-        }
+        run_ok("creating the Azurite container", Command::new("node").arg("-e").arg(script).env("NODE_PATH", &node));
+        Azurite { addr: format!("127.0.0.1:{port}"), proc, _dir: dir }
     }
 
     /// object_store's environment for this server.
@@ -345,24 +271,14 @@ impl Serve {
 
     /// Serve `dir` on a chosen port (when the public URL must be known beforehand).
     pub fn start_on(dir: &Path, port: u16) -> Serve {
-        let log = dir
-            .parent()
-            .unwrap_or(dir)
-            .join(format!("serve-{port}.log"));
+        let log = dir.parent().unwrap_or(dir).join(format!("serve-{port}.log"));
         let mut proc = Proc::spawn(
             "trivy-mirror serve",
-            mirror()
-                .arg("serve")
-                .arg(dir)
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}")),
+            mirror().arg("serve").arg(dir).arg("--listen").arg(format!("127.0.0.1:{port}")),
             log,
         );
         proc.wait_http(port);
-        Serve {
-            addr: format!("127.0.0.1:{port}"),
-            _proc: proc,
-        }
+        Serve { addr: format!("127.0.0.1:{port}"), _proc: proc }
     }
 }
 
@@ -382,8 +298,5 @@ pub fn fetch(method: &str, url: &str) -> (u16, reqwest::header::HeaderMap, Vec<u
 
 /// A header as a string ("" when absent).
 pub fn header(h: &reqwest::header::HeaderMap, name: &str) -> String {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
 }
