@@ -51,6 +51,48 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check a served mirror over HTTP(S) the way Trivy uses it; non-zero exit on any problem.
     Verify(VerifyArgs),
+    /// Remove old versions from a static mirror (blobs and manifests no tag still needs).
+    Prune(PruneArgs),
+}
+
+/// Retention settings, shared by `prune` and `sync --prune`.
+#[derive(Debug, Args, Clone)]
+pub struct RetentionArgs {
+    /// Versions (and dated snapshot tags) kept per repository, newest first.
+    #[arg(long, env = "TRIVY_MIRROR_KEEP", default_value_t = 3)]
+    pub keep: usize,
+    /// How long a version must have been superseded (or a blob unreferenced) before it is
+    /// removed: longer than the CDN's tag TTL plus the longest client download.
+    #[arg(long, env = "TRIVY_MIRROR_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+}
+
+impl RetentionArgs {
+    /// The library's retention options.
+    pub fn options(&self, namespace: &str, dry_run: bool) -> trivy_mirror::prune::PruneOptions {
+        trivy_mirror::prune::PruneOptions {
+            keep: self.keep.max(1),
+            grace: self.grace,
+            dry_run,
+            namespace: namespace.into(),
+        }
+    }
+}
+
+/// `trivy-mirror prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The static mirror(s) to prune: a directory, s3://, gs:// or az:// URL.
+    #[arg(long = "to", env = "TRIVY_MIRROR_TO", value_delimiter = ',', required = true, value_name = "DEST")]
+    pub to: Vec<String>,
+    /// Namespace of the repositories.
+    #[arg(long, env = "TRIVY_MIRROR_NAMESPACE", default_value = "aquasecurity")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    /// Only print what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `trivy-mirror verify`.
@@ -202,6 +244,13 @@ pub struct SyncArgs {
     /// Archive format to publish: as-upstream, zip or tar.gz.
     #[arg(long, env = "TRIVY_MIRROR_VEX_ARCHIVE", value_enum, default_value_t = trivy_mirror::vex::ArchiveChoice::AsUpstream)]
     pub vex_archive: trivy_mirror::vex::ArchiveChoice,
+
+    /// After publishing, prune old versions from static destinations (see `prune`).
+    #[arg(long, env = "TRIVY_MIRROR_PRUNE")]
+    pub prune: bool,
+
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 
     /// Also publish each new version under a dated, immutable tag such as 2-20261126T0600Z.
     #[arg(long, env = "TRIVY_MIRROR_SNAPSHOT_TAGS")]

@@ -67,6 +67,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Prune(args) => {
+            let options = args.retention.options(&args.namespace, args.dry_run);
+            let mut ok = true;
+            for url in &args.to {
+                ok &= prune_one(url, &options, cli.log_format).await?;
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Command::Verify(args) => {
             let (host, options) = args.options()?;
             let report = trivy_mirror::verify::verify(&host, &options).await;
@@ -85,4 +93,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Prune one static destination and print what was (or would be) removed.
+async fn prune_one(url: &str, options: &trivy_mirror::prune::PruneOptions, format: LogFormat) -> anyhow::Result<bool> {
+    let dest = trivy_mirror::dest::open_objects(url, trivy_mirror::layout::DEFAULT_TAG_TTL)?;
+    let report = match trivy_mirror::prune::prune(&dest, options, jiff::Timestamp::now()).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: pruning {url}: {e}");
+            return Ok(false);
+        }
+    };
+    match format {
+        LogFormat::Json => {
+            println!("{}", serde_json::json!({ "prune": url, "report": report, "bytes": report.bytes() }))
+        }
+        LogFormat::Text => {
+            let verb = if report.dry_run { "would remove" } else { "removed" };
+            for r in &report.removed {
+                println!("{verb} {} ({} bytes)", r.key, r.bytes);
+            }
+            println!("{url}: {verb} {} objects, {} bytes", report.removed.len(), report.bytes());
+        }
+    }
+    Ok(true)
 }

@@ -167,6 +167,18 @@ pub struct DestinationOptions {
     pub registry: crate::registry::RegistryOptions,
 }
 
+/// Open a static-layout destination (retention works on these only).
+pub fn open_objects(url: &str, tag_ttl: u32) -> Result<object::ObjectDestination> {
+    match DestinationUrl::parse(url)? {
+        DestinationUrl::Registry { .. } => Err(Error::config(
+            "destination",
+            url,
+            "retention applies to static mirrors; a registry has its own garbage collection",
+        )),
+        parsed => object::ObjectDestination::open(url, parsed, tag_ttl),
+    }
+}
+
 /// Open a destination.
 pub fn open(url: &str, options: &DestinationOptions) -> Result<Arc<dyn Destination>> {
     Ok(match DestinationUrl::parse(url)? {

@@ -96,6 +96,30 @@ impl ObjectDestination {
         ObjectDestination { name: name.to_string(), store, layout: Layout::new(prefix), attributes, tag_ttl }
     }
 
+    /// The underlying store (for retention).
+    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The key layout (for retention).
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The name, for messages.
+    pub(crate) fn name_str(&self) -> &str {
+        &self.name
+    }
+
+    /// Delete an object (retention only: the sync engine never deletes).
+    pub(crate) async fn delete(&self, rel: &str) -> Result<()> {
+        let path = self.path(rel)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("delete", &path)(e)),
+        }
+    }
+
     fn path(&self, rel: &str) -> Result<Path> {
         let key = self.layout.key(rel);
         Path::parse(&key).map_err(|e| Error::Store {

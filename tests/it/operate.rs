@@ -153,3 +153,89 @@ fn verify_flags_a_stale_database() {
     assert!(!ok, "{out}");
     assert!(out.contains("NextUpdate 2026-01-02T00:00:00Z has passed"), "{out}");
 }
+
+fn db_at(updated_at: &str) -> fx::Artifact {
+    fx::trivy_db(&fx::DbOptions { updated_at: updated_at.parse().unwrap(), ..fx::DbOptions::default() })
+}
+
+#[test]
+fn snapshot_tags_and_retention() {
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("mirror");
+    let source = format!("{}/aquasecurity", registry.addr);
+    let times = ["2026-11-25T00:00:00Z", "2026-11-25T06:00:00Z", "2026-11-25T12:00:00Z"];
+    let stamps = ["2-20261125T0000Z", "2-20261125T0600Z", "2-20261125T1200Z"];
+    let versions: Vec<fx::Artifact> = times.iter().map(|t| db_at(t)).collect();
+    for v in &versions {
+        let layout = work.path().join(format!("layout-{}", v.manifest_digest().replace(':', "-")));
+        fx::write_oci_layout(&layout, &[("2", v)]).unwrap();
+        registry.seed(&layout, "2", "aquasecurity/trivy-db", "2");
+        let run = sync(&["--to", dir.to_str().unwrap(), "--source", &source, "--only", "db", "--snapshot-tags"], &[]);
+        run.assert_ok();
+        assert_eq!(run.outcomes(), ["written"]);
+    }
+    let serve = Serve::start(&dir);
+    let (_, _, body) = fetch("GET", &format!("http://{}/v2/aquasecurity/trivy-db/tags/list", serve.addr));
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let expected: Vec<&str> = std::iter::once("2").chain(stamps).collect();
+    assert_eq!(list["tags"], serde_json::json!(expected));
+
+    // A scan can pin a known database: the dated tag resolves with real Trivy.
+    let trivy = Trivy::new(TRIVY_CURRENT);
+    let out = trivy.run(&[
+        "image",
+        "--download-db-only",
+        "--db-repository",
+        &format!("{}/aquasecurity/trivy-db:{}", serve.addr, stamps[0]),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(trivy.cache().join("db/metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["UpdatedAt"], times[0]);
+
+    // Dry run: lists the oldest version, its blob and its snapshot tag; removes nothing.
+    let before = snapshot(&dir);
+    let prune = |extra: &[&str]| {
+        let out = mirror().args(["prune", "--to", dir.to_str().unwrap(), "--keep", "2"]).args(extra).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let dry = prune(&["--grace", "0s", "--dry-run"]);
+    let oldest = &versions[0];
+    for key in [
+        format!("v2/aquasecurity/trivy-db/manifests/{}", stamps[0]),
+        format!("v2/aquasecurity/trivy-db/manifests/{}", oldest.manifest_digest()),
+        format!("v2/aquasecurity/trivy-db/blobs/{}", oldest.layer_digest()),
+    ] {
+        assert!(dry.contains(&format!("would remove {key}")), "{key} missing from:\n{dry}");
+    }
+    assert!(!dry.contains(&versions[1].layer_digest()) && !dry.contains(&versions[2].layer_digest()), "{dry}");
+    assert_eq!(snapshot(&dir), before, "a dry run must not remove anything");
+
+    // Within the grace period nothing goes.
+    assert!(prune(&["--grace", "1h"]).contains("removed 0 objects"));
+    let done = prune(&["--grace", "0s"]);
+    assert!(done.contains("removed 3 objects"), "{done}");
+    assert!(!dir.join(format!("v2/aquasecurity/trivy-db/blobs/{}", oldest.layer_digest())).exists());
+    let (status, _, _) =
+        fetch("GET", &format!("http://{}/v2/aquasecurity/trivy-db/manifests/{}", serve.addr, stamps[0]));
+    assert_eq!(status, 404);
+    let (_, _, body) = fetch("GET", &format!("http://{}/v2/aquasecurity/trivy-db/tags/list", serve.addr));
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(list["tags"], serde_json::json!(["2", stamps[1], stamps[2]]));
+
+    // Everything still tagged is complete: Trivy downloads every remaining tag.
+    for tag in ["2", stamps[1], stamps[2]] {
+        let trivy = Trivy::new(TRIVY_CURRENT);
+        let out = trivy.run(&[
+            "image",
+            "--download-db-only",
+            "--db-repository",
+            &format!("{}/aquasecurity/trivy-db:{tag}", serve.addr),
+        ]);
+        assert!(out.status.success(), "{tag}: {}", text(&out.stderr));
+    }
+    let (ok, out) = verify(&[&serve.addr, "--only", "db"]);
+    assert!(ok, "{out}");
+}

@@ -1,0 +1,279 @@
+//! Retention for the static layout: remove blobs and digest manifests that no tag and
+//! none of the last N versions reference, once they have been unreferenced for longer
+//! than a grace period, and dated snapshot tags beyond the newest N.
+//!
+//! Without it a 6-hourly mirror grows by the size of every new database (~300 MB a day).
+//! The grace period protects readers: a CDN may serve a cached tag for its TTL, and a
+//! client may be halfway through a download of the previous version. A version becomes
+//! unreferenced when the next one is published, so its "unreferenced since" is the write
+//! time of the next newer digest manifest; a blob no kept manifest references is
+//! unreferenced since it was written (a sync killed before its manifest, say).
+//! Nothing a tag points to is ever removed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures_util::TryStreamExt as _;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::artifact::OCI_ARTIFACTS;
+use crate::dest::Destination as _;
+use crate::dest::object::ObjectDestination;
+use crate::error::{Error, Result};
+use crate::layout;
+use crate::reference::{Digest, validate_tag};
+
+/// Retention settings.
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    /// Versions (digest manifests) and snapshot tags kept per repository, newest first.
+    pub keep: usize,
+    /// How long something must have been unreferenced before it is removed.
+    pub grace: Duration,
+    /// Only report.
+    pub dry_run: bool,
+    /// Published namespace (`aquasecurity`).
+    pub namespace: String,
+}
+
+/// One object removed (or that would be).
+#[derive(Clone, Debug, Serialize)]
+pub struct Removal {
+    /// Its key below the layout root.
+    pub key: String,
+    /// Its size.
+    pub bytes: u64,
+}
+
+/// What a prune did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PruneReport {
+    /// Objects removed (or, with dry-run, that would be), in removal order.
+    pub removed: Vec<Removal>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
+impl PruneReport {
+    /// Bytes reclaimed.
+    pub fn bytes(&self) -> u64 {
+        self.removed.iter().map(|r| r.bytes).sum()
+    }
+}
+
+struct Object {
+    key: String,
+    size: u64,
+    modified: Timestamp,
+}
+
+/// Prune every repository of the layout.
+pub async fn prune(dest: &ObjectDestination, options: &PruneOptions, now: Timestamp) -> Result<PruneReport> {
+    let mut report = PruneReport { dry_run: options.dry_run, ..Default::default() };
+    let repos: BTreeSet<String> = OCI_ARTIFACTS
+        .iter()
+        .map(|a| {
+            if options.namespace.is_empty() { a.name.to_string() } else { format!("{}/{}", options.namespace, a.name) }
+        })
+        .collect();
+    for repo in repos {
+        prune_repo(dest, &repo, options, now, &mut report).await?;
+    }
+    Ok(report)
+}
+
+async fn list(dest: &ObjectDestination, rel_dir: &str) -> Result<Vec<Object>> {
+    let (store, layout) = (dest.store(), dest.layout());
+    let prefix = object_store::path::Path::from(layout.key(rel_dir));
+    let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await.map_err(|e| Error::Store {
+        destination: dest.name_str().to_string(),
+        operation: "list",
+        key: prefix.to_string(),
+        source: Box::new(e),
+    })?;
+    Ok(metas
+        .into_iter()
+        .filter_map(|m| {
+            let rel = layout.relative(m.location.as_ref())?.to_string();
+            let modified = Timestamp::from_millisecond(m.last_modified.timestamp_millis()).ok()?;
+            Some(Object { key: rel, size: m.size, modified })
+        })
+        .collect())
+}
+
+fn name_of(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
+}
+
+async fn prune_repo(
+    dest: &ObjectDestination,
+    repo: &str,
+    options: &PruneOptions,
+    now: Timestamp,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let grace = jiff::SignedDuration::try_from(options.grace).unwrap_or(jiff::SignedDuration::MAX);
+    let old_enough = |since: Timestamp| now.duration_since(since) > grace;
+    let manifests = list(dest, &layout::manifests_dir(repo)).await?;
+    if manifests.is_empty() {
+        return Ok(());
+    }
+    let (digests, tags): (Vec<&Object>, Vec<&Object>) =
+        manifests.iter().partition(|o| Digest::parse(name_of(&o.key)).is_ok());
+
+    // Snapshot tags (`<tag>-YYYYMMDDTHHMMZ`) beyond the newest `keep` per base tag go.
+    let base_tags: BTreeSet<&str> = OCI_ARTIFACTS.iter().map(|a| a.tag).collect();
+    let mut snapshots: BTreeMap<&str, Vec<&Object>> = BTreeMap::new();
+    let mut live_tags = Vec::new();
+    for t in &tags {
+        let name = name_of(&t.key);
+        match name.split_once('-') {
+            Some((base, stamp)) if base_tags.contains(base) && is_stamp(stamp) => {
+                snapshots.entry(base).or_default().push(t)
+            }
+            _ if validate_tag(name).is_ok() => live_tags.push(*t),
+            _ => {}
+        }
+    }
+    let mut dropped_tags = Vec::new();
+    for list in snapshots.values_mut() {
+        list.sort_by(|a, b| name_of(&b.key).cmp(name_of(&a.key)));
+        for (i, t) in list.iter().enumerate() {
+            // Tag i left the newest-`keep` window when tag i-keep was written.
+            if i < options.keep || !old_enough(list[i - options.keep].modified) {
+                live_tags.push(t)
+            } else {
+                dropped_tags.push(*t)
+            }
+        }
+    }
+
+    // Digests that tags point at are never removed.
+    let mut kept: BTreeSet<String> = BTreeSet::new();
+    for t in &live_tags {
+        if let Some(bytes) = dest.get_file(&t.key).await? {
+            kept.insert(Digest::of(&bytes).to_string());
+        }
+    }
+    // The newest `keep` versions, and versions superseded less than `grace` ago, stay.
+    let mut versions: Vec<&Object> = digests.clone();
+    versions.sort_by_key(|o| std::cmp::Reverse(o.modified));
+    for (i, v) in versions.iter().enumerate() {
+        let superseded = if i == 0 { now } else { versions[i - 1].modified };
+        if i < options.keep || !old_enough(superseded) {
+            kept.insert(name_of(&v.key).to_string());
+        }
+    }
+    // Blobs referenced by any kept manifest stay.
+    let mut referenced: BTreeSet<String> = BTreeSet::new();
+    for v in versions.iter().filter(|v| kept.contains(name_of(&v.key))) {
+        if let Some(bytes) = dest.get_file(&v.key).await? {
+            referenced.extend(referenced_blobs(&bytes));
+        }
+    }
+    let blobs = list(dest, &format!("v2/{repo}/blobs")).await?;
+
+    let mut removals: Vec<&Object> = dropped_tags;
+    removals.extend(versions.iter().filter(|v| !kept.contains(name_of(&v.key))).copied());
+    removals.extend(blobs.iter().filter(|b| !referenced.contains(name_of(&b.key)) && old_enough(b.modified)));
+    let tags_changed = removals.iter().any(|o| tags.iter().any(|t| t.key == o.key));
+    for o in removals {
+        tracing::info!(key = %o.key, bytes = o.size, dry_run = options.dry_run, "prune");
+        if !options.dry_run {
+            dest.delete(&o.key).await?;
+        }
+        report.removed.push(Removal { key: o.key.clone(), bytes: o.size });
+    }
+    if tags_changed && !options.dry_run {
+        dest.write_tags_list(repo, &[]).await?;
+    }
+    Ok(())
+}
+
+/// `YYYYMMDDTHHMMZ`.
+fn is_stamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 14 && b[8] == b'T' && b[13] == b'Z' && b[..8].iter().chain(&b[9..13]).all(u8::is_ascii_digit)
+}
+
+/// The config and layer digests a manifest references (empty if it does not parse).
+fn referenced_blobs(manifest: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(manifest) else { return Vec::new() };
+    let mut out = Vec::new();
+    if let Some(d) = v["config"]["digest"].as_str() {
+        out.push(d.to_string());
+    }
+    for l in v["layers"].as_array().into_iter().flatten() {
+        if let Some(d) = l["digest"].as_str() {
+            out.push(d.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::ObjectClass;
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    fn manifest(layer: &Digest) -> Bytes {
+        Bytes::from(format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"x","digest":"{}","size":2}},"layers":[{{"mediaType":"y","digest":"{layer}","size":1}}]}}"#,
+            Digest::of(b"{}")
+        ))
+    }
+
+    #[tokio::test]
+    async fn keeps_tagged_and_recent_versions_and_removes_the_rest() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let dest = ObjectDestination::with_store("mem", store, "", true, 300);
+        let repo = "aquasecurity/trivy-db";
+        let mut digests = Vec::new();
+        for i in 0..4u8 {
+            let layer = Digest::of(&[i]);
+            let m = manifest(&layer);
+            let d = Digest::of(&m);
+            dest.put_file(&layout::blob_key(repo, &layer), Bytes::from(vec![i]), ObjectClass::Blob).await.unwrap();
+            dest.put_file(&layout::manifest_key(repo, d.as_str()), m.clone(), ObjectClass::DigestManifest)
+                .await
+                .unwrap();
+            if i == 3 {
+                dest.put_file(&layout::manifest_key(repo, "2"), m, ObjectClass::TagManifest).await.unwrap();
+            }
+            digests.push((d, layer));
+            // InMemory timestamps have millisecond resolution; keep versions ordered.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let options = PruneOptions { keep: 2, grace: Duration::ZERO, dry_run: true, namespace: "aquasecurity".into() };
+        let later = Timestamp::now() + jiff::SignedDuration::from_secs(10);
+        let dry = prune(&dest, &options, later).await.unwrap();
+        let keys: BTreeSet<_> = dry.removed.iter().map(|r| r.key.clone()).collect();
+        for (i, (d, layer)) in digests.iter().enumerate() {
+            let gone = i < 2;
+            assert_eq!(keys.contains(&layout::manifest_key(repo, d.as_str())), gone, "manifest {i}");
+            assert_eq!(keys.contains(&layout::blob_key(repo, layer)), gone, "blob {i}");
+        }
+        // Dry run removed nothing.
+        assert!(dest.get_file(&layout::manifest_key(repo, digests[0].0.as_str())).await.unwrap().is_some());
+
+        // A long grace period protects recently superseded versions.
+        let patient = PruneOptions { grace: Duration::from_secs(3600), ..options.clone() };
+        assert!(prune(&dest, &patient, later).await.unwrap().removed.is_empty());
+
+        let real = PruneOptions { dry_run: false, ..options };
+        let done = prune(&dest, &real, later).await.unwrap();
+        assert_eq!(done.removed.len(), 4);
+        assert!(dest.get_file(&layout::manifest_key(repo, digests[0].0.as_str())).await.unwrap().is_none());
+        assert!(dest.get_file(&layout::manifest_key(repo, "2")).await.unwrap().is_some());
+    }
+
+    #[test]
+    fn snapshot_stamps() {
+        assert!(is_stamp("20261126T0600Z"));
+        assert!(!is_stamp("20261126T0600"));
+        assert!(!is_stamp("latest"));
+    }
+}
