@@ -256,6 +256,15 @@ pub struct SyncArgs {
     #[arg(long, env = "TRIVY_MIRROR_SNAPSHOT_TAGS")]
     pub snapshot_tags: bool,
 
+    /// Retries of a failed request or blob transfer (429, 5xx, timeouts, resets).
+    #[arg(long, env = "TRIVY_MIRROR_RETRIES", default_value_t = 3)]
+    pub retries: u32,
+
+    /// First backoff between retries, in milliseconds; doubles each time (a server's
+    /// Retry-After wins).
+    #[arg(long, env = "TRIVY_MIRROR_RETRY_BASE_MS", default_value_t = 500)]
+    pub retry_base_ms: u64,
+
     /// Per-request read timeout in seconds (a stalled body fails and is retried).
     #[arg(long, env = "TRIVY_MIRROR_READ_TIMEOUT", default_value_t = 60)]
     pub read_timeout: u64,
@@ -276,6 +285,14 @@ pub struct ServeArgs {
 }
 
 impl SyncArgs {
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempts: self.retries.saturating_add(1),
+            initial_backoff: Duration::from_millis(self.retry_base_ms),
+            ..RetryPolicy::default()
+        }
+    }
+
     /// Validate and build the sync plan and destination settings.
     pub fn plan(&self) -> Result<(SyncPlan, DestinationOptions)> {
         let read_timeout = Some(Duration::from_secs(self.read_timeout.max(1)));
@@ -306,7 +323,7 @@ impl SyncArgs {
                 credentials,
                 insecure: self.insecure_source,
                 ca_file: self.source_ca_file.clone(),
-                retry: RetryPolicy::default(),
+                retry: self.retry_policy(),
                 read_timeout,
             };
             sources.push(Source::parse(spec, options)?);
@@ -320,7 +337,7 @@ impl SyncArgs {
             credentials: dest_credentials.unwrap_or_default(),
             insecure: self.insecure_destination,
             ca_file: self.dest_ca_file.clone(),
-            retry: RetryPolicy::default(),
+            retry: self.retry_policy(),
             read_timeout,
         };
         let vex = if only.contains(&Kind::Vex) {
@@ -344,8 +361,14 @@ impl SyncArgs {
         } else {
             None
         };
-        let plan =
-            SyncPlan { sources, namespace: self.namespace.clone(), only, vex, snapshot_tags: self.snapshot_tags };
+        let plan = SyncPlan {
+            sources,
+            namespace: self.namespace.clone(),
+            only,
+            vex,
+            snapshot_tags: self.snapshot_tags,
+            retry: self.retry_policy(),
+        };
         Ok((plan, DestinationOptions { tag_ttl: self.tag_cache_seconds, registry }))
     }
 

@@ -222,19 +222,20 @@ async fn run(payload: Value, context: &Context) -> Result<Value, Failure> {
         print_summary(context, Some(&summary), "sync finished");
         Ok(summary)
     } else {
-        let message = failed_entries(&report);
-        print_summary(context, Some(&summary), &message);
-        Err(Failure::Publish(message))
+        // The entries carry the reasons; the error message repeats them for the caller.
+        print_summary(context, Some(&summary), "sync failed");
+        Err(Failure::Publish(failed_entries(&report)))
     }
 }
 
 /// The sync settings, exactly as `trivy-mirror sync` would read them from the environment.
 fn settings_from_environment() -> Result<SyncArgs, Failure> {
     let cli = Cli::try_parse_from(["trivy-mirror", "sync"]).map_err(|e| Failure::Config(clap_message(&e)))?;
-    match cli.command {
-        Command::Sync(args) => Ok(*args),
-        Command::Serve(_) => Err(Failure::Config("expected the sync command".into())),
-    }
+    // Parsed from a fixed `sync` argument list, so any other command cannot come back.
+    let Command::Sync(args) = cli.command else {
+        return Err(Failure::Config("expected the sync command".into()));
+    };
+    Ok(*args)
 }
 
 /// clap's message without the usage text, naming the environment variables involved (a

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::future::join_all;
 use jiff::Timestamp;
@@ -43,6 +43,8 @@ pub struct SyncPlan {
     pub vex: Option<crate::vex::VexPlan>,
     /// Also publish each new version under a dated, immutable tag (`2-20261126T0600Z`).
     pub snapshot_tags: bool,
+    /// Backoff between attempts at a whole blob transfer.
+    pub retry: crate::registry::RetryPolicy,
 }
 
 impl SyncPlan {
@@ -172,7 +174,8 @@ async fn try_source(
     let inspect = matches!(artifact.kind, Kind::Db | Kind::JavaDb);
     let mut metadata = None;
     for blob in manifest.blobs() {
-        let m = copy_blob(source, artifact, &repo, blob, &mut pending, inspect && blob == &manifest.layer).await?;
+        let m =
+            copy_blob(plan, source, artifact, &repo, blob, &mut pending, inspect && blob == &manifest.layer).await?;
         metadata = metadata.or(m);
     }
     let mut tags = vec![artifact.tag.to_string()];
@@ -203,6 +206,7 @@ async fn try_source(
 /// Copy one blob into every pending destination that lacks it, reading the source once.
 /// With `inspect`, also read the database's `metadata.json` from the stream.
 async fn copy_blob(
+    plan: &SyncPlan,
     source: &Source,
     artifact: &OciArtifact,
     repo: &str,
@@ -227,7 +231,7 @@ async fn copy_blob(
         let body = match source.blob(artifact, blob).await {
             Ok(b) => b,
             Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
-                backoff(attempt, &e).await;
+                backoff(&plan.retry, attempt, &e).await;
                 continue;
             }
             Err(e) => return Err(e),
@@ -245,7 +249,7 @@ async fn copy_blob(
         if let Err(e) = pulled {
             // The source failed (or sent bad bytes): every branch was aborted.
             if e.is_transient() && attempt < BLOB_ATTEMPTS {
-                backoff(attempt, &e).await;
+                backoff(&plan.retry, attempt, &e).await;
                 continue;
             }
             return Err(e);
@@ -266,15 +270,15 @@ async fn copy_blob(
             }
         }
         if let Some(e) = last {
-            backoff(attempt, &e).await;
+            backoff(&plan.retry, attempt, &e).await;
         }
         need = retry;
     }
     Ok(metadata)
 }
 
-async fn backoff(attempt: u32, err: &Error) {
-    let wait = err.retry_after().unwrap_or(Duration::from_millis(500) * 2u32.pow(attempt)).min(Duration::from_secs(30));
+async fn backoff(policy: &crate::registry::RetryPolicy, attempt: u32, err: &Error) {
+    let wait = policy.backoff(attempt - 1, err.retry_after());
     tracing::warn!(error = %err, attempt, wait_ms = wait.as_millis() as u64, "transfer failed, retrying");
     tokio::time::sleep(wait).await;
 }

@@ -13,6 +13,8 @@ mod object_stores;
 mod operate;
 /// Pushing into OCI registries.
 mod registry;
+/// Kills, injected faults, concurrent runs, hostile input.
+mod reliability;
 /// Static checks of the Terraform modules.
 mod terraform;
 /// VEX Hub mirroring with the real Trivy client.

@@ -28,6 +28,8 @@ pub enum Action {
     Stall(Duration),
     /// Forward with one byte of the body flipped.
     Corrupt,
+    /// Forward at a limited rate: pause this long per 64 KiB of body (a slow link).
+    Slow(Duration),
 }
 
 /// Apply `action` to the `nth` (1-based) request whose method and path match.
@@ -148,6 +150,11 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             tokio::time::sleep(d).await;
             Body::from_stream(stream)
         }
+        Some(Action::Slow(d)) => Body::from_stream(stream.then(move |chunk| async move {
+            let units = chunk.as_ref().map(|c| c.len().div_ceil(64 * 1024)).unwrap_or(1) as u32;
+            tokio::time::sleep(d * units).await;
+            chunk
+        })),
         Some(Action::Corrupt) => {
             let mut first = true;
             Body::from_stream(stream.map(move |chunk| {

@@ -1,0 +1,515 @@
+#!/usr/bin/env bash
+# Throughput, memory and no-op-rerun benchmark of `trivy-mirror sync` (issue 8).
+#
+# A generated trivy-db-shaped artifact with one incompressible layer (fixture generator
+# `big-layer`) is pushed with skopeo into a local CNCF distribution registry, then copied,
+# several times each, by:
+#
+#   registry -> directory    trivy-mirror sync --to DIR          vs  skopeo copy docker:// dir:
+#   registry -> registry     trivy-mirror sync --to oci://…      vs  skopeo copy docker:// docker://
+#   registry -> S3 emulator  trivy-mirror sync --to s3://…       (s3s-fs, else moto; no skopeo route)
+#   floors                   sha256sum / openssl dgst -sha256 of the same blob file, curl GET of it
+#
+# and a rerun where nothing changed (time and requests on the source and destination).
+# Every destination is fresh for each repetition. The table gives the median wall time,
+# throughput, the peak RSS (max over repetitions), CPU seconds of the tool, the ratios
+# to skopeo (same route) and to sha256sum, the requests seen by the servers and a noise
+# figure: CPU used by *other* processes during the run, in % of the machine. A repetition
+# with more than --max-noise % is discarded and run again (twice at most).
+#
+# Everything listens on 127.0.0.1, is stopped by PID on exit, and runs with a dead proxy
+# so nothing can leave the machine. Temporary data lives in one mktemp directory, removed
+# at exit (--keep keeps it). Progress goes to stderr, the report to stdout.
+#
+# Usage: scripts/bench.sh [--quick] [--reps N] [--sizes "100M 1G"] [--s3 auto|s3s-fs|moto|none]
+#                         [--max-noise PCT] [--quiet-wait SECONDS] [--no-build] [--keep]
+#
+# Needs: cargo, docker-registry, skopeo, curl, /usr/bin/time (Debian package `time`),
+# sha256sum; optional: openssl, an S3 emulator:
+#   cargo install --locked s3s-fs@0.14.1 --features binary --root .tools/cargo
+#   or moto via scripts/install-test-deps.sh (.tools/py/bin/moto_server)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+usage() { sed -n '/^# Usage:/,/^# Needs:/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+REPS=5
+SIZES="100M 1G"
+S3_BACKEND=auto
+MAX_NOISE=15
+QUIET_WAIT=120
+RETRIES=2
+BUILD=1
+KEEP=0
+ARGS="$*"
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) REPS=3; SIZES="32M 128M"; QUIET_WAIT=10 ;;
+    --reps) REPS=$2; shift ;;
+    --sizes) SIZES=$2; shift ;;
+    --s3) S3_BACKEND=$2; shift ;;
+    --max-noise) MAX_NOISE=$2; shift ;;
+    --quiet-wait) QUIET_WAIT=$2; shift ;;
+    --no-build) BUILD=0 ;;
+    --keep) KEEP=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+case $REPS in ''|*[!0-9]*|0) echo "--reps wants a positive integer" >&2; exit 2 ;; esac
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Sizes: 1073741824, 100M, 1G (binary units).
+to_bytes() {
+  local s=$1 n
+  case $s in
+    *[Gg]) n=${s%?}; echo $((n * 1024 * 1024 * 1024)) ;;
+    *[Mm]) n=${s%?}; echo $((n * 1024 * 1024)) ;;
+    *[Kk]) n=${s%?}; echo $((n * 1024)) ;;
+    *[!0-9]*|'') die "bad size $s" ;;
+    *) echo "$s" ;;
+  esac
+}
+label_of() { # bytes -> 100 MiB / 1 GiB
+  awk -v b="$1" 'BEGIN{ if (b >= 1073741824 && b % 1073741824 == 0) printf "%d GiB", b/1073741824;
+                        else if (b % 1048576 == 0) printf "%d MiB", b/1048576; else printf "%d B", b }'
+}
+
+# ---------------------------------------------------------------- tools
+TIME_NOTE=""
+if [ ! -x /usr/bin/time ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing the Debian package 'time' (/usr/bin/time, for peak RSS)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
+    TIME_NOTE=" (Debian package 'time' installed by this run)"
+  else
+    die "/usr/bin/time is missing: apt-get install time"
+  fi
+fi
+for t in cargo docker-registry skopeo curl sha256sum awk; do
+  command -v "$t" >/dev/null || die "$t is missing (scripts/install-test-deps.sh installs docker-registry and skopeo)"
+done
+HAVE_OPENSSL=0; command -v openssl >/dev/null && HAVE_OPENSSL=1
+
+S3FS_BIN=$ROOT/.tools/cargo/bin/s3s-fs
+MOTO_BIN=$ROOT/.tools/py/bin/moto_server
+case $S3_BACKEND in
+  auto) if [ -x "$S3FS_BIN" ]; then S3_BACKEND=s3s-fs; elif [ -x "$MOTO_BIN" ]; then S3_BACKEND=moto; else S3_BACKEND=none; fi ;;
+  s3s-fs) [ -x "$S3FS_BIN" ] || die "no $S3FS_BIN: cargo install --locked s3s-fs@0.14.1 --features binary --root .tools/cargo" ;;
+  moto) [ -x "$MOTO_BIN" ] || die "no $MOTO_BIN: run scripts/install-test-deps.sh" ;;
+  none) ;;
+  *) die "--s3 takes auto, s3s-fs, moto or none" ;;
+esac
+[ "$S3_BACKEND" = none ] && log "no S3 emulator: the S3 route is skipped (cargo install --locked s3s-fs@0.14.1 --features binary --root .tools/cargo)"
+
+SIZE_LIST=()
+MAX_BYTES=0
+for s in $SIZES; do
+  b=$(to_bytes "$s")
+  [ "$b" -gt 16777216 ] || die "sizes must be above 16 MiB (the multipart threshold), got $s"
+  SIZE_LIST+=("$b")
+  [ "$b" -gt "$MAX_BYTES" ] && MAX_BYTES=$b
+done
+
+# ---------------------------------------------------------------- work dir, cleanup
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/trivy-mirror-bench.XXXXXX")
+PIDS=()
+SERVERS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# 1 GiB layer: the fixture, the source registry's copy, one destination copy (s3s-fs
+# briefly holds parts and the assembled object): 4x the largest size, plus 1 GiB.
+need_kib=$(( (MAX_BYTES * 4 + 1073741824) / 1024 ))
+avail_kib=$(df -Pk "$WORK" | awk 'NR==2{print $4}')
+[ "$avail_kib" -ge "$need_kib" ] ||
+  die "not enough disk under $WORK: $((avail_kib / 1048576)) GiB free, $((need_kib / 1048576)) GiB needed"
+
+# ---------------------------------------------------------------- build
+if [ "$BUILD" = 1 ]; then
+  log "cargo build --release (trivy-mirror, trivy-mirror-fixtures)"
+  cargo build --release --quiet --bin trivy-mirror >&2 || die "cargo build --release failed"
+  cargo build --release --quiet -p trivy-mirror-fixtures >&2 || die "building the fixture generator failed"
+fi
+mkdir -p "$WORK/bin"
+# Private copies: other people may rebuild target/release while this runs.
+cp "$ROOT/target/release/trivy-mirror" "$ROOT/target/release/trivy-mirror-fixtures" "$WORK/bin/" ||
+  die "no release binaries (run without --no-build)"
+TM=$WORK/bin/trivy-mirror
+FX=$WORK/bin/trivy-mirror-fixtures
+
+# Nothing run from here on may reach the internet.
+export HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY=localhost,127.0.0.1
+export http_proxy=$HTTP_PROXY https_proxy=$HTTPS_PROXY no_proxy=$NO_PROXY
+
+# ---------------------------------------------------------------- processes
+free_port() {
+  if command -v python3 >/dev/null; then
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  else
+    local p
+    while :; do p=$((20000 + RANDOM % 40000)); (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }; done
+  fi
+}
+wait_http() { # PORT PID
+  local i
+  for i in $(seq 1 200); do
+    kill -0 "$2" 2>/dev/null || return 1
+    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$1/" || true)" != 000 ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+stop_pid() {
+  local pid=$1 p keep=() s=()
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+  for p in "${SERVERS[@]}"; do [ "$p" = "$pid" ] || s+=("$p"); done
+  SERVERS=("${s[@]}")
+}
+
+# start_registry DIR: CNCF distribution with filesystem storage and the access log on
+# (one stdout line per request). Sets R_PID, R_PORT.
+start_registry() {
+  local dir=$1
+  R_PORT=$(free_port)
+  mkdir -p "$dir/data"
+  cat >"$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+http:
+  addr: 127.0.0.1:$R_PORT
+  secret: trivy-mirror-bench
+EOF
+  docker-registry serve "$dir/config.yml" >"$dir/access.log" 2>"$dir/registry.log" &
+  R_PID=$!
+  PIDS+=("$R_PID"); SERVERS+=("$R_PID")
+  wait_http "$R_PORT" "$R_PID" || die "docker-registry did not start: $(tail -5 "$dir/registry.log")"
+}
+
+# start_s3 DIR: the S3 emulator with bucket `bench`. Sets S_PID, S_PORT, S_LOG.
+S3_KEY=bench S3_SECRET=bench-secret-key
+start_s3() {
+  local dir=$1
+  S_PORT=$(free_port)
+  S_LOG=$dir/s3.log
+  mkdir -p "$dir/root"
+  if [ "$S3_BACKEND" = s3s-fs ]; then
+    mkdir -p "$dir/root/bench" # s3s-fs: a bucket is a directory
+    RUST_LOG=s3s::service=debug NO_COLOR=1 "$S3FS_BIN" --host 127.0.0.1 --port "$S_PORT" \
+      --access-key "$S3_KEY" --secret-key "$S3_SECRET" "$dir/root" >"$S_LOG" 2>&1 &
+  else
+    "$MOTO_BIN" -H 127.0.0.1 -p "$S_PORT" >"$S_LOG" 2>&1 &
+  fi
+  S_PID=$!
+  PIDS+=("$S_PID"); SERVERS+=("$S_PID")
+  wait_http "$S_PORT" "$S_PID" || die "$S3_BACKEND did not start: $(tail -5 "$S_LOG")"
+  if [ "$S3_BACKEND" = moto ]; then
+    curl -sf -X PUT "http://127.0.0.1:$S_PORT/bench" >/dev/null || die "creating the moto bucket failed"
+  fi
+}
+s3_requests() { # requests the S3 emulator has logged
+  if [ "$S3_BACKEND" = s3s-fs ]; then grep -c 's3s::service: req:' "$S_LOG" || true
+  else grep -cE '"(GET|PUT|POST|HEAD|DELETE) ' "$S_LOG" || true; fi
+}
+lines() { wc -l <"$1" | tr -d ' '; }
+
+# ---------------------------------------------------------------- measuring
+HZ=$(getconf CLK_TCK)
+NCPU=$(nproc)
+busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
+proc_ticks() { # utime+stime of the given PIDs
+  local t=0 p v
+  for p in "$@"; do
+    v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12+$13}') || v=0
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+
+# Wait (at most QUIET_WAIT s) until other processes use at most MAX_NOISE % of the CPUs.
+QUIET_NOTES=0
+wait_quiet() {
+  local waited=0 b0 b1 pct
+  while :; do
+    b0=$(busy_ticks); sleep 1; b1=$(busy_ticks)
+    pct=$((100 * (b1 - b0) / (HZ * NCPU)))
+    [ "$pct" -le "$MAX_NOISE" ] && return 0
+    if [ "$waited" -ge "$QUIET_WAIT" ]; then
+      log "machine still busy (${pct}% CPU used by others); measuring anyway"
+      QUIET_NOTES=$((QUIET_NOTES + 1))
+      return 0
+    fi
+    [ "$waited" = 0 ] && log "waiting for the machine to calm down (${pct}% CPU busy)"
+    waited=$((waited + 1))
+  done
+}
+
+# measure OUT cmd… : run under /usr/bin/time. Sets M_RC M_WALL M_RSS (KiB) M_CPU (s)
+# M_NOISE (% of all CPUs used by anything but the command and our servers).
+measure() {
+  local out=$1; shift
+  local b0 s0 b1 s1 u s
+  b0=$(busy_ticks); s0=$(proc_ticks "${SERVERS[@]}")
+  set +e
+  /usr/bin/time -f '%e %M %U %S' -o "$out.time" "$@" >"$out.stdout" 2>"$out.stderr"
+  M_RC=$?
+  set -e
+  b1=$(busy_ticks); s1=$(proc_ticks "${SERVERS[@]}")
+  read -r M_WALL M_RSS u s < <(tail -n1 "$out.time")
+  M_CPU=$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%.2f", u + s}')
+  M_NOISE=$(awk -v b=$((b1 - b0)) -v sv=$((s1 - s0)) -v hz="$HZ" -v c="$M_CPU" -v w="$M_WALL" -v n="$NCPU" \
+    'BEGIN{ if (w < 0.2) { print 0; exit } f = (b - sv) / hz - c; x = 100 * f / (w * n); printf "%.0f", (x < 0 ? 0 : x) }')
+}
+check() { # check OUT WHAT: the measured command must have succeeded
+  [ "$M_RC" = 0 ] || die "$2 failed (exit $M_RC): $(tail -5 "$1.stderr")"
+}
+
+# ---------------------------------------------------------------- rows
+# Row ids, in table order. Each repetition runs every row once (interleaved, so a
+# disturbance spreads over all tools rather than hitting one).
+ROWS=(floor-sha256sum)
+[ "$HAVE_OPENSSL" = 1 ] && ROWS+=(floor-openssl)
+ROWS+=(floor-curl dir-trivy-mirror dir-skopeo oci-trivy-mirror oci-skopeo)
+[ "$S3_BACKEND" != none ] && ROWS+=(s3-trivy-mirror s3-trivy-mirror-unsigned)
+
+route_of() {
+  case $1 in
+    floor-*) echo "floor" ;;
+    dir-*) echo "registry -> dir" ;;
+    oci-*) echo "registry -> registry" ;;
+    s3-*) echo "registry -> S3 ($S3_BACKEND)" ;;
+  esac
+}
+tool_of() {
+  case $1 in
+    floor-sha256sum) echo "sha256sum FILE" ;;
+    floor-openssl) echo "openssl dgst -sha256 FILE" ;;
+    floor-curl) echo "curl GET -> /dev/null" ;;
+    *-trivy-mirror-unsigned) echo "trivy-mirror, AWS_UNSIGNED_PAYLOAD=true" ;;
+    *-trivy-mirror) echo "trivy-mirror" ;;
+    *-skopeo) echo "skopeo" ;;
+  esac
+}
+
+# sample ROW REP: one repetition of one row; appends "wall rss_kib cpu noise src dst" to
+# RES/ROW (and for trivy-mirror the no-op rerun "wall rss_kib src dst" to RES/ROW.rerun).
+# Returns 1 when the run was disturbed (noise above MAX_NOISE) and should be repeated.
+sample() {
+  local row=$1 rep=$2 out=$WORK/run/$1.$2 dest src0 dst0 src_n dst_n="-" cnt_dst=""
+  local tm_env=() rr=""
+  mkdir -p "$WORK/run" "$WORK/dest"
+  rm -rf "$WORK/dest"/*
+  case $row in
+    floor-*) ;;
+    dir-*) dest=$WORK/dest/dir ;;
+    oci-*) start_registry "$WORK/dest/registry"; DST_PID=$R_PID; DST_PORT=$R_PORT
+           cnt_dst="lines $WORK/dest/registry/access.log" ;;
+    s3-*) start_s3 "$WORK/dest/s3"; DST_PID=$S_PID; cnt_dst="s3_requests"
+          tm_env=(env "AWS_ENDPOINT_URL=http://127.0.0.1:$S_PORT" AWS_ALLOW_HTTP=true
+                  "AWS_ACCESS_KEY_ID=$S3_KEY" "AWS_SECRET_ACCESS_KEY=$S3_SECRET" AWS_REGION=us-east-1)
+          [ "$row" = s3-trivy-mirror-unsigned ] && tm_env+=(AWS_UNSIGNED_PAYLOAD=true) ;;
+  esac
+  wait_quiet
+  src0=$(lines "$SRC_LOG"); dst0=0; [ -n "$cnt_dst" ] && dst0=$($cnt_dst)
+  local tm_cmd=("${tm_env[@]}" "$TM" -q sync --only db --source "127.0.0.1:$SRC_PORT/aquasecurity")
+  case $row in
+    floor-sha256sum) measure "$out" sha256sum "$BLOB_FILE"; check "$out" sha256sum
+                     grep -q "^$BLOB_HEX " "$out.stdout" || die "sha256sum: wrong digest" ;;
+    floor-openssl) measure "$out" openssl dgst -sha256 "$BLOB_FILE"; check "$out" openssl
+                   grep -q "$BLOB_HEX" "$out.stdout" || die "openssl: wrong digest" ;;
+    floor-curl) measure "$out" curl -sS -o /dev/null "$BLOB_URL"; check "$out" curl ;;
+    dir-trivy-mirror) measure "$out" "${tm_cmd[@]}" --to "$dest"; check "$out" "trivy-mirror → dir"
+      [ "$(stat -c %s "$dest/v2/aquasecurity/trivy-db/blobs/sha256:$BLOB_HEX")" = "$SIZE" ] || die "trivy-mirror → dir: blob missing or wrong size" ;;
+    dir-skopeo) measure "$out" skopeo copy --quiet --preserve-digests --src-tls-verify=false \
+        "docker://127.0.0.1:$SRC_PORT/aquasecurity/trivy-db:2" "dir:$dest"; check "$out" "skopeo → dir"
+      [ "$(stat -c %s "$dest/$BLOB_HEX")" = "$SIZE" ] || die "skopeo → dir: blob missing or wrong size" ;;
+    oci-trivy-mirror) measure "$out" "${tm_cmd[@]}" --to "oci://127.0.0.1:$DST_PORT/x"; check "$out" "trivy-mirror → registry" ;;
+    oci-skopeo) measure "$out" skopeo copy --quiet --preserve-digests --src-tls-verify=false --dest-tls-verify=false \
+        "docker://127.0.0.1:$SRC_PORT/aquasecurity/trivy-db:2" "docker://127.0.0.1:$DST_PORT/x/aquasecurity/trivy-db:2"
+      check "$out" "skopeo → registry" ;;
+    s3-*) measure "$out" "${tm_cmd[@]}" --to s3://bench/mirror; check "$out" "trivy-mirror → S3" ;;
+  esac
+  case $row in *-trivy-mirror*) grep -q ' written ' "$out.stdout" || die "$row: summary does not say written: $(cat "$out.stdout")" ;; esac
+  local wall=$M_WALL rss=$M_RSS cpu=$M_CPU noise=$M_NOISE
+  sleep 0.3 # distribution writes its access-log line after the response
+  src_n=$(( $(lines "$SRC_LOG") - src0 ))
+  [ -n "$cnt_dst" ] && dst_n=$(( $($cnt_dst) - dst0 ))
+  case $row in floor-sha256sum|floor-openssl) src_n="-" ;; esac
+
+  # The rerun: same command, same destination, nothing changed upstream.
+  case $row in *-trivy-mirror*)
+    local rsrc0 rdst0 rdst="-" rto
+    case $row in dir-*) rto=$dest ;; oci-*) rto="oci://127.0.0.1:$DST_PORT/x" ;; s3-*) rto=s3://bench/mirror ;; esac
+    rsrc0=$(lines "$SRC_LOG"); rdst0=0; [ -n "$cnt_dst" ] && rdst0=$($cnt_dst)
+    measure "$out.rerun" "${tm_cmd[@]}" --to "$rto"; check "$out.rerun" "$row rerun"
+    grep -q ' unchanged ' "$out.rerun.stdout" || die "$row rerun: summary does not say unchanged: $(cat "$out.rerun.stdout")"
+    sleep 0.3
+    [ -n "$cnt_dst" ] && rdst=$(( $($cnt_dst) - rdst0 ))
+    rr="$M_WALL $M_RSS $(( $(lines "$SRC_LOG") - rsrc0 )) $rdst"
+  ;; esac
+
+  case $row in oci-*|s3-*) stop_pid "$DST_PID" ;; esac
+  rm -rf "$WORK/dest"/* "$out".*
+  if [ "$noise" -gt "$MAX_NOISE" ]; then
+    log "  $row rep $rep: ${wall}s but ${noise}% of the CPUs were busy with other work"
+    return 1
+  fi
+  echo "$wall $rss $cpu $noise $src_n $dst_n" >>"$RES/$row"
+  [ -n "$rr" ] && echo "$rr" >>"$RES/$row.rerun"
+  log "  $row rep $rep: ${wall}s, ${rss} KiB, cpu ${cpu}s, noise ${noise}%${rr:+, rerun ${rr%% *}s}"
+  return 0
+}
+
+# ---------------------------------------------------------------- run
+START_UPTIME=$(uptime)
+log "work dir $WORK; sizes: $SIZES; $REPS repetitions; S3 emulator: $S3_BACKEND"
+log "load: $START_UPTIME"
+UPTIMES=()
+for SIZE in "${SIZE_LIST[@]}"; do
+  LABEL=$(label_of "$SIZE")
+  RES=$WORK/results/$SIZE
+  mkdir -p "$RES"
+  log "== $LABEL: generating the fixture and seeding the source registry"
+  "$FX" big-layer "$WORK/fixture" "$SIZE" >"$WORK/fixture.out" || die "fixture generation failed"
+  start_registry "$WORK/source"
+  SRC_PID=$R_PID; SRC_PORT=$R_PORT; SRC_LOG=$WORK/source/access.log
+  skopeo copy --quiet --preserve-digests --dest-tls-verify=false "oci:$WORK/fixture:2" \
+    "docker://127.0.0.1:$SRC_PORT/aquasecurity/trivy-db:2" >&2 || die "seeding with skopeo failed"
+  rm -rf "$WORK/fixture"
+  BLOB_HEX=$(find "$WORK/source/data/docker/registry/v2/blobs/sha256" -type f -name data -size +1M -printf '%h\n' | xargs -n1 basename)
+  BLOB_FILE=$(find "$WORK/source/data/docker/registry/v2/blobs/sha256" -path "*/$BLOB_HEX/data")
+  BLOB_URL="http://127.0.0.1:$SRC_PORT/v2/aquasecurity/trivy-db/blobs/sha256:$BLOB_HEX"
+  [ "$(stat -c %s "$BLOB_FILE")" = "$SIZE" ] || die "seeded blob has the wrong size"
+  UPTIMES+=("$LABEL start: $(uptime)")
+  for rep in $(seq 1 "$REPS"); do
+    log "-- $LABEL, repetition $rep/$REPS"
+    for row in "${ROWS[@]}"; do
+      tries=0
+      until sample "$row" "$rep"; do
+        tries=$((tries + 1))
+        if [ "$tries" -gt "$RETRIES" ]; then
+          log "  $row rep $rep: still disturbed after $RETRIES retries; keeping the last run"
+          saved=$MAX_NOISE; MAX_NOISE=100; sample "$row" "$rep" || true; MAX_NOISE=$saved
+          break
+        fi
+      done
+    done
+  done
+  UPTIMES+=("$LABEL end:   $(uptime)")
+  stop_pid "$SRC_PID"
+  rm -rf "$WORK/source"
+done
+
+# ---------------------------------------------------------------- report
+median() { sort -n | awk '{a[NR]=$1} END{ if (NR == 0) print "-"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2] + a[NR/2+1]) / 2 }'; }
+col() { awk -v c="$2" '{print $c}' "$1"; }
+maxcol() { awk -v c="$2" 'BEGIN{m=0} $c+0 > m {m=$c+0} END{print m}' "$1"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+
+fmt_row() { printf '| %-8s | %-26s | %-40s | %8s | %7s | %8s | %6s | %9s | %11s | %9s | %5s |\n' "$@"; }
+sep_row() { printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ---------- ---------------------------- ------------------------------------------ ---------: --------: ---------: -------: ----------: ------------: ----------: ------:; }
+
+TARGET_LINES=()
+RSS_BY=()   # "route size rss"
+echo
+echo "trivy-mirror benchmark: scripts/bench.sh${ARGS:+ $ARGS}"
+echo
+echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(uname -srm); $NCPU CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)); $(awk '/MemTotal/{printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)"
+echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(GIT_OPTIONAL_LOCKS=0 git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' + uncommitted changes')"
+echo "- $("$TM" --version); $(skopeo --version); $(docker-registry --version 2>&1 | awk '{print "docker-registry " $3}'); S3 emulator: $S3_BACKEND$( [ "$S3_BACKEND" = s3s-fs ] && echo " $("$S3FS_BIN" --version 2>/dev/null | awk '{print $2}')")"
+echo "- $REPS repetitions per row (median; peak RSS is the max over repetitions, /usr/bin/time %M$TIME_NOTE); warm page cache"
+echo "- load: start  $START_UPTIME"
+for u in "${UPTIMES[@]}"; do echo "- load: $u"; done
+echo "- load: end    $(uptime)"
+echo
+fmt_row size route tool "median s" "MiB/s" "peak RSS MiB" "CPU s" "× skopeo" "× sha256sum" "requests src/dst" "noise %"
+sep_row
+for SIZE in "${SIZE_LIST[@]}"; do
+  LABEL=$(label_of "$SIZE"); RES=$WORK/results/$SIZE
+  sha_med=$(col "$RES/floor-sha256sum" 1 | median)
+  for row in "${ROWS[@]}"; do
+    f=$RES/$row
+    med=$(col "$f" 1 | median)
+    mibs=$(awk -v s="$SIZE" -v t="$med" 'BEGIN{ printf "%.0f", (t > 0 ? s / 1048576 / t : 0) }')
+    rss=$(awk -v k="$(maxcol "$f" 2)" 'BEGIN{printf "%.1f", k / 1024}')
+    cpu=$(col "$f" 3 | median)
+    noise=$(maxcol "$f" 4)
+    reqs="$(tail -n1 "$f" | awk '{print $5 "/" $6}')"
+    vs_sk="-"
+    case $row in
+      dir-*|oci-*) sk=$(col "$RES/${row%%-*}-skopeo" 1 | median); vs_sk=$(ratio "$med" "$sk") ;;
+    esac
+    fmt_row "$LABEL" "$(route_of "$row")" "$(tool_of "$row")" "$med" "$mibs" "$rss" "$cpu" "$vs_sk" "$(ratio "$med" "$sha_med")" "$reqs" "$noise"
+    case $row in
+      dir-trivy-mirror|oci-trivy-mirror)
+        TARGET_LINES+=("$(awk -v r="$vs_sk" -v l="$LABEL" -v rt="$(route_of "$row")" 'BEGIN{ printf "%-4s wall time ≤ skopeo, %s, %s: %.2f× skopeo\n", (r <= 1 ? "MET" : "MISS"), rt, l, r }')") ;;
+    esac
+    case $row in *-trivy-mirror) RSS_BY+=("$row $SIZE $rss") ;; esac
+  done
+done
+echo
+echo "No-op rerun (same command again, nothing changed upstream):"
+echo
+printf '| %-8s | %-26s | %8s | %8s | %12s | %12s | %12s |\n' size route "median s" "max s" "peak RSS MiB" "requests src" "requests dst"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' ---------- ---------------------------- ---------: ---------: -------------: -------------: -------------:
+for SIZE in "${SIZE_LIST[@]}"; do
+  LABEL=$(label_of "$SIZE"); RES=$WORK/results/$SIZE
+  for row in "${ROWS[@]}"; do
+    f=$RES/$row.rerun
+    [ -f "$f" ] || continue
+    [ "$row" = s3-trivy-mirror-unsigned ] && continue
+    med=$(col "$f" 1 | median); mx=$(maxcol "$f" 1)
+    src=$(tail -n1 "$f" | awk '{print $3}'); dst=$(tail -n1 "$f" | awk '{print $4}')
+    printf '| %-8s | %-26s | %8s | %8s | %12s | %12s | %12s |\n' "$LABEL" "$(route_of "$row")" "$med" "$mx" \
+      "$(awk -v k="$(maxcol "$f" 2)" 'BEGIN{printf "%.1f", k / 1024}')" "$src" "$dst"
+    reqs=$(( src + ${dst/-/0} ))
+    TARGET_LINES+=("$(awk -v m="$mx" -v n="$reqs" -v l="$LABEL" -v rt="$(route_of "$row")" 'BEGIN{ printf "%-4s no-op rerun < 1 s and ≤ 12 requests, %s, %s: max %.2f s, %d requests\n", (m < 1 && n <= 12 ? "MET" : "MISS"), rt, l, m, n }')")
+  done
+done
+# Memory: ≤ 64 MiB at the largest size, and no growth with the blob size.
+SMALL=${SIZE_LIST[0]}
+for row in "${ROWS[@]}"; do
+  case $row in *-trivy-mirror) ;; *) continue ;; esac
+  big=$(printf '%s\n' "${RSS_BY[@]}" | awk -v r="$row" -v s="$MAX_BYTES" '$1 == r && $2 == s {print $3}')
+  small=$(printf '%s\n' "${RSS_BY[@]}" | awk -v r="$row" -v s="$SMALL" '$1 == r && $2 == s {print $3}')
+  TARGET_LINES+=("$(awk -v b="$big" -v s="$small" -v lb="$(label_of "$MAX_BYTES")" -v ls="$(label_of "$SMALL")" -v rt="$(route_of "$row")" \
+    'BEGIN{ printf "%-4s peak RSS ≤ 64 MiB, %s, %s: %.1f MiB\n", (b <= 64 ? "MET" : "MISS"), rt, lb, b;
+            printf "%-4s RSS does not grow with blob size, %s: %.1f MiB at %s → %.1f MiB at %s (%+.1f MiB)", (b - s <= 16 ? "MET" : "MISS"), rt, s, ls, b, lb, b - s }')")
+done
+echo
+echo "Targets:"
+echo
+printf '%s\n' "${TARGET_LINES[@]}" | sed 's/^/    /'
+echo
+echo "Commands (SRC = the source registry, DST = a fresh registry or S3 emulator per repetition):"
+echo
+cat <<EOF
+    trivy-mirror -q sync --only db --source 127.0.0.1:SRC/aquasecurity --to DIR | oci://127.0.0.1:DST/x | s3://bench/mirror
+    skopeo copy --quiet --preserve-digests --src-tls-verify=false docker://127.0.0.1:SRC/aquasecurity/trivy-db:2 dir:DIR
+    skopeo copy --quiet --preserve-digests --src-tls-verify=false --dest-tls-verify=false \\
+      docker://127.0.0.1:SRC/aquasecurity/trivy-db:2 docker://127.0.0.1:DST/x/aquasecurity/trivy-db:2
+    sha256sum FILE; openssl dgst -sha256 FILE; curl -sS -o /dev/null http://127.0.0.1:SRC/v2/aquasecurity/trivy-db/blobs/sha256:…
+    (FILE = the blob's data file in the source registry's storage; all under /usr/bin/time -f '%e %M %U %S')
+EOF
+[ "$QUIET_NOTES" -gt 0 ] && echo && echo "Note: $QUIET_NOTES measurement(s) started while the machine was busy (see the noise column)."
+exit 0
