@@ -310,6 +310,22 @@ fn read_limited(r: &mut impl std::io::Read, limit: u64) -> std::result::Result<V
     if buf.len() as u64 > limit { Err("index.json is too large".into()) } else { Ok(buf) }
 }
 
+/// Check an upstream VEX repository manifest as a sync would: its shape and every
+/// location URL. Returns the number of locations. (Public for fuzzing and tools.)
+pub fn check_manifest(raw: &[u8]) -> Result<usize> {
+    let (_, locations) = parse_manifest(raw, "input")?;
+    for l in &locations {
+        parse_location(l, ArchiveChoice::AsUpstream, false)?;
+    }
+    Ok(locations.len())
+}
+
+/// Check an archive as a sync would before publishing it: `zip` selects the format,
+/// `subdir` is the location's `//subdir`. (Public for fuzzing and tools.)
+pub fn check_archive(bytes: &[u8], zip: bool, subdir: &str) -> Result<()> {
+    validate_archive(bytes, if zip { Format::Zip } else { Format::TarGz }, subdir, "archive")
+}
+
 /// Check the manifest's shape and collect its locations, in order.
 pub(crate) fn parse_manifest(raw: &[u8], source: &str) -> Result<(Value, Vec<String>)> {
     let refuse = |reason: String| Error::rejected(format!("VEX manifest {source}"), reason);
