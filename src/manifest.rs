@@ -57,9 +57,10 @@ pub struct CheckedManifest {
 }
 
 impl CheckedManifest {
-    /// The blobs the manifest references, config first.
+    /// The blobs the manifest references, layer first: the layer is the large blob whose
+    /// transfer can fail (or be refused), so a bad one leaves nothing behind at all.
     pub fn blobs(&self) -> [&Descriptor; 2] {
-        [&self.config, &self.layer]
+        [&self.layer, &self.config]
     }
 }
 

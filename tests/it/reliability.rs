@@ -221,3 +221,180 @@ fn concurrent_syncs_into_one_destination_never_corrupt_it() {
         }
     }
 }
+
+/// A trivy-db manifest with the given config and layers (raw JSON descriptors).
+fn manifest_json(layers: &[serde_json::Value]) -> Vec<u8> {
+    let config = serde_json::json!({"mediaType": "application/vnd.oci.empty.v1+json", "digest": fx::sha256_digest(b"{}"), "size": 2});
+    fx::manifest_from_json(config, layers.to_vec(), serde_json::json!({}))
+}
+
+fn layer(media_type: &str, digest: &str, size: u64, title: &str) -> serde_json::Value {
+    serde_json::json!({"mediaType": media_type, "digest": digest, "size": size, "annotations": {"org.opencontainers.image.title": title}})
+}
+
+#[test]
+fn hostile_upstream_content_is_refused_and_nothing_is_published() {
+    let good = fx::trivy_db(&fx::DbOptions::default());
+    let db_type = fx::TRIVY_DB_LAYER_MEDIA_TYPE;
+    let (layer_digest, layer_size) = (good.layer_digest(), good.layer.len() as u64);
+    let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#.to_vec();
+    let mut huge = manifest_json(&[layer(db_type, &layer_digest, layer_size, "db.tar.gz")]);
+    huge.splice(1..1, format!(r#""pad":"{}","#, "x".repeat(5 << 20)).into_bytes());
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "path in digest",
+            manifest_json(&[layer(db_type, "sha256:../../../../etc/passwd", 10, "db.tar.gz")]),
+            "64 lowercase hex",
+        ),
+        (
+            "sha512 digest",
+            manifest_json(&[layer(db_type, &format!("sha512:{}", "a".repeat(128)), 10, "db.tar.gz")]),
+            "only sha256",
+        ),
+        ("index", index, "index"),
+        ("no layer", manifest_json(&[]), "0 layers"),
+        (
+            "two layers",
+            manifest_json(&[
+                layer(db_type, &layer_digest, layer_size, "db.tar.gz"),
+                layer(db_type, &layer_digest, layer_size, "db.tar.gz"),
+            ]),
+            "2 layers",
+        ),
+        (
+            "wrong media type",
+            manifest_json(&[layer(
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                &layer_digest,
+                layer_size,
+                "db.tar.gz",
+            )]),
+            "Trivy expects",
+        ),
+        (
+            "absolute title",
+            manifest_json(&[layer(db_type, &layer_digest, layer_size, "/etc/cron.d/db.tar.gz")]),
+            "not a plain file name",
+        ),
+        (
+            "dotdot title",
+            manifest_json(&[layer(db_type, &layer_digest, layer_size, "../../db.tar.gz")]),
+            "not a plain file name",
+        ),
+        (
+            "size lies (smaller)",
+            manifest_json(&[layer(db_type, &layer_digest, layer_size - 7, "db.tar.gz")]),
+            "differs from the descriptor size",
+        ),
+        (
+            "size lies (bigger)",
+            manifest_json(&[layer(db_type, &layer_digest, layer_size + 7, "db.tar.gz")]),
+            "differs from the descriptor size",
+        ),
+        ("manifest over 4 MiB", huge, "larger than"),
+    ];
+    for (name, manifest, expect) in cases {
+        let routes = vec![
+            (
+                "/v2/aquasecurity/trivy-db/manifests/2".to_string(),
+                "application/vnd.oci.image.manifest.v1+json".to_string(),
+                manifest,
+            ),
+            (
+                format!("/v2/aquasecurity/trivy-db/blobs/{}", fx::sha256_digest(b"{}")),
+                "application/octet-stream".to_string(),
+                b"{}".to_vec(),
+            ),
+            (
+                format!("/v2/aquasecurity/trivy-db/blobs/{layer_digest}"),
+                "application/octet-stream".to_string(),
+                good.layer.clone(),
+            ),
+        ];
+        let hostile = HostileRegistry::start(routes);
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("mirror");
+        let run = sync(
+            &[
+                "--to",
+                dir.to_str().unwrap(),
+                "--source",
+                &format!("{}/aquasecurity", hostile.addr),
+                "--only",
+                "db",
+                "--retries",
+                "0",
+            ],
+            &[],
+        );
+        assert!(!run.success, "{name}: accepted");
+        let err = run.entries()[0]["error"].as_str().unwrap_or("").to_string();
+        assert!(err.contains(expect), "{name}: expected {expect:?} in {err:?}");
+        assert!(!dir.join("v2/aquasecurity").exists(), "{name}: something was published");
+    }
+    // Hostile names given by the user are refused before anything runs.
+    for args in [["--namespace", "../../etc"], ["--to", "s3://bucket/../x"]] {
+        let out = mirror().args(["sync", "--to", "/tmp/unused-mirror", "--only", "db"]).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(text(&out.stderr).contains("invalid"), "{args:?}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn secrets_never_appear_in_the_output_of_failing_runs() {
+    let registry = Registry::start_with_auth("user", "right-password");
+    let work = tempfile::tempdir().unwrap();
+    let secrets = ["SRC-PASS-7f3a", "DEST-TOKEN-91bc", "AWS-SECRET-c0de", "DEST-PASS-5e5e"];
+    let runs: Vec<Vec<String>> = vec![
+        // Wrong source credentials.
+        vec![
+            "--source".into(),
+            format!("{}/aquasecurity", registry.addr),
+            "--source-username".into(),
+            "user".into(),
+            "--source-password".into(),
+            secrets[0].into(),
+            "--to".into(),
+            work.path().join("a").display().to_string(),
+        ],
+        // A destination registry token and password that are refused.
+        vec![
+            "--source".into(),
+            format!("{}/aquasecurity", registry.addr),
+            "--to".into(),
+            format!("oci://{}", registry.addr),
+            "--dest-token".into(),
+            secrets[1].into(),
+        ],
+        vec![
+            "--source".into(),
+            format!("{}/aquasecurity", registry.addr),
+            "--to".into(),
+            format!("oci://{}", registry.addr),
+            "--dest-username".into(),
+            "user".into(),
+            "--dest-password".into(),
+            secrets[3].into(),
+        ],
+        // An S3 destination whose endpoint is down.
+        vec!["--source".into(), format!("{}/aquasecurity", registry.addr), "--to".into(), "s3://bucket/x".into()],
+    ];
+    for args in runs {
+        let out = mirror()
+            .arg("sync")
+            .args(&args)
+            .args(["-vv", "--retries", "0", "--only", "db"])
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", secrets[2])
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        for s in secrets {
+            assert!(!all.contains(s), "secret {s} leaked in the output of {args:?}:\n{all}");
+        }
+    }
+}

@@ -196,3 +196,41 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     };
     out.body(body).unwrap()
 }
+
+/// A hand-written registry that serves exactly the bytes a test gives it: the only way
+/// to present hostile content (path-traversal digests, lying sizes, 5 MiB manifests) that
+/// a real registry would refuse to store. `/v2/` answers 200; unknown paths 404.
+pub struct HostileRegistry {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl HostileRegistry {
+    /// Serve `routes`: (path, Content-Type, body).
+    pub fn start(routes: Vec<(String, String, Vec<u8>)>) -> HostileRegistry {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let routes = Arc::new(routes);
+        let app = axum::Router::new().fallback(move |req: Request| {
+            let routes = routes.clone();
+            async move {
+                let path = req.uri().path().to_string();
+                if path == "/v2/" {
+                    return (StatusCode::OK, "{}").into_response();
+                }
+                match routes.iter().find(|(p, _, _)| *p == path) {
+                    Some((_, ct, body)) => {
+                        ([(axum::http::header::CONTENT_TYPE, ct.clone())], body.clone()).into_response()
+                    }
+                    None => (StatusCode::NOT_FOUND, r#"{"errors":[{"code":"NOT_FOUND"}]}"#).into_response(),
+                }
+            }
+        });
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        HostileRegistry { addr, _runtime: runtime }
+    }
+}
