@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -368,6 +369,7 @@ impl SyncArgs {
             vex,
             snapshot_tags: self.snapshot_tags,
             retry: self.retry_policy(),
+            progress: Arc::new(trivy_mirror::progress::Silent),
         };
         Ok((plan, DestinationOptions { tag_ttl: self.tag_cache_seconds, registry }))
     }

@@ -19,6 +19,7 @@ pub mod error;
 pub mod inspect;
 pub mod layout;
 pub mod manifest;
+pub mod progress;
 pub mod prune;
 pub mod reference;
 pub mod registry;

@@ -1,10 +1,12 @@
 //! The `trivy-mirror` binary: parse flags, build validated settings, run, map the outcome
 //! to an exit code. Everything else lives in the library.
 
+mod bars;
 mod cli;
 #[cfg(feature = "lambda")]
 mod lambda;
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -52,7 +54,10 @@ fn init_logging(cli: &Cli) {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Sync(args) => {
-            let (plan, options) = args.plan()?;
+            let (mut plan, options) = args.plan()?;
+            if cli.log_format == LogFormat::Text && !cli.quiet && std::io::stderr().is_terminal() {
+                plan.progress = std::sync::Arc::new(bars::Bars::default());
+            }
             let mut destinations = Vec::new();
             for url in &args.to {
                 let options = args.destination_options_for(url, &options)?;

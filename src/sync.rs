@@ -45,6 +45,8 @@ pub struct SyncPlan {
     pub snapshot_tags: bool,
     /// Backoff between attempts at a whole blob transfer.
     pub retry: crate::registry::RetryPolicy,
+    /// Where transfer progress goes.
+    pub progress: Arc<dyn crate::progress::Progress>,
 }
 
 impl SyncPlan {
@@ -236,6 +238,8 @@ async fn copy_blob(
             }
             Err(e) => return Err(e),
         };
+        let label = format!("{artifact} {}", &blob.digest.hex()[..12]);
+        let body = crate::progress::track(body, plan.progress.start(&label, blob.size));
         let (mut branches, driver) = fan_out(body, need.len() + usize::from(inspect));
         let inspector = if inspect { branches.pop() } else { None };
         let uploads = need.iter().zip(branches).map(|(&i, branch)| pending[i].dest.put_blob(repo, blob, branch));

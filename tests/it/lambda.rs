@@ -230,7 +230,10 @@ mod handler {
             assert_eq!(x["digest"], artifact.manifest_digest(), "{name}:{tag} digest");
         }
         let invoked = function.last_line("invoked");
-        assert_eq!((invoked["trigger"].as_str(), invoked["event_source"].as_str()), (Some("eventbridge"), Some("aws.events")));
+        assert_eq!(
+            (invoked["trigger"].as_str(), invoked["event_source"].as_str()),
+            (Some("eventbridge"), Some("aws.events"))
+        );
 
         // One structured summary line ends each run; it names the invocation.
         let summary = function.last_line("sync finished");
@@ -344,7 +347,8 @@ mod container {
     /// HIGH and CRITICAL findings of `trivy config` (offline, embedded checks) per target.
     fn high_findings(dir: &std::path::Path) -> Vec<(String, Vec<String>, u64)> {
         let trivy = Trivy::new(TRIVY_CURRENT);
-        let out = trivy.run_ok(&["config", "--skip-check-update", "--format", "json", "--quiet", dir.to_str().unwrap()]);
+        let out =
+            trivy.run_ok(&["config", "--skip-check-update", "--format", "json", "--quiet", dir.to_str().unwrap()]);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let mut targets = Vec::new();
         for r in report["Results"].as_array().into_iter().flatten() {

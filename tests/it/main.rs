@@ -3,6 +3,9 @@
 
 mod harness;
 
+/// Help texts and the summary, against snapshots.
+mod cli;
+
 /// The AWS Lambda handler under cargo lambda watch.
 mod lambda;
 /// Local directory + `serve`: the main job.

@@ -1,0 +1,349 @@
+//! Fuzz harnesses for trivy-mirror's parsers of untrusted input.
+//!
+//! Each `fuzz_targets/<name>.rs` is a one-line libFuzzer entry point that calls the function
+//! of the same name here; `tests/regressions.rs` replays the committed corpus and every
+//! file under `regressions/<name>/` through the same functions with plain `cargo test`, so a
+//! crash found once stays fixed without needing cargo-fuzz.
+//!
+//! Every harness asserts invariants of the result, not only "no panic":
+//! - `manifest`: an accepted manifest is exactly the input bytes, its digest is the sha256
+//!   of them (computed here independently), and its shape is what Trivy needs.
+//! - `vex_manifest`: the location count matches an independent walk of the JSON, and no
+//!   accepted location is fetched over plain http from a non-local host.
+//! - `vex_archive`: an accepted archive has `<subdir>/index.json`, and every document
+//!   location in it stays inside the tree.
+//! - `dest_url`: a parsed prefix or namespace never has empty, `.` or `..` segments, a
+//!   bucket name is plain, and an error message never echoes URL userinfo.
+//! - `serve_path`: a served key never escapes the mirror root.
+//! - `reference`: digests round-trip, and tag and repository grammars equal the OCI
+//!   distribution spec's (checked against independent implementations).
+
+use std::collections::BTreeSet;
+use std::io::{Read as _, Write as _};
+use std::path::{Component, Path};
+
+use bytes::Bytes;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use trivy_mirror::artifact::OCI_ARTIFACTS;
+use trivy_mirror::dest::DestinationUrl;
+use trivy_mirror::layout::ObjectClass;
+use trivy_mirror::manifest::{DOCKER_MANIFEST, MAX_BLOB_BYTES, MAX_MANIFEST_BYTES, OCI_MANIFEST};
+use trivy_mirror::reference::{Digest, validate_repository, validate_tag};
+
+/// Every harness, by target name (the name of its `fuzz_targets/*.rs`, corpus and
+/// regressions directory).
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("manifest", manifest),
+    ("vex_manifest", vex_manifest),
+    ("vex_archive", vex_archive),
+    ("dest_url", dest_url),
+    ("serve_path", serve_path),
+    ("reference", reference),
+];
+
+/// Content-Types a registry may send with a manifest (selected by bits 2–3 of the first byte).
+const CONTENT_TYPES: [Option<&str>; 4] = [
+    None,
+    Some(OCI_MANIFEST),
+    Some("application/vnd.docker.distribution.manifest.v2+json; charset=utf-8"),
+    Some("application/vnd.oci.image.index.v1+json"),
+];
+
+/// `manifest::check`. Input: one selector byte (bits 0–1: which of `OCI_ARTIFACTS`, bits
+/// 2–3: the Content-Type sent), then the manifest body.
+pub fn manifest(data: &[u8]) {
+    let Some((&sel, raw)) = data.split_first() else { return };
+    let artifact = &OCI_ARTIFACTS[usize::from(sel) % OCI_ARTIFACTS.len()];
+    let content_type = CONTENT_TYPES[usize::from(sel >> 2) % CONTENT_TYPES.len()];
+    let m = match trivy_mirror::manifest::check(artifact, Bytes::copy_from_slice(raw), content_type) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.to_string();
+            return;
+        }
+    };
+    // The bytes are kept exactly, and the digest is theirs.
+    assert_eq!(&m.raw[..], raw, "stored bytes differ from the bytes received");
+    assert_eq!(m.digest.as_str(), format!("sha256:{}", hex::encode(Sha256::digest(raw))), "digest is not sha256(raw)");
+    assert!(raw.len() <= MAX_MANIFEST_BYTES);
+    // Only image manifests, only the layer Trivy wants, only sane blobs.
+    assert!(m.media_type == OCI_MANIFEST || m.media_type == DOCKER_MANIFEST, "accepted media type {:?}", m.media_type);
+    assert_eq!(m.layer.media_type, artifact.layer_media_type);
+    for d in m.blobs() {
+        assert!(d.size <= MAX_BLOB_BYTES);
+        assert_eq!(Digest::parse(d.digest.as_str()).expect("descriptor digest re-parses"), d.digest);
+    }
+    // An independent reading of the JSON agrees.
+    let v: Value = serde_json::from_slice(raw).expect("an accepted manifest is JSON");
+    assert_eq!(v["schemaVersion"], 2, "accepted schemaVersion {}", v["schemaVersion"]);
+    assert!(v.get("manifests").is_none_or(Value::is_null), "accepted an index");
+    if let Some(mt) = v.get("mediaType").and_then(Value::as_str) {
+        assert_eq!(mt, m.media_type, "media type is not the body's mediaType");
+    }
+    let layers = v["layers"].as_array().expect("accepted manifest has a layers array");
+    assert_eq!(layers.len(), 1, "Trivy needs exactly one layer");
+    assert_eq!(layers[0]["digest"].as_str(), Some(m.layer.digest.as_str()));
+    assert_eq!(layers[0]["size"].as_u64(), Some(m.layer.size));
+    assert_eq!(v["config"]["digest"].as_str(), Some(m.config.digest.as_str()));
+    let title = layers[0]["annotations"]["org.opencontainers.image.title"].as_str().expect("layer has a title");
+    assert!(title.ends_with(".tar.gz"), "title {title:?}");
+    let mut parts = Path::new(title).components();
+    assert!(
+        matches!((parts.next(), parts.next()), (Some(Component::Normal(_)), None)) && !title.contains(['\\', '\0']),
+        "title {title:?} is not a plain file name"
+    );
+    assert!(!title.starts_with('.'), "title {title:?} is hidden");
+    assert_eq!(m.version.as_deref(), v["annotations"]["org.opencontainers.image.version"].as_str());
+}
+
+/// `vex::check_manifest` on the raw bytes of a `vex-repository.json`.
+pub fn vex_manifest(data: &[u8]) {
+    let n = match trivy_mirror::vex::check_manifest(data) {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = e.to_string();
+            return;
+        }
+    };
+    let v: Value = serde_json::from_slice(data).expect("an accepted VEX manifest is JSON");
+    assert!(v["name"].is_string() && v["description"].is_string());
+    let versions = v["versions"].as_array().expect("versions is an array");
+    assert!(!versions.is_empty());
+    let mut urls = Vec::new();
+    for version in versions {
+        let locations = version["locations"].as_array().expect("locations is an array");
+        assert!(!locations.is_empty());
+        urls.extend(locations.iter().map(|l| l["url"].as_str().expect("location url is a string")));
+    }
+    assert_eq!(n, urls.len(), "location count");
+    for raw in urls {
+        // What gets fetched is the part before any `?query` and `//subdir` (go-getter).
+        let (scheme, rest) = raw.split_once("://").expect("accepted location is absolute");
+        let rest = rest.split('?').next().unwrap_or("");
+        let path_part = rest.split("//").next().unwrap_or("");
+        let fetch = url::Url::parse(&format!("{scheme}://{path_part}")).expect("accepted location parses");
+        match fetch.scheme() {
+            "https" => {}
+            "http" => {
+                let host = fetch.host_str().unwrap_or("");
+                assert!(
+                    matches!(host, "127.0.0.1" | "[::1]" | "localhost") || host.ends_with(".localhost"),
+                    "{raw:?} would be fetched over plain http from {host:?}"
+                );
+            }
+            other => panic!("{raw:?} would be fetched over {other}"),
+        }
+        if let Some((_, subdir)) = rest.split_once("//") {
+            assert!(!subdir.split('/').any(|s| s == ".."), "{raw:?} has a '..' subdir");
+        }
+    }
+}
+
+/// `//subdir`s tried by `vex_archive` (bits 2–3 of the selector byte).
+const SUBDIRS: [&str; 4] = ["", "vexhub-main", "vexhub-main/sub", "a"];
+
+/// `vex::check_archive`. Input: one selector byte (bit 0: zip, else tar.gz; bit 1 with
+/// tar: the rest is a plain tar that is gzipped here, so mutations reach the tar and JSON
+/// parsers instead of dying in gzip's CRC; bits 2–3: the subdir), then the archive.
+pub fn vex_archive(data: &[u8]) {
+    let Some((&sel, body)) = data.split_first() else { return };
+    let zip = sel & 1 == 1;
+    let gzip_here = !zip && sel & 2 == 2;
+    let subdir = SUBDIRS[usize::from(sel >> 2) % SUBDIRS.len()];
+    let archive = if gzip_here {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(body).expect("gzip into memory");
+        gz.finish().expect("gzip into memory")
+    } else {
+        body.to_vec()
+    };
+    if let Err(e) = trivy_mirror::vex::check_archive(&archive, zip, subdir) {
+        let _ = e.to_string();
+        return;
+    }
+    if !gzip_here {
+        return;
+    }
+    // Accepted: an independent walk finds index.json, and its locations stay in the tree.
+    let index_path = if subdir.is_empty() { "index.json".to_string() } else { format!("{subdir}/index.json") };
+    let mut index = None;
+    let mut names = BTreeSet::new();
+    let mut tar = tar::Archive::new(body);
+    for entry in tar.entries().expect("accepted tar has entries") {
+        let mut entry = entry.expect("accepted tar entry reads");
+        let path = entry.path().expect("accepted tar path").to_string_lossy().into_owned();
+        let path = path.trim_start_matches("./").to_string();
+        if path == index_path {
+            let mut buf = Vec::new();
+            entry.read_to_end(&mut buf).expect("accepted index.json reads");
+            index = Some(buf);
+        }
+        names.insert(path);
+    }
+    let index = index.unwrap_or_else(|| panic!("accepted an archive without {index_path} (entries {names:?})"));
+    let index: Value = serde_json::from_slice(&index).expect("accepted index.json is JSON");
+    for p in index["packages"].as_array().expect("accepted index.json has packages") {
+        let loc = p["location"].as_str().expect("accepted package has a location");
+        let mut escaped = false;
+        let mut depth = 0i64;
+        for c in Path::new(loc).components() {
+            match c {
+                Component::Normal(_) => depth += 1,
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    depth -= 1;
+                    escaped |= depth < 0;
+                }
+                Component::RootDir | Component::Prefix(_) => escaped = true,
+            }
+        }
+        assert!(!escaped && !loc.contains(['\\', '\0']), "accepted location {loc:?} leaves the tree");
+    }
+}
+
+/// `DestinationUrl::parse` and `verify::parse_mirror_url` on the same string.
+pub fn dest_url(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else { return };
+    let prefix_ok = |p: &str| {
+        p.is_empty()
+            || (!p.starts_with('/')
+                && !p.ends_with('/')
+                && !p.contains("//")
+                && !p.contains(['?', '#'])
+                && p.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != ".."))
+    };
+    let bucket_ok = |b: &str| !b.is_empty() && b.bytes().all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c));
+    match DestinationUrl::parse(s) {
+        Ok(DestinationUrl::Local(p)) => assert!(!p.as_os_str().is_empty(), "empty local path from {s:?}"),
+        Ok(
+            DestinationUrl::S3 { bucket, prefix }
+            | DestinationUrl::Gcs { bucket, prefix }
+            | DestinationUrl::Azure { container: bucket, prefix },
+        ) => {
+            assert!(bucket_ok(&bucket), "bucket {bucket:?} from {s:?}");
+            assert!(prefix_ok(&prefix), "prefix {prefix:?} from {s:?}");
+        }
+        Ok(DestinationUrl::Registry { host, namespace }) => {
+            assert!(!host.is_empty() && !host.contains(['/', '@', '?', '#']), "host {host:?} from {s:?}");
+            assert!(prefix_ok(&namespace), "namespace {namespace:?} from {s:?}");
+            assert!(namespace.is_empty() || validate_repository(&namespace).is_ok());
+        }
+        Err(e) => {
+            // Userinfo (`scheme://user:secret@bucket`) is never echoed back.
+            let msg = e.to_string();
+            if let Some((_, rest)) = s.split_once("://") {
+                let authority = rest.split('/').next().unwrap_or("");
+                if let Some((userinfo, _)) = authority.rsplit_once('@') {
+                    let quoted = format!("{userinfo:?}");
+                    let escaped = &quoted[1..quoted.len() - 1];
+                    assert!(
+                        escaped.bytes().all(|b| b == b'*') || !msg.contains(&format!("{escaped}@")),
+                        "error echoes userinfo {userinfo:?}: {msg}"
+                    );
+                }
+            }
+        }
+    }
+    if let Some((_, rest)) = s.split_once("://")
+        && rest.split('/').next().unwrap_or("").contains('@')
+    {
+        assert!(DestinationUrl::parse(s).is_err(), "accepted credentials in {s:?}");
+    }
+    if let Ok((host, _http)) = trivy_mirror::verify::parse_mirror_url(s) {
+        assert!(!host.is_empty() && !host.contains(['/', '@']), "mirror host {host:?} from {s:?}");
+    }
+}
+
+/// `serve::key_for_path` on a request path (tried as given and with a leading `/`).
+pub fn serve_path(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else { return };
+    for path in [s.to_string(), format!("/{s}")] {
+        let Some(key) = trivy_mirror::serve::key_for_path(&path) else { continue };
+        assert!(!key.starts_with('/'), "{path:?} maps to absolute key {key:?}");
+        assert!(
+            key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != ".."),
+            "{path:?} maps to key {key:?} with an empty, '.' or '..' segment"
+        );
+        assert!(!key.contains(['\\', '\0']), "{path:?} maps to key {key:?}");
+        assert!(
+            Path::new(&key).components().all(|c| matches!(c, Component::Normal(_))),
+            "{path:?} maps to key {key:?} that is not a plain relative path"
+        );
+        assert!(ObjectClass::of(&key).is_some(), "{path:?} maps to key {key:?} the layout never writes");
+    }
+}
+
+/// The OCI distribution grammar of a repository name, written independently of the library:
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`, at most 255 bytes.
+pub fn spec_repository(s: &str) -> bool {
+    fn component(c: &str) -> bool {
+        let b = c.as_bytes();
+        let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+        let mut i = 0;
+        loop {
+            // [a-z0-9]+
+            let start = i;
+            while i < b.len() && alnum(b[i]) {
+                i += 1;
+            }
+            if i == start {
+                return false;
+            }
+            if i == b.len() {
+                return true;
+            }
+            // separator: '.', '_', '__' or '-'+
+            match b[i] {
+                b'.' => i += 1,
+                b'_' => {
+                    i += 1;
+                    if i < b.len() && b[i] == b'_' {
+                        i += 1;
+                    }
+                }
+                b'-' => {
+                    while i < b.len() && b[i] == b'-' {
+                        i += 1;
+                    }
+                }
+                _ => return false,
+            }
+        }
+    }
+    !s.is_empty() && s.len() <= 255 && s.split('/').all(component)
+}
+
+/// The OCI tag grammar `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`, written independently.
+pub fn spec_tag(s: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut chars = s.chars();
+    chars.next().is_some_and(word) && s.chars().count() <= 128 && chars.all(|c| word(c) || c == '.' || c == '-')
+}
+
+/// `sha256:` and 64 lowercase hex digits, written independently.
+pub fn spec_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')))
+}
+
+/// `Digest::parse`, `validate_tag` and `validate_repository`, each checked against the spec.
+pub fn reference(data: &[u8]) {
+    let d = Digest::of(data);
+    assert_eq!(Digest::parse(d.as_str()).expect("Digest::of parses"), d);
+    let Ok(s) = std::str::from_utf8(data) else { return };
+    match Digest::parse(s) {
+        Ok(d) => {
+            assert!(spec_digest(s), "accepted digest {s:?}");
+            assert_eq!(d.as_str(), s);
+            assert_eq!(format!("sha256:{}", d.hex()), s);
+            assert_eq!(Digest::parse(&d.to_string()).expect("digest round-trips"), d);
+        }
+        Err(_) => assert!(!spec_digest(s), "refused digest {s:?}"),
+    }
+    assert_eq!(validate_tag(s).is_ok(), spec_tag(s), "tag {s:?}: library and OCI grammar disagree");
+    assert_eq!(
+        validate_repository(s).is_ok(),
+        spec_repository(s),
+        "repository {s:?}: library and OCI grammar disagree"
+    );
+}
