@@ -218,6 +218,11 @@ pub struct SyncArgs {
     #[arg(long, env = "TRIVY_MIRROR_DEST_TOKEN", hide_env_values = true, conflicts_with = "dest_username")]
     pub dest_token: Option<String>,
 
+    /// How oci:// destinations authenticate: auto (flags, else ECR for *.dkr.ecr.* hosts,
+    /// else docker config.json), docker, or ecr (GetAuthorizationToken; `ecr` feature).
+    #[arg(long, env = "TRIVY_MIRROR_DEST_AUTH", value_enum, default_value_t = DestAuth::Auto)]
+    pub dest_auth: DestAuth,
+
     /// Allow plain http or unverified TLS to oci:// destinations other than localhost.
     #[arg(long, env = "TRIVY_MIRROR_INSECURE_DESTINATION")]
     pub insecure_destination: bool,
@@ -269,6 +274,17 @@ pub struct SyncArgs {
     /// Per-request read timeout in seconds (a stalled body fails and is retried).
     #[arg(long, env = "TRIVY_MIRROR_READ_TIMEOUT", default_value_t = 60)]
     pub read_timeout: u64,
+}
+
+/// Where oci:// destination credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DestAuth {
+    /// Flags, else ECR for ECR hosts, else docker config.json.
+    Auto,
+    /// docker config.json (auths, credHelpers, credsStore).
+    Docker,
+    /// Amazon ECR GetAuthorizationToken with the environment's AWS credentials.
+    Ecr,
 }
 
 /// `trivy-mirror serve`.
@@ -374,14 +390,18 @@ impl SyncArgs {
         Ok((plan, DestinationOptions { tag_ttl: self.tag_cache_seconds, registry }))
     }
 
-    /// Destination credentials for a registry host, from flags or docker config.
+    /// Destination credentials for a registry host, from flags, ECR or docker config.
     pub fn destination_options_for(&self, url: &str, base: &DestinationOptions) -> Result<DestinationOptions> {
         let mut options = base.clone();
         if options.registry.credentials == Credentials::Anonymous
             && let Ok(trivy_mirror::dest::DestinationUrl::Registry { host, .. }) =
                 trivy_mirror::dest::DestinationUrl::parse(url)
         {
-            options.registry.credentials = docker_credentials(&host)?;
+            options.registry.credentials = match self.dest_auth {
+                DestAuth::Ecr => Credentials::Ecr,
+                DestAuth::Auto if auth::is_ecr_host(&host) => Credentials::Ecr,
+                DestAuth::Auto | DestAuth::Docker => docker_credentials(&host)?,
+            };
         }
         Ok(options)
     }

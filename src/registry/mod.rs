@@ -89,6 +89,8 @@ pub struct Registry {
     options: RegistryOptions,
     base: OnceCell<String>,
     auth: Mutex<AuthState>,
+    /// The credentials in force, once resolved (ECR exchanges them on first use).
+    credentials: OnceCell<Credentials>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -138,7 +140,14 @@ impl Registry {
             return Err(Error::config("registry host", host, "expected a host name with an optional :port"));
         }
         let http = http_client(options.insecure, options.ca_file.as_ref(), options.read_timeout)?;
-        Ok(Registry { host: host.to_string(), http, options, base: OnceCell::new(), auth: Mutex::default() })
+        Ok(Registry {
+            host: host.to_string(),
+            http,
+            options,
+            base: OnceCell::new(),
+            auth: Mutex::default(),
+            credentials: OnceCell::new(),
+        })
     }
 
     /// The host this client talks to.
@@ -173,14 +182,27 @@ impl Registry {
         Ok(format!("{}/v2/{path}", self.base().await?))
     }
 
+    /// The credentials in force: the configured ones, with ECR's exchanged on first use.
+    async fn credentials(&self) -> Result<&Credentials> {
+        self.credentials
+            .get_or_try_init(|| async {
+                match &self.options.credentials {
+                    Credentials::Ecr => auth::ecr_credentials().await,
+                    other => Ok(other.clone()),
+                }
+            })
+            .await
+    }
+
     /// The Authorization header to send for `scope`, given what the registry asked for.
     async fn authorization(&self, scope: &str) -> Result<Option<String>> {
-        if let Credentials::Bearer(t) = &self.options.credentials {
+        let credentials = self.credentials().await?;
+        if let Credentials::Bearer(t) = credentials {
             return Ok(Some(format!("Bearer {}", t.expose())));
         }
         let mut state = self.auth.lock().await;
         match state.challenge.clone() {
-            None | Some(Challenge::Basic) => Ok(self.options.credentials.basic_header()),
+            None | Some(Challenge::Basic) => Ok(credentials.basic_header()),
             Some(Challenge::Bearer { realm, service }) => {
                 if let Some(t) = state.tokens.get(scope) {
                     return Ok(Some(format!("Bearer {}", t.expose())));
@@ -214,7 +236,7 @@ impl Registry {
             }
         }
         let mut req = self.http.get(url.clone());
-        if let Some(basic) = self.options.credentials.basic_header() {
+        if let Some(basic) = self.credentials().await?.basic_header() {
             req = req.header(AUTHORIZATION, basic);
         }
         let resp = req.send().await.map_err(|e| Error::transport("GET", url.as_str(), &e))?;

@@ -174,3 +174,36 @@ fn a_registry_failing_mid_upload_is_retried() {
     let raw = skopeo_raw(&format!("{}/aquasecurity/trivy-db:2", target.addr), None);
     assert_eq!(raw, upstream.db.manifest);
 }
+
+/// Amazon ECR: credentials from GetAuthorizationToken (moto implements it), used as
+/// Basic `AWS:<token>` against a registry that expects exactly those credentials.
+#[cfg(feature = "ecr")]
+#[test]
+fn ecr_credentials_come_from_get_authorization_token() {
+    let upstream = Upstream::standard();
+    let source = Registry::start();
+    upstream.seed(&source, "aquasecurity");
+    // moto answers "AWS:<account>-auth-token" for its default account.
+    let target = Registry::start_with_auth("AWS", "123456789012-auth-token");
+    let moto = Moto::start("unused");
+    let env: Vec<(&str, String)> = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = sync(
+        &[
+            "--to",
+            &format!("oci://{}", target.addr),
+            "--source",
+            &format!("{}/aquasecurity", source.addr),
+            "--dest-auth",
+            "ecr",
+            "--only",
+            "db",
+        ],
+        &env,
+    );
+    run.assert_ok();
+    assert!(moto.log().contains("POST / "), "GetAuthorizationToken was not called:\n{}", moto.log());
+    let raw = skopeo_raw(&format!("{}/aquasecurity/trivy-db:2", target.addr), Some("AWS:123456789012-auth-token"));
+    assert_eq!(raw, upstream.db.manifest);
+    assert!(!run.stderr.contains("123456789012-auth-token") && !run.stdout.contains("123456789012-auth-token"));
+}
