@@ -195,3 +195,43 @@ fn a_broken_vex_archive_is_refused_and_the_previous_one_stays() {
         assert_eq!(read(&dir.join(".well-known/vex-repository.json")), good_manifest);
     }
 }
+
+#[test]
+fn vex_in_azure_blob_behind_a_cdn() {
+    let upstream = UpstreamVex::start();
+    let azurite = Azurite::start("vex");
+    let cdn = Nginx::cdn(&format!("http://{}/devstoreaccount1/vex/", azurite.addr), &azurite.addr);
+    let base = format!("http://{}", cdn.addr);
+    let env: Vec<(&str, String)> = azurite.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    sync_vex("az://vex", &base, &upstream.manifest_url(), &[], &env).assert_ok();
+    let (status, h, _) = fetch("HEAD", &format!("{base}/main.tar.gz"));
+    assert_eq!((status, header(&h, "content-type").as_str()), (200, "application/gzip"));
+    assert_trivy_applies_vex(TRIVY_CURRENT, &base);
+    let again = sync_vex("az://vex", &base, &upstream.manifest_url(), &[], &env);
+    again.assert_ok();
+    assert_eq!(again.outcomes(), ["unchanged"]);
+}
+
+#[test]
+fn hostile_vex_manifests_are_refused_and_nothing_is_published() {
+    let upstream = UpstreamVex::start();
+    let root = upstream.nginx.static_root();
+    let work = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("file location", fx::vex_manifest(&["file:///etc/passwd.tar.gz"]), "not http(s)"),
+        ("relative location", fx::vex_manifest(&["main.tar.gz//vexhub-main"]), "not an absolute"),
+        ("missing fields", br#"{"name":"x","versions":[]}"#.to_vec(), "description"),
+        ("huge document", format!(r#"{{"name":"{}"}}"#, "x".repeat(2 << 20)).into_bytes(), "larger than"),
+        ("not json", b"<html>".to_vec(), "not JSON"),
+    ];
+    for (name, manifest, expect) in cases {
+        std::fs::write(root.join("vex-repository.json"), manifest).unwrap();
+        let dir = work.path().join(name.replace(' ', "-"));
+        let run = sync_vex(dir.to_str().unwrap(), "http://127.0.0.1:9", &upstream.manifest_url(), &[], &[]);
+        assert!(!run.success, "{name}: accepted");
+        let err = run.entries()[0]["error"].as_str().unwrap_or("").to_string();
+        assert!(err.contains(expect), "{name}: expected {expect:?} in {err:?}");
+        assert!(!dir.join(".well-known").exists() && !dir.join("main.tar.gz").exists(), "{name}: published");
+    }
+}
