@@ -66,18 +66,7 @@ pub async fn metadata_from_stream(stream: BlobStream) -> Option<DbMetadata> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-        for (path, data) in files {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append_data(&mut h, path, *data).unwrap();
-        }
-        b.into_inner().unwrap().finish().unwrap()
-    }
+    use crate::testing::tar_gz;
 
     #[test]
     fn finds_metadata_as_trivy_db_writes_it() {

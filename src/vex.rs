@@ -481,6 +481,7 @@ async fn publish(plan: &VexPlan, prepared: &Prepared, dest: &dyn Destination) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::tar_gz;
 
     #[test]
     fn locations_are_taken_apart_like_go_getter() {
@@ -539,18 +540,6 @@ mod tests {
         ] {
             assert!(parse_manifest(bad, "s").is_err(), "{}", String::from_utf8_lossy(bad));
         }
-    }
-
-    fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-        for (path, data) in files {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append_data(&mut h, path, *data).unwrap();
-        }
-        b.into_inner().unwrap().finish().unwrap()
     }
 
     #[test]

@@ -32,9 +32,7 @@ fn help_texts() {
 
 #[test]
 fn summary_table() {
-    let upstream = Upstream::standard();
-    let registry = Registry::start();
-    upstream.seed(&registry, "aquasecurity");
+    let (_, registry) = Upstream::seeded();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("mirror");
     let source = format!("{}/aquasecurity", registry.addr);

@@ -201,9 +201,7 @@ mod handler {
 
     #[test]
     fn scheduled_invocations_publish_to_s3_and_trivy_downloads_through_the_cdn() {
-        let upstream = Upstream::standard();
-        let registry = Registry::start();
-        upstream.seed(&registry, "aquasecurity");
+        let (upstream, registry) = Upstream::seeded();
         let moto = Moto::start(BUCKET);
         let cdn = Nginx::cdn(&format!("http://{}/{BUCKET}/", moto.addr), &moto.addr);
         let function = Function::start(&function_env(&moto, &registry));

@@ -5,9 +5,7 @@ use crate::harness::*;
 
 #[test]
 fn local_mirror_serves_every_database_to_real_trivy() {
-    let upstream = Upstream::standard();
-    let registry = Registry::start();
-    upstream.seed(&registry, "aquasecurity");
+    let (upstream, registry) = Upstream::seeded();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("mirror");
     let source = format!("{}/aquasecurity", registry.addr);
@@ -79,9 +77,7 @@ fn local_mirror_serves_every_database_to_real_trivy() {
 
 #[test]
 fn serve_answers_like_a_cdn_in_front_of_a_bucket() {
-    let upstream = Upstream::standard();
-    let registry = Registry::start();
-    upstream.seed(&registry, "aquasecurity");
+    let (upstream, registry) = Upstream::seeded();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("mirror");
     sync(&["--to", dir.to_str().unwrap(), "--source", &format!("{}/aquasecurity", registry.addr), "--only", "db"], &[])
@@ -138,9 +134,7 @@ fn serve_answers_like_a_cdn_in_front_of_a_bucket() {
 
 #[test]
 fn a_corrupt_source_blob_is_refused_and_nothing_is_published() {
-    let upstream = Upstream::standard();
-    let registry = Registry::start();
-    upstream.seed(&registry, "aquasecurity");
+    let (upstream, registry) = Upstream::seeded();
     // Flip one byte of the trivy-db layer inside the registry's storage.
     let hex = upstream.db.layer_digest().trim_start_matches("sha256:").to_string();
     let file = registry.blob_file(&hex);
@@ -167,9 +161,7 @@ fn a_corrupt_source_blob_is_refused_and_nothing_is_published() {
 
 #[test]
 fn the_second_source_is_used_when_the_first_fails() {
-    let upstream = Upstream::standard();
-    let registry = Registry::start();
-    upstream.seed(&registry, "aquasecurity");
+    let (_, registry) = Upstream::seeded();
     // The first source answers 503 to everything, like an overloaded upstream.
     let down = Nginx::start("    location / { return 503; }");
     let work = tempfile::tempdir().unwrap();

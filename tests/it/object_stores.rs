@@ -8,9 +8,7 @@ use crate::harness::*;
 /// CDN in front of the bucket serves: headers stored with each object, the ping, and
 /// real Trivy downloads. Returns the upstream fixtures for further checks.
 fn publish_and_check(dest: &str, env: &[(&str, String)], cdn: &Nginx) -> Upstream {
-    let upstream = Upstream::standard();
-    let registry = Registry::start();
-    upstream.seed(&registry, "aquasecurity");
+    let (upstream, registry) = Upstream::seeded();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let source = format!("{}/aquasecurity", registry.addr);
     let run = sync(&["--to", dest, "--source", &source], &env);

@@ -75,7 +75,8 @@ fn verify_passes_on_serve_and_fails_precisely_on_broken_mirrors() {
     let (ok, out) = verify(&[&good.addr]);
     assert!(ok, "{out}");
 
-    let cases: Vec<(&str, Box<dyn Fn(String) -> String>, &str)> = vec![
+    type Tweak = Box<dyn Fn(String) -> String>;
+    let cases: Vec<(&str, Tweak, &str)> = vec![
         (
             "missing ping",
             Box::new(|c: String| c.replace("location = /v2/ { rewrite ^ /v2/index.json last; }", "")),

@@ -12,9 +12,7 @@ fn push(dest: &str, source: &str, extra: &[&str]) -> SyncRun {
 
 #[test]
 fn push_into_an_open_registry_keeps_digests_and_reruns_push_nothing() {
-    let upstream = Upstream::standard();
-    let source = Registry::start();
-    upstream.seed(&source, "aquasecurity");
+    let (upstream, source) = Upstream::seeded();
     let target = Registry::start();
     let dest = format!("oci://{}/mirror", target.addr);
     let src = format!("{}/aquasecurity", source.addr);
@@ -49,9 +47,7 @@ fn push_into_an_open_registry_keeps_digests_and_reruns_push_nothing() {
 
 #[test]
 fn push_with_basic_auth_and_trivy_pulls_with_credentials() {
-    let upstream = Upstream::standard();
-    let source = Registry::start();
-    upstream.seed(&source, "aquasecurity");
+    let (upstream, source) = Upstream::seeded();
     let target = Registry::start_with_auth("pusher", "s3cret-pw");
     let dest = format!("oci://{}", target.addr);
     let src = format!("{}/aquasecurity", source.addr);
@@ -123,9 +119,7 @@ fn token_front(registry: &Registry, basic: Option<&str>) -> Nginx {
 
 #[test]
 fn bearer_token_registries_as_source_and_destination() {
-    let upstream = Upstream::standard();
-    let source = Registry::start();
-    upstream.seed(&source, "aquasecurity");
+    let (upstream, source) = Upstream::seeded();
     let anonymous_source = token_front(&source, None);
     let target = Registry::start();
     // base64("robot:tok-pw")
@@ -143,9 +137,7 @@ fn bearer_token_registries_as_source_and_destination() {
 
 #[test]
 fn a_registry_failing_mid_upload_is_retried() {
-    let upstream = Upstream::standard();
-    let source = Registry::start();
-    upstream.seed(&source, "aquasecurity");
+    let (upstream, source) = Upstream::seeded();
     let target = Registry::start();
     let layer = upstream.db.layer_digest();
     // The first upload of the trivy-db layer fails with 503, the manifest PUT with 500.
@@ -180,9 +172,7 @@ fn a_registry_failing_mid_upload_is_retried() {
 #[cfg(feature = "ecr")]
 #[test]
 fn ecr_credentials_come_from_get_authorization_token() {
-    let upstream = Upstream::standard();
-    let source = Registry::start();
-    upstream.seed(&source, "aquasecurity");
+    let (upstream, source) = Upstream::seeded();
     // moto answers "AWS:<account>-auth-token" for its default account.
     let target = Registry::start_with_auth("AWS", "123456789012-auth-token");
     let moto = Moto::start("unused");

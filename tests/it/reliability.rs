@@ -143,9 +143,7 @@ fn random_rule(rng: &mut Rng) -> Rule {
 
 #[test]
 fn injected_upstream_faults_never_publish_a_broken_tag_and_reruns_converge() {
-    let upstream = Upstream::standard();
-    let registry = Registry::start();
-    upstream.seed(&registry, "aquasecurity");
+    let (upstream, registry) = Upstream::seeded();
     let work = tempfile::tempdir().unwrap();
     let mut rng = Rng(0xfa17);
     let fast = ["--retries", "2", "--retry-base-ms", "5", "--read-timeout", "1", "--only", "db,checks"];
@@ -194,9 +192,7 @@ fn injected_upstream_faults_never_publish_a_broken_tag_and_reruns_converge() {
 
 #[test]
 fn concurrent_syncs_into_one_destination_never_corrupt_it() {
-    let upstream = Upstream::standard();
-    let registry = Registry::start();
-    upstream.seed(&registry, "aquasecurity");
+    let (upstream, registry) = Upstream::seeded();
     let work = tempfile::tempdir().unwrap();
     let source = format!("{}/aquasecurity", registry.addr);
     for round in 0..3 {
@@ -397,4 +393,44 @@ fn secrets_never_appear_in_the_output_of_failing_runs() {
             assert!(!all.contains(s), "secret {s} leaked in the output of {args:?}:\n{all}");
         }
     }
+}
+
+#[test]
+fn a_rerun_where_nothing_changed_makes_a_handful_of_requests() {
+    let (_, registry) = Upstream::seeded();
+    let counting = FaultProxy::start(&registry.addr, Vec::new());
+    let vex = Nginx::start("    root @WWW@;\n    location / { }");
+    let root = vex.static_root();
+    std::fs::write(root.join("main.tar.gz"), fx::vex_repository(&fx::VexOptions::default()).tar_gz).unwrap();
+    let loc = format!("http://{}/main.tar.gz//{}", vex.addr, fx::VEX_TOP_DIR);
+    std::fs::write(root.join("vex-repository.json"), fx::vex_manifest(&[&loc])).unwrap();
+    let moto = Moto::start("cheap");
+    let env: Vec<(&str, String)> = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let source = format!("{}/aquasecurity", counting.addr);
+    let vex_source = format!("http://{}/vex-repository.json", vex.addr);
+    let args = [
+        "--to",
+        "s3://cheap/m",
+        "--source",
+        &source,
+        "--base-url",
+        "https://mirror.example.com",
+        "--vex-source",
+        &vex_source,
+    ];
+    sync(&args, &env).assert_ok();
+    let (upstream_before, vex_before, dest_before) =
+        (counting.requests(), vex.access_log().lines().count(), moto.requests());
+    let started = Instant::now();
+    let rerun = sync(&args, &env);
+    let elapsed = started.elapsed();
+    rerun.assert_ok();
+    assert_eq!(rerun.outcomes(), ["unchanged"; 5]);
+    let upstream = counting.requests() - upstream_before + vex.access_log().lines().count() - vex_before;
+    let dest = moto.requests() - dest_before;
+    eprintln!("unchanged rerun: {upstream} upstream requests, {dest} destination requests, {elapsed:?}");
+    assert!(upstream <= 12, "{upstream} upstream requests for an unchanged rerun: {:#?}", counting.log());
+    // Per database one tag GET; VEX one GET per file; status.json one GET and one PUT.
+    assert!(dest <= 4 + 2 + 2, "{dest} destination requests for an unchanged rerun:\n{}", moto.log());
 }

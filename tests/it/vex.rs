@@ -66,20 +66,7 @@ fn assert_trivy_applies_vex(version: &str, repo_url: &str) {
         !ids.contains(&fx::DEFAULT_CVE_ID.to_string()),
         "trivy {version}: VEX from {repo_url} did not apply: {ids:?}"
     );
-    let project = trivy.home.path().join("project");
-    let out = trivy.run_ok(&[
-        "fs",
-        "--skip-db-update",
-        "--skip-java-db-update",
-        "--offline-scan",
-        "--scanners",
-        "vuln",
-        "--vex",
-        "repo",
-        "--skip-vex-repo-update",
-        "--show-suppressed",
-        project.to_str().unwrap(),
-    ]);
+    let out = trivy.scan_project(&["--vex", "repo", "--skip-vex-repo-update", "--show-suppressed"]);
     let table = text(&out.stdout);
     assert!(table.contains(fx::DEFAULT_CVE_ID) && table.contains("not_affected"), "{table}");
 }

@@ -198,6 +198,12 @@ impl Moto {
         self.proc.log()
     }
 
+    /// Requests moto has logged so far (one access-log line each).
+    pub fn requests(&self) -> usize {
+        let methods = ["\"GET ", "\"HEAD ", "\"PUT ", "\"POST ", "\"DELETE "];
+        self.proc.log().lines().filter(|l| methods.iter().any(|m| l.contains(m))).count()
+    }
+
     /// Write requests (PUT/POST/DELETE) moto has logged so far.
     pub fn writes(&self) -> usize {
         self.proc
@@ -212,7 +218,7 @@ impl Moto {
 pub struct Azurite {
     /// `127.0.0.1:PORT`.
     pub addr: String,
-    proc: Proc,
+    _proc: Proc,
     _dir: TempDir,
 }
 
@@ -239,7 +245,7 @@ impl Azurite {
              BlobServiceClient.fromConnectionString(conn).getContainerClient('{container}').create({{ access: 'blob' }}).then(() => process.exit(0), e => {{ console.error(e); process.exit(1); }});\n"
         );
         run_ok("creating the Azurite container", Command::new("node").arg("-e").arg(script).env("NODE_PATH", &node));
-        Azurite { addr: format!("127.0.0.1:{port}"), proc, _dir: dir }
+        Azurite { addr: format!("127.0.0.1:{port}"), _proc: proc, _dir: dir }
     }
 
     /// object_store's environment for this server.
@@ -248,11 +254,6 @@ impl Azurite {
             ("AZURE_STORAGE_USE_EMULATOR", "true".into()),
             ("AZURITE_BLOB_STORAGE_URL", format!("http://{}", self.addr)),
         ]
-    }
-
-    /// Azurite's console output.
-    pub fn log(&self) -> String {
-        self.proc.log()
     }
 }
 

@@ -77,24 +77,22 @@ impl Trivy {
     /// Offline vulnerability scan of a directory holding the fixture requirements.txt;
     /// returns the vulnerability IDs found.
     pub fn scan_requirements(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = vec!["--format", "json"];
+        args.extend_from_slice(extra);
+        vulnerability_ids(&self.scan_project(&args).stdout)
+    }
+
+    /// `trivy fs` offline (vulnerabilities only) on a directory holding the fixture
+    /// requirements.txt, with `extra` flags.
+    pub fn scan_project(&self, extra: &[&str]) -> Output {
         let dir = self.home.path().join("project");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("requirements.txt"), fx::REQUIREMENTS_TXT).unwrap();
-        let mut args = vec![
-            "fs",
-            "--skip-db-update",
-            "--skip-java-db-update",
-            "--offline-scan",
-            "--scanners",
-            "vuln",
-            "--format",
-            "json",
-        ];
+        let mut args = vec!["fs", "--skip-db-update", "--skip-java-db-update", "--offline-scan", "--scanners", "vuln"];
         args.extend_from_slice(extra);
         let d = dir.display().to_string();
         args.push(&d);
-        let out = self.run_ok(&args);
-        vulnerability_ids(&out.stdout)
+        self.run_ok(&args)
     }
 
     /// `trivy config` with a checks bundle from `repo_ref`; returns the failed check IDs.
@@ -148,6 +146,14 @@ impl Upstream {
             checks1: fx::checks_bundle("1.9.0"),
             checks2: fx::checks_bundle("2.2.0"),
         }
+    }
+
+    /// The standard set seeded into a fresh registry under `aquasecurity/`.
+    pub fn seeded() -> (Upstream, Registry) {
+        let upstream = Upstream::standard();
+        let registry = Registry::start();
+        upstream.seed(&registry, "aquasecurity");
+        (upstream, registry)
     }
 
     /// (repository, tag, artifact) for every artifact, as published under `aquasecurity/`.
