@@ -103,7 +103,7 @@ fn token_front(registry: &Registry, basic: Option<&str>) -> Nginx {
         Some(b) => format!("if ($http_authorization != \"Basic {b}\") {{ return 401; }}"),
         None => String::new(),
     };
-    let nginx = Nginx::start(&format!(
+    Nginx::start(&format!(
         "    location = /token {{ {check_basic} default_type application/json; return 200 '{{\"token\":\"tok-123\"}}'; }}\n\
              location / {{\n\
                if ($http_authorization != \"Bearer tok-123\") {{ return 401 '{{\"errors\":[{{\"code\":\"UNAUTHORIZED\"}}]}}'; }}\n\
@@ -113,8 +113,7 @@ fn token_front(registry: &Registry, basic: Option<&str>) -> Nginx {
              }}\n\
              add_header WWW-Authenticate 'Bearer realm=\"http://$http_host/token\",service=\"test\"' always;",
         registry.addr
-    ));
-    nginx
+    ))
 }
 
 #[test]
