@@ -390,6 +390,28 @@ impl SyncArgs {
         Ok((plan, DestinationOptions { tag_ttl: self.tag_cache_seconds, registry }))
     }
 
+    /// Open every `--to` destination, with its credentials resolved.
+    pub fn destinations(&self, options: &DestinationOptions) -> Result<Vec<Arc<dyn trivy_mirror::dest::Destination>>> {
+        self.to.iter().map(|url| trivy_mirror::dest::open(url, &self.destination_options_for(url, options)?)).collect()
+    }
+
+    /// With `--prune`, apply retention to every static destination after the sync.
+    pub async fn prune_after_sync(&self) -> Vec<(String, Result<trivy_mirror::prune::PruneReport>)> {
+        let mut out = Vec::new();
+        if !self.prune {
+            return out;
+        }
+        let options = self.retention.options(&self.namespace, false);
+        for url in self.to.iter().filter(|u| !u.starts_with("oci://")) {
+            let result = match trivy_mirror::dest::open_objects(url, self.tag_cache_seconds) {
+                Ok(dest) => trivy_mirror::prune::prune(&dest, &options, jiff::Timestamp::now()).await,
+                Err(e) => Err(e),
+            };
+            out.push((url.clone(), result));
+        }
+        out
+    }
+
     /// Destination credentials for a registry host, from flags, ECR or docker config.
     pub fn destination_options_for(&self, url: &str, base: &DestinationOptions) -> Result<DestinationOptions> {
         let mut options = base.clone();

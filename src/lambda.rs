@@ -37,15 +37,14 @@ use crate::cli::{Cli, Command, SyncArgs};
 /// otherwise Lambda kills the process and all that remains is "Task timed out".
 const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 
-/// Variables the runtime client reads with `expect`; checked first so a misconfigured
-/// environment is an error message, not a panic.
+/// Variables the runtime client reads with `expect`.
 const RUNTIME_VARIABLES: [&str; 3] =
     ["AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION"];
 
 /// Run the Lambda runtime loop until the execution environment is shut down.
 pub(crate) fn main() -> ExitCode {
     init_logging();
-    if let Err(message) = check_runtime_environment() {
+    if let Err(message) = check_runtime_environment(|name| std::env::var(name).ok()) {
         tracing::error!(error = %message, "not started by a Lambda runtime");
         return ExitCode::FAILURE;
     }
@@ -100,22 +99,29 @@ fn lambda_log_level(level: &str) -> &'static str {
     }
 }
 
-fn check_runtime_environment() -> Result<(), String> {
+/// The variables the runtime client needs, checked up front: it would panic on a missing or
+/// malformed one. `var` reads the environment (a parameter so that tests need not set it).
+fn check_runtime_environment(var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
     for name in RUNTIME_VARIABLES {
-        if std::env::var_os(name).is_none() {
+        if var(name).is_none() {
             return Err(format!("{name} is not set"));
         }
     }
-    let memory = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").unwrap_or_default();
+    let memory = var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").unwrap_or_default();
     if memory.parse::<i32>().is_err() {
         return Err(format!("AWS_LAMBDA_FUNCTION_MEMORY_SIZE is not a number: {memory:?}"));
+    }
+    // Lambda sets `host:port`; emulators a full URL. A path without a scheme (`host:port/.rt`)
+    // is neither.
+    let api = var("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
+    if !(api.starts_with("http://") || api.starts_with("https://") || !api.contains('/')) {
+        return Err(format!("AWS_LAMBDA_RUNTIME_API must be host:port or an http(s) URL, not {api:?}"));
     }
     Ok(())
 }
 
 /// Why an invocation failed. Becomes the Lambda error: `errorType` is stable (for metric
 /// filters and alarms), `errorMessage` says what to fix.
-#[derive(PartialEq)]
 enum Failure {
     /// The payload is not an event this function accepts.
     Payload(String),
@@ -181,15 +187,7 @@ async fn run(payload: Value, context: &Context) -> Result<Value, Failure> {
         args.only.clone_from(only);
     }
     let (plan, options) = args.plan().map_err(|e| Failure::Config(e.to_string()))?;
-    let mut destinations = Vec::with_capacity(args.to.len());
-    for url in &args.to {
-        let options = args
-            .destination_options_for(url, &options)
-            .map_err(|e| Failure::Config(format!("destination {url}: {e}")))?;
-        let destination =
-            trivy_mirror::dest::open(url, &options).map_err(|e| Failure::Config(format!("opening {url}: {e}")))?;
-        destinations.push(destination);
-    }
+    let destinations = args.destinations(&options).map_err(|e| Failure::Config(e.to_string()))?;
 
     let kinds: Vec<&str> = plan.only.iter().map(|k| k.as_str()).collect();
     let budget = time_budget(context, SystemTime::now());
@@ -217,8 +215,19 @@ async fn run(payload: Value, context: &Context) -> Result<Value, Failure> {
         None => sync.await,
     };
 
-    let summary = json!({ "summary": report, "success": report.success() });
-    if report.success() {
+    let mut success = report.success();
+    let mut pruned = Vec::new();
+    for (url, result) in args.prune_after_sync().await {
+        match result {
+            Ok(r) => pruned.push(json!({ "destination": url, "removed": r.removed.len(), "bytes": r.bytes() })),
+            Err(e) => {
+                success = false;
+                pruned.push(json!({ "destination": url, "error": e.to_string() }));
+            }
+        }
+    }
+    let summary = json!({ "summary": report, "success": success, "prune": pruned });
+    if success {
         print_summary(context, Some(&summary), "sync finished");
         Ok(summary)
     } else {
@@ -559,6 +568,26 @@ mod tests {
         assert!(budget <= Duration::from_secs(890) && budget > Duration::from_secs(888), "{budget:?}");
         let short = time_budget(&at(5), now).unwrap();
         assert!(short > Duration::from_secs(4), "{short:?}");
+    }
+
+    #[test]
+    fn a_broken_runtime_environment_is_an_error_not_a_panic() {
+        let env = |api: &'static str, memory: &'static str| {
+            move |name: &str| match name {
+                "AWS_LAMBDA_RUNTIME_API" => Some(api.to_string()),
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" => Some(memory.to_string()),
+                "AWS_LAMBDA_FUNCTION_NAME" | "AWS_LAMBDA_FUNCTION_VERSION" => Some("x".to_string()),
+                _ => None,
+            }
+        };
+        assert_eq!(check_runtime_environment(env("127.0.0.1:9001", "512")), Ok(()));
+        assert_eq!(check_runtime_environment(env("http://127.0.0.1:9000/.rt", "512")), Ok(()));
+        let err = check_runtime_environment(env("127.0.0.1:9000/.rt", "512")).unwrap_err();
+        assert!(err.contains("host:port"), "{err}");
+        let err = check_runtime_environment(env("127.0.0.1:9001", "lots")).unwrap_err();
+        assert!(err.contains("not a number"), "{err}");
+        let err = check_runtime_environment(|_| None).unwrap_err();
+        assert!(err.contains("is not set"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! The `trivy-mirror` binary: parse flags, build validated settings, run, map the outcome
 //! to an exit code. Everything else lives in the library.
+// The Lambda handler future nests the whole sync engine; its layout needs a deeper query
+// limit than the default when clippy computes it.
+#![recursion_limit = "256"]
 
 mod bars;
 mod cli;
@@ -58,11 +61,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if cli.log_format == LogFormat::Text && !cli.quiet && std::io::stderr().is_terminal() {
                 plan.progress = std::sync::Arc::new(bars::Bars::default());
             }
-            let mut destinations = Vec::new();
-            for url in &args.to {
-                let options = args.destination_options_for(url, &options)?;
-                destinations.push(trivy_mirror::dest::open(url, &options).with_context(|| format!("opening {url}"))?);
-            }
+            let destinations = args.destinations(&options)?;
             let report = trivy_mirror::sync::sync(&plan, &destinations).await;
             match cli.log_format {
                 LogFormat::Json => {
@@ -70,7 +69,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 LogFormat::Text => print!("{}", report.table()),
             }
-            Ok(if report.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            let mut ok = report.success();
+            for (url, result) in args.prune_after_sync().await {
+                ok &= print_prune(&url, result, cli.log_format);
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Prune(args) => {
             let options = args.retention.options(&args.namespace, args.dry_run);
@@ -103,11 +106,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Prune one static destination and print what was (or would be) removed.
 async fn prune_one(url: &str, options: &trivy_mirror::prune::PruneOptions, format: LogFormat) -> anyhow::Result<bool> {
     let dest = trivy_mirror::dest::open_objects(url, trivy_mirror::layout::DEFAULT_TAG_TTL)?;
-    let report = match trivy_mirror::prune::prune(&dest, options, jiff::Timestamp::now()).await {
+    let result = trivy_mirror::prune::prune(&dest, options, jiff::Timestamp::now()).await;
+    Ok(print_prune(url, result, format))
+}
+
+/// Print a prune outcome; false if it failed.
+fn print_prune(url: &str, result: trivy_mirror::Result<trivy_mirror::prune::PruneReport>, format: LogFormat) -> bool {
+    let report = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: pruning {url}: {e}");
-            return Ok(false);
+            return false;
         }
     };
     match format {
@@ -122,5 +131,5 @@ async fn prune_one(url: &str, options: &trivy_mirror::prune::PruneOptions, forma
             println!("{url}: {verb} {} objects, {} bytes", report.removed.len(), report.bytes());
         }
     }
-    Ok(true)
+    true
 }

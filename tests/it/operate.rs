@@ -240,3 +240,29 @@ fn snapshot_tags_and_retention() {
     let (ok, out) = verify(&[&serve.addr, "--only", "db"]);
     assert!(ok, "{out}");
 }
+
+#[test]
+fn sync_with_prune_applies_retention_after_publishing() {
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("mirror");
+    let source = format!("{}/aquasecurity", registry.addr);
+    let (old, new) = (db_at("2026-11-25T00:00:00Z"), db_at("2026-11-25T06:00:00Z"));
+    for v in [&old, &new] {
+        let layout = work.path().join(v.manifest_digest().replace(':', "-"));
+        fx::write_oci_layout(&layout, &[("2", v)]).unwrap();
+        registry.seed(&layout, "2", "aquasecurity/trivy-db", "2");
+        let out = mirror()
+            .args(["sync", "--to", dir.to_str().unwrap(), "--source", &source, "--only", "db"])
+            .args(["--prune", "--keep", "1", "--grace", "0s"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let blobs = dir.join("v2/aquasecurity/trivy-db/blobs");
+    assert!(!blobs.join(old.layer_digest()).exists(), "the superseded layer should be pruned");
+    assert!(blobs.join(new.layer_digest()).exists());
+    let serve = Serve::start(&dir);
+    let (ok, out) = verify(&[&serve.addr, "--only", "db"]);
+    assert!(ok, "{out}");
+}
