@@ -94,7 +94,17 @@ pub fn check(artifact: &OciArtifact, raw: Bytes, content_type: Option<&str>) -> 
     if raw.len() > MAX_MANIFEST_BYTES {
         return Err(refuse(format!("{} bytes is over the {MAX_MANIFEST_BYTES}-byte limit", raw.len())));
     }
-    let m: RawManifest = serde_json::from_slice(&raw).map_err(|e| refuse(format!("not a JSON image manifest: {e}")))?;
+    // Parse the whole document first: deserializing straight into the struct skips unknown
+    // fields without validating them, and a manifest other clients cannot parse must not be
+    // published.
+    let text = std::str::from_utf8(&raw).map_err(|e| refuse(format!("not UTF-8: {e}")))?;
+    if has_lone_surrogate_escape(text) {
+        return Err(refuse("a string holds a lone UTF-16 surrogate escape".into()));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| refuse(format!("not a JSON image manifest: {e}")))?;
+    let m: RawManifest =
+        serde_json::from_value(value).map_err(|e| refuse(format!("not a JSON image manifest: {e}")))?;
     let media_type = m
         .media_type
         .clone()
@@ -137,6 +147,37 @@ pub fn check(artifact: &OciArtifact, raw: Bytes, content_type: Option<&str>) -> 
         config,
         layer,
     })
+}
+
+/// Whether a JSON text has a `\uD800`–`\uDFFF` escape that is not part of a valid pair
+/// (serde_json accepts those in fields it skips; other JSON parsers refuse them).
+fn has_lone_surrogate_escape(text: &str) -> bool {
+    let b = text.as_bytes();
+    let unit = |i: usize| -> Option<u16> {
+        let hex = b.get(i + 2..i + 6)?;
+        (b[i] == b'\\' && b[i + 1] == b'u').then(|| u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok())?
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if let Some(u) = unit(i) {
+                if (0xD800..0xDC00).contains(&u) {
+                    match unit(i + 6) {
+                        Some(low) if (0xDC00..0xE000).contains(&low) => i += 12,
+                        _ => return true,
+                    }
+                    continue;
+                }
+                if (0xDC00..0xE000).contains(&u) {
+                    return true;
+                }
+            }
+            i += 2; // skip the escaped character, so `\\u` is not read as an escape
+            continue;
+        }
+        i += 1;
+    }
+    false
 }
 
 fn descriptor(d: &RawDescriptor, what: &str) -> Result<Descriptor> {
@@ -213,5 +254,18 @@ mod tests {
         let schema1 = manifest(&good).slice(..).to_vec();
         let schema1 = String::from_utf8(schema1).unwrap().replace("\"schemaVersion\":2", "\"schemaVersion\":1");
         assert!(check(DB, Bytes::from(schema1), None).unwrap_err().to_string().contains("schemaVersion"));
+    }
+}
+#[cfg(test)]
+mod fuzz_regressions {
+    #[test]
+    fn invalid_text_in_ignored_fields_is_refused() {
+        for name in ["ignored-field-lone-surrogate-escape", "ignored-field-not-utf8"] {
+            let raw =
+                std::fs::read(format!("{}/fuzz/regressions/manifest/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let a = &crate::artifact::OCI_ARTIFACTS[usize::from(raw[0]) % 4];
+            let r = super::check(a, bytes::Bytes::copy_from_slice(&raw[1..]), None);
+            assert!(r.is_err(), "{name} accepted");
+        }
     }
 }

@@ -71,18 +71,39 @@ pub fn validate_tag(tag: &str) -> Result<()> {
     if ok { Ok(()) } else { Err(Error::config("tag", tag, "tags are [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")) }
 }
 
-/// Validate a repository path such as `aquasecurity/trivy-db`: lowercase components of
-/// `[a-z0-9]+` joined by `.`, `_`, `__` or `-`, separated by `/`.
+/// Validate a repository path such as `aquasecurity/trivy-db` against the OCI
+/// distribution grammar: components `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` separated by `/`.
 pub fn validate_repository(repo: &str) -> Result<()> {
-    let component_ok = |c: &str| {
+    fn component_ok(c: &str) -> bool {
         let b = c.as_bytes();
-        !b.is_empty()
-            && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
-            && b[b.len() - 1].is_ascii_lowercase() | b[b.len() - 1].is_ascii_digit()
-            && b.iter().all(|&x| x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-'))
-            && !c.contains("..")
-            && !c.contains("--.")
-    };
+        let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+        let mut i = 0;
+        loop {
+            // A run of [a-z0-9]+ …
+            let start = i;
+            while i < b.len() && alnum(b[i]) {
+                i += 1;
+            }
+            if i == start {
+                return false;
+            }
+            if i == b.len() {
+                return true;
+            }
+            // … then one separator: '.', '_', '__' or '-'+.
+            match b[i] {
+                b'.' => i += 1,
+                b'_' if b.get(i + 1) == Some(&b'_') => i += 2,
+                b'_' => i += 1,
+                b'-' => {
+                    while i < b.len() && b[i] == b'-' {
+                        i += 1;
+                    }
+                }
+                _ => return false,
+            }
+        }
+    }
     if !repo.is_empty() && repo.len() <= 255 && repo.split('/').all(component_ok) {
         Ok(())
     } else {
@@ -133,7 +154,10 @@ mod tests {
         for good in ["aquasecurity/trivy-db", "a/b/c", "my.org/x_y"] {
             validate_repository(good).unwrap();
         }
-        for bad in ["", "Aqua/x", "a//b", "../x", "a/../b", "/a", "a/", "a/-b"] {
+        for good in ["a__b", "a--b", "a-b.c_d"] {
+            validate_repository(good).unwrap();
+        }
+        for bad in ["", "Aqua/x", "a//b", "../x", "a/../b", "/a", "a/", "a/-b", "trivy_-db", "v-.3", "a___b", "a._b"] {
             assert!(validate_repository(bad).is_err(), "{bad} accepted");
         }
     }

@@ -102,7 +102,7 @@ pub fn parse_mirror_url(url: &str) -> Result<(String, bool), Error> {
         None => (false, url),
     };
     let host = rest.trim_end_matches('/');
-    if host.is_empty() || host.contains('/') || host.contains('@') {
+    if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
         return Err(Error::config(
             "mirror URL",
             url,

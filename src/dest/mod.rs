@@ -132,6 +132,9 @@ impl DestinationUrl {
             "gs" | "gcs" if bucket_ok => Ok(DestinationUrl::Gcs { bucket: authority.into(), prefix }),
             "az" | "azure" if bucket_ok => Ok(DestinationUrl::Azure { container: authority.into(), prefix }),
             "oci" => {
+                if !authority.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
+                    return Err(bad("the registry must be a host name with an optional :port"));
+                }
                 if !prefix.is_empty() {
                     crate::reference::validate_repository(&prefix)
                         .map_err(|_| bad("the namespace must be lowercase letters, digits and . _ - separated by /"))?;
