@@ -31,9 +31,12 @@ use trivy_mirror::layout::ObjectClass;
 use trivy_mirror::manifest::{DOCKER_MANIFEST, MAX_BLOB_BYTES, MAX_MANIFEST_BYTES, OCI_MANIFEST};
 use trivy_mirror::reference::{Digest, validate_repository, validate_tag};
 
+/// A harness: takes one fuzz input, panics on a crash or a broken invariant.
+pub type Harness = fn(&[u8]);
+
 /// Every harness, by target name (the name of its `fuzz_targets/*.rs`, corpus and
 /// regressions directory).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("manifest", manifest),
     ("vex_manifest", vex_manifest),
     ("vex_archive", vex_archive),
@@ -74,8 +77,10 @@ pub fn manifest(data: &[u8]) {
         assert!(d.size <= MAX_BLOB_BYTES);
         assert_eq!(Digest::parse(d.digest.as_str()).expect("descriptor digest re-parses"), d.digest);
     }
-    // An independent reading of the JSON agrees.
-    let v: Value = serde_json::from_slice(raw).expect("an accepted manifest is JSON");
+    // An independent reading of the JSON agrees. JSON exchanged between systems is UTF-8
+    // (RFC 8259 §8.1), with valid escapes, in the fields the library ignores too.
+    let text = std::str::from_utf8(raw).unwrap_or_else(|e| panic!("accepted a manifest that is not UTF-8: {e}"));
+    let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("accepted a manifest that is not JSON: {e}"));
     assert_eq!(v["schemaVersion"], 2, "accepted schemaVersion {}", v["schemaVersion"]);
     assert!(v.get("manifests").is_none_or(Value::is_null), "accepted an index");
     if let Some(mt) = v.get("mediaType").and_then(Value::as_str) {
@@ -225,20 +230,22 @@ pub fn dest_url(data: &[u8]) {
             assert!(prefix_ok(&prefix), "prefix {prefix:?} from {s:?}");
         }
         Ok(DestinationUrl::Registry { host, namespace }) => {
-            assert!(!host.is_empty() && !host.contains(['/', '@', '?', '#']), "host {host:?} from {s:?}");
+            assert!(!host.is_empty() && !host.contains(['/', '@']), "host {host:?} from {s:?}");
+            assert_requests_reach(&host, s);
             assert!(prefix_ok(&namespace), "namespace {namespace:?} from {s:?}");
             assert!(namespace.is_empty() || validate_repository(&namespace).is_ok());
         }
         Err(e) => {
             // Userinfo (`scheme://user:secret@bucket`) is never echoed back.
             let msg = e.to_string();
-            if let Some((_, rest)) = s.split_once("://") {
+            if let Some((scheme, rest)) = s.split_once("://") {
                 let authority = rest.split('/').next().unwrap_or("");
                 if let Some((userinfo, _)) = authority.rsplit_once('@') {
-                    let quoted = format!("{userinfo:?}");
-                    let escaped = &quoted[1..quoted.len() - 1];
+                    // The value is quoted with `{:?}`: look for `"scheme://userinfo@` there.
+                    let leak = format!("{:?}", format!("{scheme}://{userinfo}@"));
+                    let leak = &leak[..leak.len() - 1];
                     assert!(
-                        escaped.bytes().all(|b| b == b'*') || !msg.contains(&format!("{escaped}@")),
+                        userinfo.bytes().all(|b| b == b'*') || !msg.contains(leak),
                         "error echoes userinfo {userinfo:?}: {msg}"
                     );
                 }
@@ -252,6 +259,24 @@ pub fn dest_url(data: &[u8]) {
     }
     if let Ok((host, _http)) = trivy_mirror::verify::parse_mirror_url(s) {
         assert!(!host.is_empty() && !host.contains(['/', '@']), "mirror host {host:?} from {s:?}");
+        assert_requests_reach(&host, s);
+    }
+}
+
+/// Requests to an accepted registry host go to `https://{host}/v2/…`: that URL must reach
+/// `host` itself, not a host named by a prefix of it (`a#b` would send them to `a`,
+/// `a\b` and `a?b` likewise). Whitespace is refused later by `Registry::new`, and a host
+/// that does not parse as a URL fails loudly, so neither can misdirect a request.
+fn assert_requests_reach(host: &str, input: &str) {
+    if host.contains(char::is_whitespace) {
+        return;
+    }
+    if let Ok(u) = url::Url::parse(&format!("https://{host}/v2/")) {
+        assert!(
+            u.path() == "/v2/" && u.query().is_none() && u.fragment().is_none() && u.username().is_empty(),
+            "host {host:?} from {input:?}: requests would go to {u}, i.e. to {:?}",
+            u.host_str()
+        );
     }
 }
 
