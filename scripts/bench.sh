@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Throughput, memory and no-op-rerun benchmark of `trivy-mirror sync` (issue 8).
 #
-# A generated trivy-db-shaped artifact with one incompressible layer (fixture generator
-# `big-layer`) is pushed with skopeo into a local CNCF distribution registry, then copied,
-# several times each, by:
+# Trivy-db-shaped artifacts are pushed with skopeo into a local CNCF distribution registry:
+# layers of incompressible bytes (fixture generator `big-layer`; --sizes, default 100 MiB
+# and 1 GiB) and a real tar.gz layer (scripts/bench/db-layer.py: a BoltDB-like trivy.db of
+# --db-size bytes, default 768 MiB, i.e. a ~100 MiB layer, then metadata.json, in the
+# order of upstream's db.tar.gz). Each is then copied, several times, by:
 #
 #   registry -> directory    trivy-mirror sync --to DIR          vs  skopeo copy docker:// dir:
 #   registry -> registry     trivy-mirror sync --to oci://…      vs  skopeo copy docker:// docker://
-#   registry -> S3 emulator  trivy-mirror sync --to s3://…       (s3s-fs, else moto; no skopeo route)
-#   floors                   sha256sum / openssl dgst -sha256 of the same blob file, curl GET of it
+#   registry -> S3 emulator  trivy-mirror sync --to s3://…       (s3s-fs, else moto; no skopeo route),
+#                            also with AWS_UNSIGNED_PAYLOAD=true
+#   floors                   sha256sum / openssl dgst -sha256 of the same blob file, curl GET of it,
+#                            gzip -dc of the tar.gz layer
 #
 # and a rerun where nothing changed (time and requests on the source and destination).
 # Every destination is fresh for each repetition. The table gives the median wall time,
@@ -21,11 +25,13 @@
 # so nothing can leave the machine. Temporary data lives in one mktemp directory, removed
 # at exit (--keep keeps it). Progress goes to stderr, the report to stdout.
 #
-# Usage: scripts/bench.sh [--quick] [--reps N] [--sizes "100M 1G"] [--s3 auto|s3s-fs|moto|none]
-#                         [--max-noise PCT] [--quiet-wait SECONDS] [--no-build] [--keep]
+# Usage: scripts/bench.sh [--quick] [--reps N] [--sizes "100M 1G"] [--db-size 768M|0]
+#                         [--s3 auto|s3s-fs|moto|none] [--max-noise PCT] [--quiet-wait SECONDS]
+#                         [--no-build] [--keep]
+#   --quick: 32 MiB and 128 MiB, a 64 MiB trivy.db, 3 repetitions, no waiting for quiet.
 #
 # Needs: cargo, docker-registry, skopeo, curl, /usr/bin/time (Debian package `time`),
-# sha256sum; optional: openssl, an S3 emulator:
+# sha256sum, python3 (tar.gz layer); optional: openssl, an S3 emulator:
 #   cargo install --locked s3s-fs@0.14.1 --features binary --root .tools/cargo
 #   or moto via scripts/install-test-deps.sh (.tools/py/bin/moto_server)
 set -euo pipefail
@@ -36,18 +42,20 @@ usage() { sed -n '/^# Usage:/,/^# Needs:/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 REPS=5
 SIZES="100M 1G"
+DB_SIZE=768M
 S3_BACKEND=auto
 MAX_NOISE=15
-QUIET_WAIT=120
+QUIET_WAIT=60
 RETRIES=2
 BUILD=1
 KEEP=0
 ARGS="$*"
 while [ $# -gt 0 ]; do
   case $1 in
-    --quick) REPS=3; SIZES="32M 128M"; QUIET_WAIT=10 ;;
+    --quick) REPS=3; SIZES="32M 128M"; DB_SIZE=64M; QUIET_WAIT=0; RETRIES=0 ;;
     --reps) REPS=$2; shift ;;
     --sizes) SIZES=$2; shift ;;
+    --db-size) DB_SIZE=$2; shift ;;
     --s3) S3_BACKEND=$2; shift ;;
     --max-noise) MAX_NOISE=$2; shift ;;
     --quiet-wait) QUIET_WAIT=$2; shift ;;
@@ -74,9 +82,9 @@ to_bytes() {
     *) echo "$s" ;;
   esac
 }
-label_of() { # bytes -> 100 MiB / 1 GiB
+label_of() { # bytes -> 100 MiB / 1 GiB / 66.4 MiB
   awk -v b="$1" 'BEGIN{ if (b >= 1073741824 && b % 1073741824 == 0) printf "%d GiB", b/1073741824;
-                        else if (b % 1048576 == 0) printf "%d MiB", b/1048576; else printf "%d B", b }'
+                        else if (b % 1048576 == 0) printf "%d MiB", b/1048576; else printf "%.1f MiB", b/1048576 }'
 }
 
 # ---------------------------------------------------------------- tools
@@ -107,14 +115,25 @@ case $S3_BACKEND in
 esac
 [ "$S3_BACKEND" = none ] && log "no S3 emulator: the S3 route is skipped (cargo install --locked s3s-fs@0.14.1 --features binary --root .tools/cargo)"
 
-SIZE_LIST=()
+# Scenarios: "random:BYTES" (incompressible layer of BYTES) and "targz:BYTES" (tar.gz layer
+# holding a trivy.db of BYTES).
+SCENARIOS=()
+RANDOM_SIZES=()
 MAX_BYTES=0
 for s in $SIZES; do
   b=$(to_bytes "$s")
   [ "$b" -gt 16777216 ] || die "sizes must be above 16 MiB (the multipart threshold), got $s"
-  SIZE_LIST+=("$b")
+  SCENARIOS+=("random:$b"); RANDOM_SIZES+=("$b")
   [ "$b" -gt "$MAX_BYTES" ] && MAX_BYTES=$b
 done
+if [ "$DB_SIZE" != 0 ] && [ "$DB_SIZE" != none ]; then
+  if command -v python3 >/dev/null; then
+    SCENARIOS+=("targz:$(to_bytes "$DB_SIZE")")
+  else
+    log "no python3: the tar.gz layer is skipped"
+  fi
+fi
+[ ${#SCENARIOS[@]} -gt 0 ] || die "nothing to measure"
 
 # ---------------------------------------------------------------- work dir, cleanup
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/trivy-mirror-bench.XXXXXX")
@@ -122,7 +141,9 @@ PIDS=()
 SERVERS=()
 cleanup() {
   local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # A measured command runs under /usr/bin/time, which does not pass signals on: stop
+  # the children of our own processes too (by parent PID), then the processes.
+  for pid in "${PIDS[@]}"; do pkill -TERM -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
@@ -171,14 +192,17 @@ wait_http() { # PORT PID
   done
   return 1
 }
-stop_pid() {
+forget_pid() {
   local pid=$1 p keep=() s=()
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
   for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
   PIDS=("${keep[@]}")
   for p in "${SERVERS[@]}"; do [ "$p" = "$pid" ] || s+=("$p"); done
   SERVERS=("${s[@]}")
+}
+stop_pid() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  forget_pid "$1"
 }
 
 # start_registry DIR: CNCF distribution with filesystem storage and the access log on
@@ -247,16 +271,26 @@ proc_ticks() { # utime+stime of the given PIDs
 }
 
 # Wait (at most QUIET_WAIT s) until other processes use at most MAX_NOISE % of the CPUs.
+# After three waits in a row that ran out, stop waiting until a quiet second is seen
+# again: the machine stays busy, and the noise column will say so.
 QUIET_NOTES=0
+QUIET_TIMEOUTS=0
+NOISY=0
+ACCEPT=0
 wait_quiet() {
-  local waited=0 b0 b1 pct
+  local waited=0 b0 b1 pct limit=$QUIET_WAIT
+  [ "$QUIET_WAIT" = 0 ] && return 0
+  [ "$QUIET_TIMEOUTS" -ge 3 ] && limit=0 # given up: one look, no waiting
   while :; do
     b0=$(busy_ticks); sleep 1; b1=$(busy_ticks)
     pct=$((100 * (b1 - b0) / (HZ * NCPU)))
-    [ "$pct" -le "$MAX_NOISE" ] && return 0
-    if [ "$waited" -ge "$QUIET_WAIT" ]; then
-      log "machine still busy (${pct}% CPU used by others); measuring anyway"
+    if [ "$pct" -le "$MAX_NOISE" ]; then QUIET_TIMEOUTS=0; return 0; fi
+    if [ "$limit" = 0 ]; then QUIET_NOTES=$((QUIET_NOTES + 1)); return 0; fi
+    if [ "$waited" -ge "$limit" ]; then
+      QUIET_TIMEOUTS=$((QUIET_TIMEOUTS + 1))
       QUIET_NOTES=$((QUIET_NOTES + 1))
+      log "machine still busy (${pct}% CPU used by others) after ${QUIET_WAIT}s; measuring anyway"
+      [ "$QUIET_TIMEOUTS" -ge 3 ] && log "the machine stays busy: no more waiting (see the noise column)"
       return 0
     fi
     [ "$waited" = 0 ] && log "waiting for the machine to calm down (${pct}% CPU busy)"
@@ -270,10 +304,15 @@ measure() {
   local out=$1; shift
   local b0 s0 b1 s1 u s
   b0=$(busy_ticks); s0=$(proc_ticks "${SERVERS[@]}")
+  # In the background and waited for, so that Ctrl-C stops it at once (via the EXIT trap).
+  /usr/bin/time -f '%e %M %U %S' -o "$out.time" "$@" >"$out.stdout" 2>"$out.stderr" &
+  local pid=$!
+  PIDS+=("$pid")
   set +e
-  /usr/bin/time -f '%e %M %U %S' -o "$out.time" "$@" >"$out.stdout" 2>"$out.stderr"
+  wait "$pid"
   M_RC=$?
   set -e
+  forget_pid "$pid"
   b1=$(busy_ticks); s1=$(proc_ticks "${SERVERS[@]}")
   read -r M_WALL M_RSS u s < <(tail -n1 "$out.time")
   M_CPU=$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%.2f", u + s}')
@@ -287,10 +326,15 @@ check() { # check OUT WHAT: the measured command must have succeeded
 # ---------------------------------------------------------------- rows
 # Row ids, in table order. Each repetition runs every row once (interleaved, so a
 # disturbance spreads over all tools rather than hitting one).
-ROWS=(floor-sha256sum)
-[ "$HAVE_OPENSSL" = 1 ] && ROWS+=(floor-openssl)
-ROWS+=(floor-curl dir-trivy-mirror dir-skopeo oci-trivy-mirror oci-skopeo)
-[ "$S3_BACKEND" != none ] && ROWS+=(s3-trivy-mirror s3-trivy-mirror-unsigned)
+rows_for() { # KIND
+  local r=(floor-sha256sum)
+  [ "$HAVE_OPENSSL" = 1 ] && r+=(floor-openssl)
+  r+=(floor-curl)
+  [ "$1" = targz ] && r+=(floor-gunzip)
+  r+=(dir-trivy-mirror dir-skopeo oci-trivy-mirror oci-skopeo)
+  [ "$S3_BACKEND" != none ] && r+=(s3-trivy-mirror s3-trivy-mirror-unsigned)
+  echo "${r[@]}"
+}
 
 route_of() {
   case $1 in
@@ -305,7 +349,8 @@ tool_of() {
     floor-sha256sum) echo "sha256sum FILE" ;;
     floor-openssl) echo "openssl dgst -sha256 FILE" ;;
     floor-curl) echo "curl GET -> /dev/null" ;;
-    *-trivy-mirror-unsigned) echo "trivy-mirror, AWS_UNSIGNED_PAYLOAD=true" ;;
+    floor-gunzip) echo "gzip -dc FILE (inflate)" ;;
+    *-trivy-mirror-unsigned) echo "trivy-mirror AWS_UNSIGNED_PAYLOAD=true" ;;
     *-trivy-mirror) echo "trivy-mirror" ;;
     *-skopeo) echo "skopeo" ;;
   esac
@@ -338,6 +383,7 @@ sample() {
     floor-openssl) measure "$out" openssl dgst -sha256 "$BLOB_FILE"; check "$out" openssl
                    grep -q "$BLOB_HEX" "$out.stdout" || die "openssl: wrong digest" ;;
     floor-curl) measure "$out" curl -sS -o /dev/null "$BLOB_URL"; check "$out" curl ;;
+    floor-gunzip) measure "$out" sh -c 'gzip -dc "$1" >/dev/null' sh "$BLOB_FILE"; check "$out" "gzip -dc" ;;
     dir-trivy-mirror) measure "$out" "${tm_cmd[@]}" --to "$dest"; check "$out" "trivy-mirror → dir"
       [ "$(stat -c %s "$dest/v2/aquasecurity/trivy-db/blobs/sha256:$BLOB_HEX")" = "$SIZE" ] || die "trivy-mirror → dir: blob missing or wrong size" ;;
     dir-skopeo) measure "$out" skopeo copy --quiet --preserve-digests --src-tls-verify=false \
@@ -354,7 +400,7 @@ sample() {
   sleep 0.3 # distribution writes its access-log line after the response
   src_n=$(( $(lines "$SRC_LOG") - src0 ))
   [ -n "$cnt_dst" ] && dst_n=$(( $($cnt_dst) - dst0 ))
-  case $row in floor-sha256sum|floor-openssl) src_n="-" ;; esac
+  case $row in floor-sha256sum|floor-openssl|floor-gunzip) src_n="-" ;; esac
 
   # The rerun: same command, same destination, nothing changed upstream.
   case $row in *-trivy-mirror*)
@@ -371,8 +417,11 @@ sample() {
   case $row in oci-*|s3-*) stop_pid "$DST_PID" ;; esac
   rm -rf "$WORK/dest"/* "$out".*
   if [ "$noise" -gt "$MAX_NOISE" ]; then
-    log "  $row rep $rep: ${wall}s but ${noise}% of the CPUs were busy with other work"
-    return 1
+    if [ "$ACCEPT" = 0 ]; then
+      log "  $row rep $rep: ${wall}s but ${noise}% of the CPUs were busy with other work; again"
+      return 1
+    fi
+    NOISY=$((NOISY + 1))
   fi
   echo "$wall $rss $cpu $noise $src_n $dst_n" >>"$RES/$row"
   [ -n "$rr" ] && echo "$rr" >>"$RES/$row.rerun"
@@ -382,36 +431,44 @@ sample() {
 
 # ---------------------------------------------------------------- run
 START_UPTIME=$(uptime)
-log "work dir $WORK; sizes: $SIZES; $REPS repetitions; S3 emulator: $S3_BACKEND"
+log "work dir $WORK; layers: ${SCENARIOS[*]}; $REPS repetitions; S3 emulator: $S3_BACKEND"
 log "load: $START_UPTIME"
 UPTIMES=()
-for SIZE in "${SIZE_LIST[@]}"; do
-  LABEL=$(label_of "$SIZE")
-  RES=$WORK/results/$SIZE
+declare -A LABELS SIZES_OF
+for SC in "${SCENARIOS[@]}"; do
+  KIND=${SC%%:*}; PARAM=${SC#*:}
+  RES=$WORK/results/$KIND-$PARAM
   mkdir -p "$RES"
-  log "== $LABEL: generating the fixture and seeding the source registry"
-  "$FX" big-layer "$WORK/fixture" "$SIZE" >"$WORK/fixture.out" || die "fixture generation failed"
+  log "== $KIND layer $(label_of "$PARAM"): generating the fixture and seeding the source registry"
+  if [ "$KIND" = random ]; then
+    "$FX" big-layer "$WORK/fixture" "$PARAM" >"$WORK/fixture.out" || die "fixture generation failed"
+  else
+    python3 "$ROOT/scripts/bench/db-layer.py" "$WORK/fixture" "$PARAM" >"$WORK/fixture.out" || die "tar.gz layer generation failed"
+  fi
   start_registry "$WORK/source"
   SRC_PID=$R_PID; SRC_PORT=$R_PORT; SRC_LOG=$WORK/source/access.log
   skopeo copy --quiet --preserve-digests --dest-tls-verify=false "oci:$WORK/fixture:2" \
     "docker://127.0.0.1:$SRC_PORT/aquasecurity/trivy-db:2" >&2 || die "seeding with skopeo failed"
   rm -rf "$WORK/fixture"
-  BLOB_HEX=$(find "$WORK/source/data/docker/registry/v2/blobs/sha256" -type f -name data -size +1M -printf '%h\n' | xargs -n1 basename)
-  BLOB_FILE=$(find "$WORK/source/data/docker/registry/v2/blobs/sha256" -path "*/$BLOB_HEX/data")
+  BLOB_FILE=$(find "$WORK/source/data/docker/registry/v2/blobs/sha256" -type f -name data -size +1M)
+  [ "$(printf '%s\n' "$BLOB_FILE" | wc -l)" = 1 ] || die "expected one layer blob in the source registry"
+  BLOB_HEX=$(basename "$(dirname "$BLOB_FILE")")
   BLOB_URL="http://127.0.0.1:$SRC_PORT/v2/aquasecurity/trivy-db/blobs/sha256:$BLOB_HEX"
-  [ "$(stat -c %s "$BLOB_FILE")" = "$SIZE" ] || die "seeded blob has the wrong size"
+  SIZE=$(stat -c %s "$BLOB_FILE")
+  SIZES_OF[$SC]=$SIZE
+  if [ "$KIND" = random ]; then LABELS[$SC]="random $(label_of "$SIZE")"
+  else LABELS[$SC]="tar.gz $(label_of "$SIZE") (db $(label_of "$PARAM"))"; fi
+  LABEL=${LABELS[$SC]}
+  read -r -a ROWS <<<"$(rows_for "$KIND")"
   UPTIMES+=("$LABEL start: $(uptime)")
   for rep in $(seq 1 "$REPS"); do
     log "-- $LABEL, repetition $rep/$REPS"
     for row in "${ROWS[@]}"; do
       tries=0
-      until sample "$row" "$rep"; do
+      while :; do
+        ACCEPT=0; [ "$tries" -ge "$RETRIES" ] && ACCEPT=1
+        sample "$row" "$rep" && break
         tries=$((tries + 1))
-        if [ "$tries" -gt "$RETRIES" ]; then
-          log "  $row rep $rep: still disturbed after $RETRIES retries; keeping the last run"
-          saved=$MAX_NOISE; MAX_NOISE=100; sample "$row" "$rep" || true; MAX_NOISE=$saved
-          break
-        fi
       done
     done
   done
@@ -424,92 +481,102 @@ done
 median() { sort -n | awk '{a[NR]=$1} END{ if (NR == 0) print "-"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2] + a[NR/2+1]) / 2 }'; }
 col() { awk -v c="$2" '{print $c}' "$1"; }
 maxcol() { awk -v c="$2" 'BEGIN{m=0} $c+0 > m {m=$c+0} END{print m}' "$1"; }
+mincol() { awk -v c="$2" 'NR==1 || $c+0 < m {m=$c+0} END{printf "%.2f", m}' "$1"; }
+maxs() { awk -v c="$2" 'BEGIN{m=0} $c+0 > m {m=$c+0} END{printf "%.2f", m}' "$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
 
-fmt_row() { printf '| %-8s | %-26s | %-40s | %8s | %7s | %8s | %6s | %9s | %11s | %9s | %5s |\n' "$@"; }
-sep_row() { printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ---------- ---------------------------- ------------------------------------------ ---------: --------: ---------: -------: ----------: ------------: ----------: ------:; }
+fmt_row() { printf '| %-30s | %-23s | %-38s | %8s | %11s | %6s | %12s | %6s | %8s | %11s | %16s | %7s |\n' "$@"; }
 
 TARGET_LINES=()
-RSS_BY=()   # "route size rss"
+declare -A RSS_BY
 echo
 echo "trivy-mirror benchmark: scripts/bench.sh${ARGS:+ $ARGS}"
 echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(uname -srm); $NCPU CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)); $(awk '/MemTotal/{printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)"
-echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(GIT_OPTIONAL_LOCKS=0 git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' + uncommitted changes')"
+echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(GIT_OPTIONAL_LOCKS=0 git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' + uncommitted changes in the tree')"
 echo "- $("$TM" --version); $(skopeo --version); $(docker-registry --version 2>&1 | awk '{print "docker-registry " $3}'); S3 emulator: $S3_BACKEND$( [ "$S3_BACKEND" = s3s-fs ] && echo " $("$S3FS_BIN" --version 2>/dev/null | awk '{print $2}')")"
-echo "- $REPS repetitions per row (median; peak RSS is the max over repetitions, /usr/bin/time %M$TIME_NOTE); warm page cache"
-echo "- load: start  $START_UPTIME"
+echo "- $REPS repetitions per row, interleaved; median wall time; peak RSS = max over repetitions (/usr/bin/time %M$TIME_NOTE); warm page cache"
+echo "- noise = CPU used by other processes during the run, % of all $NCPU CPUs (max over repetitions); runs above $MAX_NOISE % were repeated (at most $RETRIES times)"
+echo "- load: start $START_UPTIME"
 for u in "${UPTIMES[@]}"; do echo "- load: $u"; done
-echo "- load: end    $(uptime)"
+echo "- load: end   $(uptime)"
 echo
-fmt_row size route tool "median s" "MiB/s" "peak RSS MiB" "CPU s" "× skopeo" "× sha256sum" "requests src/dst" "noise %"
-sep_row
-for SIZE in "${SIZE_LIST[@]}"; do
-  LABEL=$(label_of "$SIZE"); RES=$WORK/results/$SIZE
+fmt_row layer route tool "median s" "min-max s" "MiB/s" "peak RSS MiB" "CPU s" "x skopeo" "x sha256sum" "requests src/dst" "noise %"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' -------------------------------- ------------------------- ---------------------------------------- ---------: ------------: -------: -------------: -------: ---------: ------------: -----------------: --------:
+for SC in "${SCENARIOS[@]}"; do
+  KIND=${SC%%:*}; PARAM=${SC#*:}; RES=$WORK/results/$KIND-$PARAM; SIZE=${SIZES_OF[$SC]}; LABEL=${LABELS[$SC]}
+  read -r -a ROWS <<<"$(rows_for "$KIND")"
   sha_med=$(col "$RES/floor-sha256sum" 1 | median)
   for row in "${ROWS[@]}"; do
     f=$RES/$row
     med=$(col "$f" 1 | median)
     mibs=$(awk -v s="$SIZE" -v t="$med" 'BEGIN{ printf "%.0f", (t > 0 ? s / 1048576 / t : 0) }')
-    rss=$(awk -v k="$(maxcol "$f" 2)" 'BEGIN{printf "%.1f", k / 1024}')
-    cpu=$(col "$f" 3 | median)
-    noise=$(maxcol "$f" 4)
-    reqs="$(tail -n1 "$f" | awk '{print $5 "/" $6}')"
+    rss=$(mib "$(maxcol "$f" 2)")
     vs_sk="-"
-    case $row in
-      dir-*|oci-*) sk=$(col "$RES/${row%%-*}-skopeo" 1 | median); vs_sk=$(ratio "$med" "$sk") ;;
-    esac
-    fmt_row "$LABEL" "$(route_of "$row")" "$(tool_of "$row")" "$med" "$mibs" "$rss" "$cpu" "$vs_sk" "$(ratio "$med" "$sha_med")" "$reqs" "$noise"
+    case $row in dir-*|oci-*) vs_sk=$(ratio "$med" "$(col "$RES/${row%%-*}-skopeo" 1 | median)") ;; esac
+    fmt_row "$LABEL" "$(route_of "$row")" "$(tool_of "$row")" "$med" "$(mincol "$f" 1)-$(maxs "$f" 1)" "$mibs" "$rss" \
+      "$(col "$f" 3 | median)" "$vs_sk" "$(ratio "$med" "$sha_med")" "$(tail -n1 "$f" | awk '{print $5 "/" $6}')" "$(maxcol "$f" 4)"
     case $row in
       dir-trivy-mirror|oci-trivy-mirror)
-        TARGET_LINES+=("$(awk -v r="$vs_sk" -v l="$LABEL" -v rt="$(route_of "$row")" 'BEGIN{ printf "%-4s wall time ≤ skopeo, %s, %s: %.2f× skopeo\n", (r <= 1 ? "MET" : "MISS"), rt, l, r }')") ;;
+        TARGET_LINES+=("$(awk -v r="$vs_sk" -v l="$LABEL" -v rt="$(route_of "$row")" 'BEGIN{ printf "%-4s wall time <= skopeo: %s, %s: %.2fx skopeo", (r <= 1 ? "MET" : "MISS"), rt, l, r }')") ;;
     esac
-    case $row in *-trivy-mirror) RSS_BY+=("$row $SIZE $rss") ;; esac
+    case $row in *-trivy-mirror) RSS_BY[$row:$SC]=$rss ;; esac
   done
 done
 echo
-echo "No-op rerun (same command again, nothing changed upstream):"
+echo "No-op rerun (the same sync again, nothing changed upstream):"
 echo
-printf '| %-8s | %-26s | %8s | %8s | %12s | %12s | %12s |\n' size route "median s" "max s" "peak RSS MiB" "requests src" "requests dst"
-printf '|%s|%s|%s|%s|%s|%s|%s|\n' ---------- ---------------------------- ---------: ---------: -------------: -------------: -------------:
-for SIZE in "${SIZE_LIST[@]}"; do
-  LABEL=$(label_of "$SIZE"); RES=$WORK/results/$SIZE
+printf '| %-30s | %-23s | %8s | %6s | %12s | %12s | %12s |\n' layer route "median s" "max s" "peak RSS MiB" "requests src" "requests dst"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' -------------------------------- ------------------------- ---------: -------: -------------: -------------: -------------:
+for SC in "${SCENARIOS[@]}"; do
+  KIND=${SC%%:*}; PARAM=${SC#*:}; RES=$WORK/results/$KIND-$PARAM; LABEL=${LABELS[$SC]}
+  read -r -a ROWS <<<"$(rows_for "$KIND")"
   for row in "${ROWS[@]}"; do
     f=$RES/$row.rerun
-    [ -f "$f" ] || continue
-    [ "$row" = s3-trivy-mirror-unsigned ] && continue
-    med=$(col "$f" 1 | median); mx=$(maxcol "$f" 1)
+    [ -f "$f" ] && [ "$row" != s3-trivy-mirror-unsigned ] || continue
+    mx=$(maxcol "$f" 1)
     src=$(tail -n1 "$f" | awk '{print $3}'); dst=$(tail -n1 "$f" | awk '{print $4}')
-    printf '| %-8s | %-26s | %8s | %8s | %12s | %12s | %12s |\n' "$LABEL" "$(route_of "$row")" "$med" "$mx" \
-      "$(awk -v k="$(maxcol "$f" 2)" 'BEGIN{printf "%.1f", k / 1024}')" "$src" "$dst"
-    reqs=$(( src + ${dst/-/0} ))
-    TARGET_LINES+=("$(awk -v m="$mx" -v n="$reqs" -v l="$LABEL" -v rt="$(route_of "$row")" 'BEGIN{ printf "%-4s no-op rerun < 1 s and ≤ 12 requests, %s, %s: max %.2f s, %d requests\n", (m < 1 && n <= 12 ? "MET" : "MISS"), rt, l, m, n }')")
+    printf '| %-30s | %-23s | %8s | %6s | %12s | %12s | %12s |\n' "$LABEL" "$(route_of "$row")" "$(col "$f" 1 | median)" "$mx" \
+      "$(mib "$(maxcol "$f" 2)")" "$src" "$dst"
+    n=$((src + ${dst/-/0}))
+    TARGET_LINES+=("$(awk -v m="$mx" -v n="$n" -v l="$LABEL" -v rt="$(route_of "$row")" 'BEGIN{ printf "%-4s no-op rerun < 1 s and <= 12 requests: %s, %s: max %.2f s, %d requests", (m < 1 && n <= 12 ? "MET" : "MISS"), rt, l, m, n }')")
   done
 done
-# Memory: ≤ 64 MiB at the largest size, and no growth with the blob size.
-SMALL=${SIZE_LIST[0]}
-for row in "${ROWS[@]}"; do
-  case $row in *-trivy-mirror) ;; *) continue ;; esac
-  big=$(printf '%s\n' "${RSS_BY[@]}" | awk -v r="$row" -v s="$MAX_BYTES" '$1 == r && $2 == s {print $3}')
-  small=$(printf '%s\n' "${RSS_BY[@]}" | awk -v r="$row" -v s="$SMALL" '$1 == r && $2 == s {print $3}')
-  TARGET_LINES+=("$(awk -v b="$big" -v s="$small" -v lb="$(label_of "$MAX_BYTES")" -v ls="$(label_of "$SMALL")" -v rt="$(route_of "$row")" \
-    'BEGIN{ printf "%-4s peak RSS ≤ 64 MiB, %s, %s: %.1f MiB\n", (b <= 64 ? "MET" : "MISS"), rt, lb, b;
-            printf "%-4s RSS does not grow with blob size, %s: %.1f MiB at %s → %.1f MiB at %s (%+.1f MiB)", (b - s <= 16 ? "MET" : "MISS"), rt, s, ls, b, lb, b - s }')")
-done
+# Memory: <= 64 MiB at every size, and no growth from the smallest to the largest random layer.
+if [ ${#RANDOM_SIZES[@]} -gt 0 ]; then
+  small=random:${RANDOM_SIZES[0]}; big=random:$MAX_BYTES
+  for row in $(rows_for random); do
+    case $row in *-trivy-mirror) ;; *) continue ;; esac
+    rt=$(route_of "$row")
+    for SC in "${SCENARIOS[@]}"; do
+      r=${RSS_BY[$row:$SC]}
+      TARGET_LINES+=("$(awk -v r="$r" -v l="${LABELS[$SC]}" -v rt="$rt" 'BEGIN{ printf "%-4s peak RSS <= 64 MiB: %s, %s: %.1f MiB", (r <= 64 ? "MET" : "MISS"), rt, l, r }')")
+    done
+    [ "$small" = "$big" ] && continue
+    TARGET_LINES+=("$(awk -v b="${RSS_BY[$row:$big]}" -v s="${RSS_BY[$row:$small]}" -v lb="${LABELS[$big]}" -v ls="${LABELS[$small]}" -v rt="$rt" \
+      'BEGIN{ printf "%-4s RSS does not grow with the blob: %s: %.1f MiB (%s) -> %.1f MiB (%s), %+.1f MiB", (b - s <= 16 ? "MET" : "MISS"), rt, s, ls, b, lb, b - s }')")
+  done
+fi
 echo
 echo "Targets:"
 echo
 printf '%s\n' "${TARGET_LINES[@]}" | sed 's/^/    /'
 echo
-echo "Commands (SRC = the source registry, DST = a fresh registry or S3 emulator per repetition):"
+echo "Commands (SRC: the source registry; DST: a fresh registry or S3 emulator for each repetition):"
 echo
 cat <<EOF
     trivy-mirror -q sync --only db --source 127.0.0.1:SRC/aquasecurity --to DIR | oci://127.0.0.1:DST/x | s3://bench/mirror
     skopeo copy --quiet --preserve-digests --src-tls-verify=false docker://127.0.0.1:SRC/aquasecurity/trivy-db:2 dir:DIR
     skopeo copy --quiet --preserve-digests --src-tls-verify=false --dest-tls-verify=false \\
       docker://127.0.0.1:SRC/aquasecurity/trivy-db:2 docker://127.0.0.1:DST/x/aquasecurity/trivy-db:2
-    sha256sum FILE; openssl dgst -sha256 FILE; curl -sS -o /dev/null http://127.0.0.1:SRC/v2/aquasecurity/trivy-db/blobs/sha256:…
-    (FILE = the blob's data file in the source registry's storage; all under /usr/bin/time -f '%e %M %U %S')
+    sha256sum FILE; openssl dgst -sha256 FILE; gzip -dc FILE >/dev/null
+    curl -sS -o /dev/null http://127.0.0.1:SRC/v2/aquasecurity/trivy-db/blobs/sha256:<layer>
+    (FILE: the layer's data file in the source registry's storage; every command under /usr/bin/time -f '%e %M %U %S')
 EOF
-[ "$QUIET_NOTES" -gt 0 ] && echo && echo "Note: $QUIET_NOTES measurement(s) started while the machine was busy (see the noise column)."
+if [ "$NOISY" -gt 0 ] || [ "$QUIET_NOTES" -gt 0 ]; then
+  echo
+  echo "Note: $NOISY repetition(s) kept although other processes used more than $MAX_NOISE % of the CPUs"
+  echo "(after $RETRIES retries); $QUIET_NOTES started without a quiet second. See the noise column; rerun on an idle machine."
+fi
 exit 0
