@@ -16,7 +16,8 @@
 #
 # and a rerun where nothing changed (time and requests on the source and destination).
 # Every destination is fresh for each repetition. The table gives the median wall time,
-# throughput, the peak RSS (max over repetitions), CPU seconds of the tool, the ratios
+# throughput, the peak RSS (max over repetitions), CPU seconds of the tool and of the
+# servers (source registry, destination registry or S3 emulator), the ratios
 # to skopeo (same route) and to sha256sum, the requests seen by the servers and a noise
 # figure: CPU used by *other* processes during the run, in % of the machine. A repetition
 # with more than --max-noise % is discarded and run again (twice at most).
@@ -298,8 +299,9 @@ wait_quiet() {
   done
 }
 
-# measure OUT cmd… : run under /usr/bin/time. Sets M_RC M_WALL M_RSS (KiB) M_CPU (s)
-# M_NOISE (% of all CPUs used by anything but the command and our servers).
+# measure OUT cmd… : run under /usr/bin/time. Sets M_RC M_WALL M_RSS (KiB) M_CPU (s),
+# M_SRV (CPU s of our servers: source registry and destination) and M_NOISE (% of all
+# CPUs used by anything but the command and our servers).
 measure() {
   local out=$1; shift
   local b0 s0 b1 s1 u s
@@ -316,6 +318,7 @@ measure() {
   b1=$(busy_ticks); s1=$(proc_ticks "${SERVERS[@]}")
   read -r M_WALL M_RSS u s < <(tail -n1 "$out.time")
   M_CPU=$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%.2f", u + s}')
+  M_SRV=$(awk -v t=$((s1 - s0)) -v hz="$HZ" 'BEGIN{printf "%.2f", t / hz}')
   M_NOISE=$(awk -v b=$((b1 - b0)) -v sv=$((s1 - s0)) -v hz="$HZ" -v c="$M_CPU" -v w="$M_WALL" -v n="$NCPU" \
     'BEGIN{ if (w < 0.2) { print 0; exit } f = (b - sv) / hz - c; x = 100 * f / (w * n); printf "%.0f", (x < 0 ? 0 : x) }')
 }
@@ -357,7 +360,7 @@ tool_of() {
 }
 
 # sample ROW REP: one repetition of one row; appends "wall rss_kib cpu noise src dst" to
-# RES/ROW (and for trivy-mirror the no-op rerun "wall rss_kib src dst" to RES/ROW.rerun).
+# RES/ROW, plus the servers' CPU seconds (and for trivy-mirror the no-op rerun "wall rss_kib src dst" to RES/ROW.rerun).
 # Returns 1 when the run was disturbed (noise above MAX_NOISE) and should be repeated.
 sample() {
   local row=$1 rep=$2 out=$WORK/run/$1.$2 dest src0 dst0 src_n dst_n="-" cnt_dst=""
@@ -396,7 +399,7 @@ sample() {
     s3-*) measure "$out" "${tm_cmd[@]}" --to s3://bench/mirror; check "$out" "trivy-mirror → S3" ;;
   esac
   case $row in *-trivy-mirror*) grep -q ' written ' "$out.stdout" || die "$row: summary does not say written: $(cat "$out.stdout")" ;; esac
-  local wall=$M_WALL rss=$M_RSS cpu=$M_CPU noise=$M_NOISE
+  local wall=$M_WALL rss=$M_RSS cpu=$M_CPU noise=$M_NOISE srv=$M_SRV
   sleep 0.3 # distribution writes its access-log line after the response
   src_n=$(( $(lines "$SRC_LOG") - src0 ))
   [ -n "$cnt_dst" ] && dst_n=$(( $($cnt_dst) - dst0 ))
@@ -423,7 +426,7 @@ sample() {
     fi
     NOISY=$((NOISY + 1))
   fi
-  echo "$wall $rss $cpu $noise $src_n $dst_n" >>"$RES/$row"
+  echo "$wall $rss $cpu $noise $src_n $dst_n $srv" >>"$RES/$row"
   [ -n "$rr" ] && echo "$rr" >>"$RES/$row.rerun"
   log "  $row rep $rep: ${wall}s, ${rss} KiB, cpu ${cpu}s, noise ${noise}%${rr:+, rerun ${rr%% *}s}"
   return 0
@@ -486,7 +489,7 @@ maxs() { awk -v c="$2" 'BEGIN{m=0} $c+0 > m {m=$c+0} END{printf "%.2f", m}' "$1"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
 
-fmt_row() { printf '| %-30s | %-23s | %-38s | %8s | %11s | %6s | %12s | %6s | %8s | %11s | %16s | %7s |\n' "$@"; }
+fmt_row() { printf '| %-30s | %-23s | %-38s | %8s | %11s | %6s | %12s | %6s | %13s | %8s | %11s | %16s | %7s |\n' "$@"; }
 
 TARGET_LINES=()
 declare -A RSS_BY
@@ -497,13 +500,14 @@ echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(uname -srm); $NCPU CPUs 
 echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(GIT_OPTIONAL_LOCKS=0 git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' + uncommitted changes in the tree')"
 echo "- $("$TM" --version); $(skopeo --version); $(docker-registry --version 2>&1 | awk '{print "docker-registry " $3}'); S3 emulator: $S3_BACKEND$( [ "$S3_BACKEND" = s3s-fs ] && echo " $("$S3FS_BIN" --version 2>/dev/null | awk '{print $2}')")"
 echo "- $REPS repetitions per row, interleaved; median wall time; peak RSS = max over repetitions (/usr/bin/time %M$TIME_NOTE); warm page cache"
+echo "- CPU s = user+sys of the command; server CPU s = CPU of the source registry and the destination server during it (medians)"
 echo "- noise = CPU used by other processes during the run, % of all $NCPU CPUs (max over repetitions); runs above $MAX_NOISE % were repeated (at most $RETRIES times)"
 echo "- load: start $START_UPTIME"
 for u in "${UPTIMES[@]}"; do echo "- load: $u"; done
 echo "- load: end   $(uptime)"
 echo
-fmt_row layer route tool "median s" "min-max s" "MiB/s" "peak RSS MiB" "CPU s" "x skopeo" "x sha256sum" "requests src/dst" "noise %"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' -------------------------------- ------------------------- ---------------------------------------- ---------: ------------: -------: -------------: -------: ---------: ------------: -----------------: --------:
+fmt_row layer route tool "median s" "min-max s" "MiB/s" "peak RSS MiB" "CPU s" "server CPU s" "x skopeo" "x sha256sum" "requests src/dst" "noise %"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' -------------------------------- ------------------------- ---------------------------------------- ---------: ------------: -------: -------------: -------: --------------: ---------: ------------: -----------------: --------:
 for SC in "${SCENARIOS[@]}"; do
   KIND=${SC%%:*}; PARAM=${SC#*:}; RES=$WORK/results/$KIND-$PARAM; SIZE=${SIZES_OF[$SC]}; LABEL=${LABELS[$SC]}
   read -r -a ROWS <<<"$(rows_for "$KIND")"
@@ -516,7 +520,7 @@ for SC in "${SCENARIOS[@]}"; do
     vs_sk="-"
     case $row in dir-*|oci-*) vs_sk=$(ratio "$med" "$(col "$RES/${row%%-*}-skopeo" 1 | median)") ;; esac
     fmt_row "$LABEL" "$(route_of "$row")" "$(tool_of "$row")" "$med" "$(mincol "$f" 1)-$(maxs "$f" 1)" "$mibs" "$rss" \
-      "$(col "$f" 3 | median)" "$vs_sk" "$(ratio "$med" "$sha_med")" "$(tail -n1 "$f" | awk '{print $5 "/" $6}')" "$(maxcol "$f" 4)"
+      "$(col "$f" 3 | median)" "$(col "$f" 7 | median)" "$vs_sk" "$(ratio "$med" "$sha_med")" "$(tail -n1 "$f" | awk '{print $5 "/" $6}')" "$(maxcol "$f" 4)"
     case $row in
       dir-trivy-mirror|oci-trivy-mirror)
         TARGET_LINES+=("$(awk -v r="$vs_sk" -v l="$LABEL" -v rt="$(route_of "$row")" 'BEGIN{ printf "%-4s wall time <= skopeo: %s, %s: %.2fx skopeo", (r <= 1 ? "MET" : "MISS"), rt, l, r }')") ;;
@@ -535,7 +539,7 @@ for SC in "${SCENARIOS[@]}"; do
   for row in "${ROWS[@]}"; do
     f=$RES/$row.rerun
     [ -f "$f" ] && [ "$row" != s3-trivy-mirror-unsigned ] || continue
-    mx=$(maxcol "$f" 1)
+    mx=$(maxs "$f" 1)
     src=$(tail -n1 "$f" | awk '{print $3}'); dst=$(tail -n1 "$f" | awk '{print $4}')
     printf '| %-30s | %-23s | %8s | %6s | %12s | %12s | %12s |\n' "$LABEL" "$(route_of "$row")" "$(col "$f" 1 | median)" "$mx" \
       "$(mib "$(maxcol "$f" 2)")" "$src" "$dst"
