@@ -103,6 +103,19 @@ where
 /// verification) failed, in which case every branch also ends with an error. A branch
 /// whose consumer gives up is dropped without disturbing the others.
 pub fn fan_out(source: BlobStream, n: usize) -> (Vec<BlobStream>, impl Future<Output = Result<()>> + Send) {
+    fan_out_with(source, n, 0)
+}
+
+/// Like [`fan_out`], but the last `best_effort` branches never slow the others down: when
+/// such a branch's buffer is full it is cut off (its stream just ends early). Used for
+/// side readers such as the `metadata.json` inspector, which must not throttle a copy
+/// to gzip-inflate speed (docs/BENCHMARKS.md, finding 1).
+pub fn fan_out_with(
+    source: BlobStream,
+    n: usize,
+    best_effort: usize,
+) -> (Vec<BlobStream>, impl Future<Output = Result<()>> + Send) {
+    let required = n.saturating_sub(best_effort);
     let (senders, branches): (Vec<_>, Vec<_>) = (0..n)
         .map(|_| {
             let (tx, rx) = mpsc::channel::<Result<Bytes>>(FANOUT_DEPTH);
@@ -115,10 +128,14 @@ pub fn fan_out(source: BlobStream, n: usize) -> (Vec<BlobStream>, impl Future<Ou
         while let Some(item) = source.next().await {
             match item {
                 Ok(chunk) => {
-                    for slot in senders.iter_mut() {
-                        if let Some(tx) = slot
-                            && tx.send(Ok(chunk.clone())).await.is_err()
-                        {
+                    for (i, slot) in senders.iter_mut().enumerate() {
+                        let Some(tx) = slot else { continue };
+                        let delivered = if i < required {
+                            tx.send(Ok(chunk.clone())).await.is_ok()
+                        } else {
+                            tx.try_send(Ok(chunk.clone())).is_ok()
+                        };
+                        if !delivered {
                             *slot = None;
                         }
                     }
@@ -223,6 +240,21 @@ mod tests {
         let (outs, res) = tokio::join!(futures_util::future::join_all(branches.into_iter().map(drain)), driver);
         assert!(res.is_err());
         assert!(outs.iter().all(Result::is_err));
+    }
+
+    #[tokio::test]
+    async fn a_slow_best_effort_branch_is_cut_off_instead_of_slowing_the_copy() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(64 * 1024).collect();
+        let data: &'static [u8] = data.leak();
+        let source = stream::iter(data.chunks(100).map(|c| Ok::<_, Error>(Bytes::from_static(c))).collect::<Vec<_>>());
+        let (mut branches, driver) = fan_out_with(verify(source, desc(data), "b".into()), 2, 1);
+        let lossy = branches.pop().unwrap();
+        // The required branch is drained while the best-effort one is never read.
+        let (out, res) = tokio::join!(drain(branches.pop().unwrap()), driver);
+        res.unwrap();
+        assert_eq!(out.unwrap(), data);
+        let partial = drain(lossy).await.unwrap();
+        assert!(partial.len() < data.len(), "the idle best-effort branch should have been cut off");
     }
 
     #[tokio::test]

@@ -5,7 +5,8 @@
 //! Order is what keeps readers safe: blobs, then manifest by digest, then the tag, then
 //! tags/list, then (once per run) the `/v2/` ping and `status.json`. A run killed at any
 //! point leaves the previous tag pointing at complete content. A destination whose tag
-//! already resolves to the upstream digest costs one small GET and nothing else.
+//! already resolves to the upstream digest costs one small GET (plus the run's single
+//! `status.json` update).
 //!
 //! Sources are tried in order; any failure on the source side (unreachable, 404, 429,
 //! 5xx, corrupt content) moves on to the next. A failure on one destination does not
@@ -25,7 +26,7 @@ use crate::inspect::DbMetadata;
 use crate::manifest::{CheckedManifest, Descriptor};
 use crate::report::{Entry, Outcome, Report};
 use crate::source::Source;
-use crate::stream::fan_out;
+use crate::stream::fan_out_with;
 
 /// Attempts at one blob transfer before the source is given up on.
 const BLOB_ATTEMPTS: u32 = 3;
@@ -172,7 +173,9 @@ async fn try_source(
         return Ok(entries);
     }
 
-    // Read the database's metadata.json while its layer streams past (status, snapshots).
+    // Read the database's metadata.json while its layer streams past (status, snapshots),
+    // best effort: the reader inflates the layer and is cut off rather than allowed to
+    // slow the copy, in which case the manifest's `created` annotation stands in.
     let inspect = matches!(artifact.kind, Kind::Db | Kind::JavaDb);
     let mut metadata = None;
     for blob in manifest.blobs() {
@@ -198,7 +201,7 @@ async fn try_source(
         e.bytes_written = p.bytes;
         e.blobs_skipped = p.skipped;
         e.error = p.error;
-        e.updated_at = metadata.as_ref().and_then(|m| m.updated_at);
+        e.updated_at = metadata.as_ref().and_then(|m| m.updated_at).or(manifest.created);
         e.next_update = metadata.as_ref().and_then(|m| m.next_update);
         entries.push(e);
     }
@@ -240,7 +243,8 @@ async fn copy_blob(
         };
         let label = format!("{artifact} {}", &blob.digest.hex()[..12]);
         let body = crate::progress::track(body, plan.progress.start(&label, blob.size));
-        let (mut branches, driver) = fan_out(body, need.len() + usize::from(inspect));
+        let inspectors = usize::from(inspect);
+        let (mut branches, driver) = fan_out_with(body, need.len() + inspectors, inspectors);
         let inspector = if inspect { branches.pop() } else { None };
         let uploads = need.iter().zip(branches).map(|(&i, branch)| pending[i].dest.put_blob(repo, blob, branch));
         let inspected = async {
