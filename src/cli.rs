@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use trivy_mirror::artifact::Kind;
 use trivy_mirror::dest::DestinationOptions;
-use trivy_mirror::registry::{Credentials, RegistryOptions, RetryPolicy, Secret, auth};
+use trivy_mirror::registry::{Cloud, Credentials, RegistryOptions, RetryPolicy, Secret, auth};
 use trivy_mirror::source::{DEFAULT_SOURCES, Source};
 use trivy_mirror::sync::SyncPlan;
 use trivy_mirror::{Error, Result};
@@ -154,6 +154,7 @@ impl VerifyArgs {
                 ca_file: self.cacert.clone(),
                 retry: RetryPolicy::default(),
                 read_timeout: Some(Duration::from_secs(60)),
+                chunk_size: None,
             },
             namespace: self.namespace.clone(),
             only,
@@ -218,8 +219,9 @@ pub struct SyncArgs {
     #[arg(long, env = "TRIVY_MIRROR_DEST_TOKEN", hide_env_values = true, conflicts_with = "dest_username")]
     pub dest_token: Option<String>,
 
-    /// How oci:// destinations authenticate: auto (flags, else ECR for *.dkr.ecr.* hosts,
-    /// else docker config.json), docker, or ecr (GetAuthorizationToken; `ecr` feature).
+    /// How oci:// destinations authenticate: auto (flags, else docker config.json, else the
+    /// cloud identity for ECR, Artifact Registry and ACR hosts), docker, ecr (`ecr`
+    /// feature), gar (Google application default credentials) or acr (Entra ID exchange).
     #[arg(long, env = "TRIVY_MIRROR_DEST_AUTH", value_enum, default_value_t = DestAuth::Auto)]
     pub dest_auth: DestAuth,
 
@@ -230,6 +232,11 @@ pub struct SyncArgs {
     /// Extra CA bundle (PEM) trusted for oci:// destinations.
     #[arg(long, env = "TRIVY_MIRROR_DEST_CA_FILE")]
     pub dest_ca_file: Option<PathBuf>,
+
+    /// Push blobs to oci:// destinations in chunks of this size (e.g. 4MiB) instead of one
+    /// request each. Without it, chunks are used only after a 413 (a proxy's body limit).
+    #[arg(long, env = "TRIVY_MIRROR_DEST_CHUNK_SIZE", value_parser = parse_size)]
+    pub dest_chunk_size: Option<u64>,
 
     /// Public base URL of the mirror (https://trivy-mirror.example.com); VEX locations point here.
     #[arg(long, env = "TRIVY_MIRROR_BASE_URL")]
@@ -279,12 +286,16 @@ pub struct SyncArgs {
 /// Where oci:// destination credentials come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DestAuth {
-    /// Flags, else ECR for ECR hosts, else docker config.json.
+    /// Flags, else docker config.json, else the cloud identity for a cloud registry host.
     Auto,
     /// docker config.json (auths, credHelpers, credsStore).
     Docker,
     /// Amazon ECR GetAuthorizationToken with the environment's AWS credentials.
     Ecr,
+    /// Google application default credentials (key file, gcloud login, metadata server).
+    Gar,
+    /// A Microsoft Entra ID token (secret, workload or managed identity) exchanged at the ACR.
+    Acr,
 }
 
 /// `trivy-mirror serve`.
@@ -342,6 +353,7 @@ impl SyncArgs {
                 ca_file: self.source_ca_file.clone(),
                 retry: self.retry_policy(),
                 read_timeout,
+                chunk_size: None,
             };
             sources.push(Source::parse(spec, options)?);
         }
@@ -356,6 +368,7 @@ impl SyncArgs {
             ca_file: self.dest_ca_file.clone(),
             retry: self.retry_policy(),
             read_timeout,
+            chunk_size: self.dest_chunk_size,
         };
         let vex = if only.contains(&Kind::Vex) {
             let base_url = self.base_url.as_deref().ok_or_else(|| Error::Config {
@@ -412,7 +425,7 @@ impl SyncArgs {
         out
     }
 
-    /// Destination credentials for a registry host, from flags, ECR or docker config.
+    /// Destination credentials for a registry host: flags, docker config or a cloud identity.
     pub fn destination_options_for(&self, url: &str, base: &DestinationOptions) -> Result<DestinationOptions> {
         let mut options = base.clone();
         if options.registry.credentials == Credentials::Anonymous
@@ -420,18 +433,89 @@ impl SyncArgs {
                 trivy_mirror::dest::DestinationUrl::parse(url)
         {
             options.registry.credentials = match self.dest_auth {
-                DestAuth::Ecr => Credentials::Ecr,
-                DestAuth::Auto if auth::is_ecr_host(&host) => Credentials::Ecr,
-                DestAuth::Auto | DestAuth::Docker => docker_credentials(&host)?,
+                DestAuth::Ecr => Credentials::Cloud(Cloud::Ecr),
+                DestAuth::Gar => Credentials::Cloud(Cloud::Gar),
+                DestAuth::Acr => Credentials::Cloud(Cloud::Acr),
+                DestAuth::Docker => docker_credentials(&host)?,
+                // What the user configured for this host wins (a gcloud or ecr-login
+                // helper, `docker login`); a cloud registry otherwise gets fresh
+                // credentials from the identity the job runs as.
+                DestAuth::Auto => match (docker_credentials(&host)?, Cloud::for_host(&host)) {
+                    (Credentials::Anonymous, Some(cloud)) => Credentials::Cloud(cloud),
+                    (found, _) => found,
+                },
             };
         }
         Ok(options)
     }
 }
 
+/// `1048576`, `512KiB`, `4MiB`, `1GiB` (also KB/MB/GB, read as binary units).
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size such as 4MiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?}: use KiB, MiB or GiB")),
+    };
+    let size = n.checked_mul(factor).ok_or_else(|| format!("{s:?} is too large"))?;
+    if size < trivy_mirror::registry::push::MIN_CHUNK {
+        return Err(format!("chunks are at least 64KiB, got {s:?}"));
+    }
+    Ok(size)
+}
+
 fn docker_credentials(host: &str) -> Result<Credentials> {
     match auth::docker_config_path() {
         Some(path) => auth::from_docker_config(&path, host),
         None => Ok(Credentials::Anonymous),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_units_and_refuse_tiny_chunks() {
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size(" 1 GiB "), Ok(1 << 30));
+        assert!(parse_size("1KiB").unwrap_err().contains("at least 64KiB"));
+        assert!(parse_size("4PB").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("MiB").unwrap_err().contains("not a size"));
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn a_configured_helper_wins_over_the_cloud_identity() {
+        let args = |auth: &str| {
+            let cli =
+                Cli::try_parse_from(["trivy-mirror", "sync", "--to", "oci://myreg.azurecr.io", "--dest-auth", auth])
+                    .unwrap();
+            match cli.command {
+                Command::Sync(s) => s,
+                _ => unreachable!(),
+            }
+        };
+        let dest = "oci://myreg.azurecr.io";
+        let base = DestinationOptions { tag_ttl: 300, registry: RegistryOptions::default() };
+        // SAFETY: the only test in this binary that touches DOCKER_CONFIG.
+        unsafe { std::env::set_var("DOCKER_CONFIG", "/nonexistent-docker-config") };
+        let creds = |auth: &str| args(auth).destination_options_for(dest, &base).unwrap().registry.credentials;
+        assert_eq!(creds("auto"), Credentials::Cloud(Cloud::Acr));
+        assert_eq!(creds("gar"), Credentials::Cloud(Cloud::Gar));
+        assert_eq!(creds("docker"), Credentials::Anonymous);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), r#"{"auths":{"myreg.azurecr.io":{"auth":"dTpw"}}}"#).unwrap();
+        // SAFETY: as above.
+        unsafe { std::env::set_var("DOCKER_CONFIG", dir.path()) };
+        assert_eq!(creds("auto"), Credentials::Basic { username: "u".into(), password: Secret::new("p") });
     }
 }

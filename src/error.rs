@@ -77,6 +77,16 @@ pub enum Error {
         source: Box<object_store::Error>,
     },
 
+    /// A destination changed how it talks to its server after a refusal it can work
+    /// around (a 413 to a one-request upload); the same transfer, repeated, goes through.
+    #[error("{what}: {reason}")]
+    Renegotiated {
+        /// The request that was refused.
+        what: String,
+        /// What was refused and what changes.
+        reason: String,
+    },
+
     /// A local file or socket operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -97,6 +107,7 @@ impl Error {
                 matches!(status, 408 | 429 | 499 | 500 | 502 | 503 | 504 | 522)
             }
             Error::Transport { transient, .. } => *transient,
+            Error::Renegotiated { .. } => true,
             Error::Store { source, .. } => matches!(**source, object_store::Error::Generic { .. }),
             _ => false,
         }
@@ -106,6 +117,8 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::Http { retry_after, .. } => *retry_after,
+            // Nothing to wait for: the next attempt already works differently.
+            Error::Renegotiated { .. } => Some(Duration::ZERO),
             _ => None,
         }
     }

@@ -306,7 +306,7 @@ async fn check_vex(repo_url: &str, options: &VerifyOptions, report: &mut VerifyR
     let auth = |r: reqwest::RequestBuilder| match &reg.credentials {
         crate::registry::Credentials::Bearer(t) => r.bearer_auth(t.expose()),
         crate::registry::Credentials::Basic { username, password } => r.basic_auth(username, Some(password.expose())),
-        crate::registry::Credentials::Anonymous | crate::registry::Credentials::Ecr => r,
+        crate::registry::Credentials::Anonymous | crate::registry::Credentials::Cloud(_) => r,
     };
     let get = |url: String| {
         let req = auth(http.get(&url));

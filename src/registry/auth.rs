@@ -51,10 +51,10 @@ pub enum Credentials {
     },
     /// A ready bearer token sent as-is (`--registry-token` style), no token exchange.
     Bearer(Secret),
-    /// Amazon ECR: Basic `AWS:<token>` from `GetAuthorizationToken`, fetched on first use
-    /// with the AWS credentials of the environment (role, profile, keys). Needs the `ecr`
-    /// cargo feature.
-    Ecr,
+    /// Exchanged on first use from the environment's cloud identity (see [`super::cloud`]):
+    /// ECR `GetAuthorizationToken`, Google application default credentials, or an Entra
+    /// ID token exchanged at an ACR.
+    Cloud(super::cloud::Cloud),
 }
 
 impl Credentials {
@@ -230,65 +230,9 @@ fn credential_helper(helper: &str, host: &str) -> Result<Credentials> {
     Ok(Credentials::Basic { username: answer.username, password: Secret::new(answer.secret) })
 }
 
-/// Whether a host is an Amazon ECR private registry (`<account>.dkr.ecr.<region>.amazonaws.com[.cn]`).
-pub fn is_ecr_host(host: &str) -> bool {
-    let host = host.split(':').next().unwrap_or(host);
-    let parts: Vec<&str> = host.split('.').collect();
-    parts.len() >= 6
-        && parts[0].len() == 12
-        && parts[0].bytes().all(|b| b.is_ascii_digit())
-        && parts[1] == "dkr"
-        && parts[2] == "ecr"
-        && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
-}
-
-/// Exchange the environment's AWS credentials for ECR registry credentials.
-#[cfg(feature = "ecr")]
-pub(crate) async fn ecr_credentials() -> Result<Credentials> {
-    use base64::Engine as _;
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let client = aws_sdk_ecr::Client::new(&config);
-    let fail = |reason: String| Error::config("ECR credentials", "GetAuthorizationToken", reason);
-    let out = client
-        .get_authorization_token()
-        .send()
-        .await
-        .map_err(|e| fail(format!("{}", aws_sdk_ecr::error::DisplayErrorContext(&e))))?;
-    let token = out
-        .authorization_data()
-        .first()
-        .and_then(|d| d.authorization_token())
-        .ok_or_else(|| fail("the answer holds no authorization token".into()))?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(token)
-        .map_err(|_| fail("the authorization token is not base64".into()))?;
-    let decoded = String::from_utf8(decoded).map_err(|_| fail("the authorization token is not text".into()))?;
-    let (user, password) = decoded.split_once(':').ok_or_else(|| fail("the token is not user:password".into()))?;
-    Ok(Credentials::Basic { username: user.to_string(), password: Secret::new(password) })
-}
-
-/// Without the `ecr` feature, say how to get it.
-#[cfg(not(feature = "ecr"))]
-pub(crate) async fn ecr_credentials() -> Result<Credentials> {
-    Err(Error::config(
-        "ECR credentials",
-        "GetAuthorizationToken",
-        "this build has no ECR support: rebuild with `--features ecr`, or log in with `aws ecr get-login-password | docker login` (docker config.json is read)",
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ecr_hosts() {
-        assert!(is_ecr_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com"));
-        assert!(is_ecr_host("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"));
-        assert!(!is_ecr_host("public.ecr.aws"));
-        assert!(!is_ecr_host("123.dkr.ecr.eu-west-1.amazonaws.com"));
-        assert!(!is_ecr_host("ghcr.io"));
-    }
 
     #[test]
     fn secrets_do_not_print() {

@@ -1,8 +1,9 @@
 //! A small OCI distribution client: the calls a mirror needs and nothing else.
 //!
 //! Pull side: ping, manifest GET with the exact bytes, blob GET as a stream. Push side
-//! (see [`push`]): blob HEAD, cross-repository mount, monolithic streaming upload,
-//! manifest PUT. Every request goes through [`Registry::send`], which answers auth
+//! (see [`push`]): blob HEAD, cross-repository mount, streaming upload (one PUT, chunks
+//! after a 413), manifest PUT. Credentials: [`auth`] (flags, docker config, helpers) and
+//! [`cloud`] (ECR, GAR, ACR token exchanges). Every request goes through [`Registry::send`], which answers auth
 //! challenges (Basic, or a Bearer token from the realm: ghcr.io's anonymous flow) and
 //! retries what is worth retrying: connect errors, timeouts, resets, 408/429/5xx, waiting
 //! as long as `Retry-After` asks (capped).
@@ -12,6 +13,7 @@
 //! unverified TLS and falls back to http when the TLS handshake fails.
 
 pub mod auth;
+pub mod cloud;
 pub mod push;
 
 use std::collections::HashMap;
@@ -25,6 +27,7 @@ use tokio::sync::{Mutex, OnceCell};
 
 use auth::Challenge;
 pub use auth::{Credentials, Secret};
+pub use cloud::Cloud;
 
 use crate::error::{Error, Result};
 use crate::manifest::{DOCKER_MANIFEST, MAX_MANIFEST_BYTES, OCI_MANIFEST};
@@ -74,6 +77,9 @@ pub struct RegistryOptions {
     pub retry: RetryPolicy,
     /// Read timeout: a body that stalls this long fails (and is retried).
     pub read_timeout: Option<Duration>,
+    /// Push blobs in `PATCH` chunks of this many bytes from the start (else one PUT, with
+    /// chunks only after a 413).
+    pub chunk_size: Option<u64>,
 }
 
 #[derive(Default)]
@@ -89,8 +95,10 @@ pub struct Registry {
     options: RegistryOptions,
     base: OnceCell<String>,
     auth: Mutex<AuthState>,
-    /// The credentials in force, once resolved (ECR exchanges them on first use).
+    /// The credentials in force, once resolved (cloud identities are exchanged on first use).
     credentials: OnceCell<Credentials>,
+    /// Upload chunk size in bytes; 0 = one streaming PUT per blob (see [`push`]).
+    upload_chunk: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Registry {
@@ -140,6 +148,7 @@ impl Registry {
             return Err(Error::config("registry host", host, "expected a host name with an optional :port"));
         }
         let http = http_client(options.insecure, options.ca_file.as_ref(), options.read_timeout)?;
+        let upload_chunk = options.chunk_size.map_or(0, |c| c.max(push::MIN_CHUNK));
         Ok(Registry {
             host: host.to_string(),
             http,
@@ -147,6 +156,7 @@ impl Registry {
             base: OnceCell::new(),
             auth: Mutex::default(),
             credentials: OnceCell::new(),
+            upload_chunk: upload_chunk.into(),
         })
     }
 
@@ -182,12 +192,16 @@ impl Registry {
         Ok(format!("{}/v2/{path}", self.base().await?))
     }
 
-    /// The credentials in force: the configured ones, with ECR's exchanged on first use.
+    /// The credentials in force: the configured ones, with a cloud's exchanged on first use.
     async fn credentials(&self) -> Result<&Credentials> {
         self.credentials
             .get_or_try_init(|| async {
                 match &self.options.credentials {
-                    Credentials::Ecr => auth::ecr_credentials().await,
+                    Credentials::Cloud(Cloud::Ecr) => cloud::ecr_credentials().await,
+                    Credentials::Cloud(Cloud::Gar) => cloud::gar_credentials(&self.http).await,
+                    Credentials::Cloud(Cloud::Acr) => {
+                        cloud::acr_credentials(&self.http, self.base().await?, &self.host).await
+                    }
                     other => Ok(other.clone()),
                 }
             })

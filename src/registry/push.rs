@@ -1,18 +1,45 @@
 //! Push side of the registry client: blob existence, streaming upload, manifest PUT.
 //!
-//! Uploads are monolithic: `POST /blobs/uploads/` then one streaming `PUT ?digest=` with
-//! the known size, the mode registries support most widely (regclient tries it first) and
-//! the one ECR handles correctly (its chunked PATCH answers 201 and drops data,
-//! aws/containers-roadmap#2831). The registry checks the digest itself.
+//! Uploads are monolithic by default: `POST /blobs/uploads/` then one streaming
+//! `PUT ?digest=` with the known size, the mode registries support most widely (regclient
+//! tries it first) and the one ECR handles correctly (its chunked PATCH answers 201 and
+//! drops data, aws/containers-roadmap#2831). The registry checks the digest itself.
+//!
+//! Chunked uploads (`PATCH` with `Content-Range`, then an empty `PUT ?digest=`) are the
+//! fallback for what sits in front of many self-hosted registries: an ingress or proxy
+//! with a request-body limit (nginx's default is 1 MiB) answers 413 to the one big PUT.
+//! The first 413 switches this registry to chunks for the rest of the run and the blob is
+//! sent again; a chunk that still meets a 413 is halved on the spot, down to 64 KiB, so
+//! the upload adapts to the limit without starting over. `--dest-chunk-size` starts in
+//! chunked mode. Memory stays bounded by one chunk.
 
-use bytes::Bytes;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
-use reqwest::{Method, StatusCode};
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, Response, StatusCode};
 
 use super::Registry;
+
+/// The upload session URL a response points to, resolved against the request URL.
+fn next_location(request: &str, resp: &Response) -> Result<url::Url> {
+    let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+        Error::rejected(format!("upload session at {}", crate::error::strip_query(request)), "no Location header")
+    })?;
+    url::Url::parse(request)
+        .and_then(|base| base.join(location))
+        .map_err(|e| Error::rejected(format!("upload location {location:?}"), e.to_string()))
+}
 use crate::error::{Error, Result};
 use crate::manifest::{CheckedManifest, Descriptor};
 use crate::stream::BlobStream;
+
+/// The chunk size taken when a one-request upload is refused as too large.
+pub const FALLBACK_CHUNK: u64 = 8 * 1024 * 1024;
+
+/// Chunks are never split below this.
+pub const MIN_CHUNK: u64 = 64 * 1024;
 
 /// `repository:<repo>:pull,push`.
 pub(crate) fn push_scope(repo: &str) -> String {
@@ -49,33 +76,113 @@ impl Registry {
         Ok(false)
     }
 
-    /// Upload a blob from a verifying stream in one streaming PUT.
+    /// Upload a blob from a verifying stream: one streaming PUT, or chunks once this
+    /// registry is in chunked mode.
     pub async fn push_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<u64> {
         let scope = push_scope(repo);
-        let start = self.url(&format!("{repo}/blobs/uploads/")).await?;
-        let resp = self.send(Method::POST, &start, &scope, false, |r| r.header(CONTENT_LENGTH, "0")).await?;
-        let location = resp
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Error::rejected(format!("upload session from {}", self.host()), "no Location header"))?;
-        let mut url = url::Url::parse(&start)
-            .and_then(|base| base.join(location))
-            .map_err(|e| Error::rejected(format!("upload location {location:?}"), e.to_string()))?;
+        let session = self.start_upload(repo, &scope).await?;
+        let chunk = self.upload_chunk.load(Ordering::Relaxed);
+        if chunk > 0 {
+            return self.push_chunks(&scope, blob, body, session).await;
+        }
+        let mut url = session;
         url.query_pairs_mut().append_pair("digest", blob.digest.as_str());
-        let url = url.to_string();
         // The body can be sent once only, so this request is not retried here: the sync
         // engine retries the whole blob transfer from the source.
         let body = std::sync::Mutex::new(Some(body));
-        self.send_once(Method::PUT, &url, &scope, |r| {
-            let stream = body.lock().expect("not poisoned").take();
-            let r = r.header(CONTENT_TYPE, "application/octet-stream").header(CONTENT_LENGTH, blob.size);
-            match stream {
-                Some(s) => r.body(reqwest::Body::wrap_stream(s)),
-                None => r.body(Bytes::new()),
+        let sent = self
+            .send_once(Method::PUT, url.as_str(), &scope, |r| {
+                let stream = body.lock().expect("not poisoned").take();
+                let r = r.header(CONTENT_TYPE, "application/octet-stream").header(CONTENT_LENGTH, blob.size);
+                match stream {
+                    Some(s) => r.body(reqwest::Body::wrap_stream(s)),
+                    None => r.body(Bytes::new()),
+                }
+            })
+            .await;
+        match sent {
+            Ok(_) => Ok(blob.size),
+            Err(Error::Http { status: 413, url, .. }) => {
+                // Keep a smaller chunk size another blob may already have learned.
+                let _ = self.upload_chunk.compare_exchange(0, FALLBACK_CHUNK, Ordering::Relaxed, Ordering::Relaxed);
+                tracing::info!(host = self.host(), "blob refused as too large in one request; uploading in chunks");
+                Err(Error::Renegotiated {
+                    what: format!("PUT {url}"),
+                    reason: "HTTP 413: the registry or a proxy in front of it limits request bodies; \
+                             switching to chunked uploads"
+                        .into(),
+                })
             }
-        })
-        .await?;
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /blobs/uploads/`: the session URL to send the blob to.
+    async fn start_upload(&self, repo: &str, scope: &str) -> Result<url::Url> {
+        let start = self.url(&format!("{repo}/blobs/uploads/")).await?;
+        let resp = self.send(Method::POST, &start, scope, false, |r| r.header(CONTENT_LENGTH, "0")).await?;
+        next_location(&start, &resp)
+    }
+
+    /// Send the blob as `PATCH` chunks of the current chunk size, then close the session
+    /// with `PUT ?digest=`. A chunk refused with 413 is split in half and sent again.
+    async fn push_chunks(
+        &self,
+        scope: &str,
+        blob: &Descriptor,
+        mut body: BlobStream,
+        session: url::Url,
+    ) -> Result<u64> {
+        let mut location = session;
+        let mut offset = 0u64;
+        let mut buf = BytesMut::new();
+        let mut done = false;
+        while !done || !buf.is_empty() {
+            let chunk = self.upload_chunk.load(Ordering::Relaxed).max(MIN_CHUNK) as usize;
+            while !done && buf.len() < chunk {
+                match body.next().await {
+                    Some(bytes) => buf.extend_from_slice(&bytes?),
+                    None => done = true,
+                }
+            }
+            if buf.is_empty() {
+                break;
+            }
+            let piece = buf.split_to(chunk.min(buf.len())).freeze();
+            let len = piece.len() as u64;
+            let range = format!("{offset}-{}", offset + len - 1);
+            let sent = self
+                .send_once(Method::PATCH, location.as_str(), scope, |r| {
+                    r.header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_RANGE, range.as_str())
+                        .header(CONTENT_LENGTH, len)
+                        .body(piece.clone())
+                })
+                .await;
+            match sent {
+                Ok(resp) => {
+                    location = next_location(location.as_str(), &resp)?;
+                    offset += len;
+                }
+                Err(Error::Http { status: 413, .. }) if len / 2 >= MIN_CHUNK => {
+                    // Nothing of this chunk was taken: put it back and halve the size.
+                    self.upload_chunk.fetch_min(len / 2, Ordering::Relaxed);
+                    tracing::info!(host = self.host(), chunk = len / 2, "chunk refused as too large; halving");
+                    let mut back = BytesMut::from(&piece[..]);
+                    back.extend_from_slice(&buf);
+                    buf = back;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if offset != blob.size {
+            return Err(Error::rejected(
+                format!("blob {}", blob.digest),
+                format!("the source sent {offset} bytes, the manifest says {}", blob.size),
+            ));
+        }
+        location.query_pairs_mut().append_pair("digest", blob.digest.as_str());
+        self.send(Method::PUT, location.as_str(), scope, false, |r| r.header(CONTENT_LENGTH, "0")).await?;
         Ok(blob.size)
     }
 

@@ -6,6 +6,8 @@ mod harness;
 /// Help texts and the summary, against snapshots.
 mod cli;
 
+/// ECR, Artifact Registry and ACR credentials from the job's cloud identity.
+mod cloud_credentials;
 /// The AWS Lambda handler under cargo lambda watch.
 mod lambda;
 /// Local directory + `serve`: the main job.

@@ -98,7 +98,7 @@ fn push_with_basic_auth_and_trivy_pulls_with_credentials() {
 /// nginx imitating a token registry (ghcr.io style): `/v2/` challenges with
 /// `Bearer realm=…/token`, the token endpoint wants Basic credentials when `basic` is
 /// set, and everything else needs the issued bearer token.
-fn token_front(registry: &Registry, basic: Option<&str>) -> Nginx {
+pub(crate) fn token_front(registry: &Registry, basic: Option<&str>) -> Nginx {
     let check_basic = match basic {
         Some(b) => format!("if ($http_authorization != \"Basic {b}\") {{ return 401; }}"),
         None => String::new(),
@@ -166,33 +166,43 @@ fn a_registry_failing_mid_upload_is_retried() {
     assert_eq!(raw, upstream.db.manifest);
 }
 
-/// Amazon ECR: credentials from GetAuthorizationToken (moto implements it), used as
-/// Basic `AWS:<token>` against a registry that expects exactly those credentials.
-#[cfg(feature = "ecr")]
+/// An nginx ingress in front of the registry with a small request-body limit (nginx's
+/// default is 1 MiB) refuses the one-request upload with 413: the push falls back to
+/// chunks, halves them until they pass, and the blob lands intact; Trivy then pulls it
+/// through the same front. `--dest-chunk-size` starts in chunks without the 413.
 #[test]
-fn ecr_credentials_come_from_get_authorization_token() {
-    let (upstream, source) = Upstream::seeded();
-    // moto answers "AWS:<account>-auth-token" for its default account.
-    let target = Registry::start_with_auth("AWS", "123456789012-auth-token");
-    let moto = Moto::start("unused");
-    let env: Vec<(&str, String)> = moto.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let run = sync(
-        &[
-            "--to",
-            &format!("oci://{}", target.addr),
-            "--source",
-            &format!("{}/aquasecurity", source.addr),
-            "--dest-auth",
-            "ecr",
-            "--only",
-            "db",
-        ],
-        &env,
-    );
+fn a_proxy_body_limit_falls_back_to_chunked_uploads() {
+    let mut upstream = Upstream::standard();
+    upstream.db =
+        trivy_mirror_fixtures::trivy_db(&trivy_mirror_fixtures::DbOptions { padding: 1_500_000, ..Default::default() });
+    let source = Registry::start();
+    upstream.seed(&source, "aquasecurity");
+    let target = Registry::start();
+    let ingress = Nginx::start(&format!(
+        "    client_max_body_size 256k;\n\
+             location / {{ proxy_pass http://{}; proxy_set_header Host $http_host; }}",
+        target.addr
+    ));
+    let src = format!("{}/aquasecurity", source.addr);
+    let run = push(&format!("oci://{}", ingress.addr), &src, &[]);
     run.assert_ok();
-    assert!(moto.log().contains("POST / "), "GetAuthorizationToken was not called:\n{}", moto.log());
-    let raw = skopeo_raw(&format!("{}/aquasecurity/trivy-db:2", target.addr), Some("AWS:123456789012-auth-token"));
+    for (name, tag, artifact) in upstream.items() {
+        let raw = skopeo_raw(&format!("{}/aquasecurity/{name}:{tag}", target.addr), None);
+        assert_eq!(raw, artifact.manifest, "{name}:{tag}");
+    }
+    let log = ingress.access_log();
+    let layer = upstream.db.layer_digest().replace(':', "%3A");
+    assert!(log.lines().any(|l| l.contains(&layer) && l.contains("\"PUT ") && l.contains("\" 413 ")), "{log}");
+    let patches: Vec<&str> = log.lines().filter(|l| l.contains("\"PATCH ")).collect();
+    assert!(patches.iter().any(|l| l.contains("\" 413 ")), "expected a refused chunk to be halved:\n{log}");
+    assert!(patches.iter().filter(|l| l.contains("\" 202 ")).count() >= 6, "1.5 MB in ≤ 256 KiB chunks:\n{log}");
+    assert_trivy_uses_mirror(&ingress.addr);
+
+    // Chunked from the start: no refused request at all.
+    let before = ingress.access_log().matches("\" 413 ").count();
+    let run = push(&format!("oci://{}/chunked", ingress.addr), &src, &["--dest-chunk-size", "256KiB", "--only", "db"]);
+    run.assert_ok();
+    assert_eq!(ingress.access_log().matches("\" 413 ").count(), before, "{}", ingress.access_log());
+    let raw = skopeo_raw(&format!("{}/chunked/aquasecurity/trivy-db:2", target.addr), None);
     assert_eq!(raw, upstream.db.manifest);
-    assert!(!run.stderr.contains("123456789012-auth-token") && !run.stdout.contains("123456789012-auth-token"));
 }

@@ -77,7 +77,8 @@ impl Proc {
         Proc { child, name: name.to_string(), log }
     }
 
-    /// The process id.
+    /// The process id (read by the Lambda tests, which need the `lambda` feature).
+    #[cfg_attr(not(feature = "lambda"), allow(dead_code))]
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -139,8 +140,11 @@ pub fn mirror() -> Command {
     offline_env(&mut c);
     // Source credentials must come from each test, never from the developer's machine.
     c.env("DOCKER_CONFIG", "/nonexistent-docker-config");
+    // Nor may cloud identities: no gcloud login, no Azure or Google settings.
+    c.env("CLOUDSDK_CONFIG", "/nonexistent-gcloud-config");
     for (k, _) in std::env::vars() {
-        if k.starts_with("TRIVY_MIRROR_") {
+        let cloud = ["AZURE_", "GOOGLE_", "GCE_", "IDENTITY_"].iter().any(|p| k.starts_with(p));
+        if k.starts_with("TRIVY_MIRROR_") || cloud {
             c.env_remove(k);
         }
     }

@@ -1,0 +1,375 @@
+//! Cloud registry credentials: the token exchanges of Amazon ECR, Google Artifact
+//! Registry and Azure Container Registry, each ending in plain Basic credentials that
+//! the generic challenge code in [`super::Registry`] then uses like any other.
+//!
+//! - **ECR**: `GetAuthorizationToken` through aws-config + aws-sdk-ecr (cargo feature
+//!   `ecr`, because the AWS SDK is the one heavy dependency here) → `AWS:<token>`.
+//! - **GAR** (and gcr.io, which Artifact Registry serves): a service-account key becomes
+//!   `_json_key_base64:<base64 key>`; user credentials (`gcloud auth application-default
+//!   login`) are refreshed at their token URI; otherwise the metadata server's access
+//!   token (Cloud Run, GKE, GCE) → `oauth2accesstoken:<token>`.
+//! - **ACR**: a Microsoft Entra ID token (client secret, workload identity, or managed
+//!   identity: Container Apps, App Service, VMs) exchanged at the registry's
+//!   `/oauth2/exchange` for an ACR refresh token → `00000000-0000-0000-0000-000000000000:
+//!   <refresh token>`, as `az acr login` does.
+//!
+//! GAR and ACR need only HTTP and JSON, so they are always built in. Every token is a
+//! [`Secret`]; errors name the endpoint and the environment variable to fix, never a value.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+use super::auth::{Credentials, Secret};
+use super::{is_local_host, read_bounded};
+use crate::error::{Error, Result};
+
+/// A cloud whose registry credentials are exchanged from the environment's identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cloud {
+    /// Amazon ECR (`GetAuthorizationToken`; needs the `ecr` cargo feature).
+    Ecr,
+    /// Google Artifact Registry / gcr.io (application default credentials).
+    Gar,
+    /// Azure Container Registry (Entra ID token exchanged for an ACR refresh token).
+    Acr,
+}
+
+impl Cloud {
+    /// The cloud that runs a registry host, recognised by its name.
+    pub fn for_host(host: &str) -> Option<Cloud> {
+        let name = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+        if is_ecr_host(&name) {
+            Some(Cloud::Ecr)
+        } else if name.ends_with("-docker.pkg.dev") || name == "gcr.io" || name.ends_with(".gcr.io") {
+            Some(Cloud::Gar)
+        } else if [".azurecr.io", ".azurecr.cn", ".azurecr.us"].iter().any(|s| name.ends_with(s)) {
+            Some(Cloud::Acr)
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether a host is an Amazon ECR private registry (`<account>.dkr.ecr.<region>.amazonaws.com[.cn]`).
+pub fn is_ecr_host(host: &str) -> bool {
+    let host = host.split(':').next().unwrap_or(host);
+    let parts: Vec<&str> = host.split('.').collect();
+    parts.len() >= 6
+        && parts[0].len() == 12
+        && parts[0].bytes().all(|b| b.is_ascii_digit())
+        && parts[1] == "dkr"
+        && parts[2] == "ecr"
+        && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
+}
+
+/// Exchange the environment's AWS credentials for ECR registry credentials.
+#[cfg(feature = "ecr")]
+pub(crate) async fn ecr_credentials() -> Result<Credentials> {
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = aws_sdk_ecr::Client::new(&config);
+    let fail = |reason: String| Error::config("ECR credentials", "GetAuthorizationToken", reason);
+    let out = client
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|e| fail(format!("{}", aws_sdk_ecr::error::DisplayErrorContext(&e))))?;
+    let token = out
+        .authorization_data()
+        .first()
+        .and_then(|d| d.authorization_token())
+        .ok_or_else(|| fail("the answer holds no authorization token".into()))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| fail("the authorization token is not base64".into()))?;
+    let decoded = String::from_utf8(decoded).map_err(|_| fail("the authorization token is not text".into()))?;
+    let (user, password) = decoded.split_once(':').ok_or_else(|| fail("the token is not user:password".into()))?;
+    Ok(Credentials::Basic { username: user.to_string(), password: Secret::new(password) })
+}
+
+/// Without the `ecr` feature, say how to get it.
+#[cfg(not(feature = "ecr"))]
+pub(crate) async fn ecr_credentials() -> Result<Credentials> {
+    Err(Error::config(
+        "ECR credentials",
+        "GetAuthorizationToken",
+        "this build has no ECR support: rebuild with `--features ecr`, or log in with `aws ecr get-login-password | docker login` (docker config.json is read)",
+    ))
+}
+
+/// The most a credentials file or token answer may weigh.
+const MAX_CREDENTIAL_BYTES: usize = 64 * 1024;
+
+/// Identity endpoints answer quickly or not at all (off-cloud, nothing listens).
+const IDENTITY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Deserialize)]
+struct AccessToken {
+    access_token: String,
+}
+
+#[derive(Deserialize)]
+struct GoogleCredentialsFile {
+    #[serde(rename = "type")]
+    kind: String,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    refresh_token: Option<String>,
+    token_uri: Option<String>,
+}
+
+/// Where Google's application default credentials live when GOOGLE_APPLICATION_CREDENTIALS
+/// is unset: gcloud's well-known file.
+fn google_adc_file() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
+        return Some(PathBuf::from(p));
+    }
+    let dir = match std::env::var_os("CLOUDSDK_CONFIG") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".config/gcloud"),
+    };
+    Some(dir.join("application_default_credentials.json")).filter(|p| p.is_file())
+}
+
+/// Google Artifact Registry credentials from the application default credentials.
+pub(crate) async fn gar_credentials(http: &reqwest::Client) -> Result<Credentials> {
+    if let Some(path) = google_adc_file() {
+        let what = format!("Google credentials file {}", path.display());
+        let bytes = std::fs::read(&path).map_err(|e| Error::Io { context: format!("reading {what}"), source: e })?;
+        if bytes.len() > MAX_CREDENTIAL_BYTES {
+            return Err(Error::rejected(what, "larger than 64 KiB"));
+        }
+        return google_file_credentials(http, &what, &bytes).await;
+    }
+    let host = std::env::var("GCE_METADATA_HOST").unwrap_or_else(|_| "metadata.google.internal".into());
+    let url = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
+    let req = http.get(&url).header("Metadata-Flavor", "Google").timeout(IDENTITY_TIMEOUT);
+    let token = fetch_access_token(req, &url).await.map_err(|e| {
+        Error::config(
+            "GAR credentials",
+            "application default credentials",
+            format!(
+                "no GOOGLE_APPLICATION_CREDENTIALS, no gcloud application-default login, and the metadata server \
+                 did not answer ({e}); run on Google Cloud with a service account, set GOOGLE_APPLICATION_CREDENTIALS, \
+                 or pass --dest-username oauth2accesstoken --dest-password \"$(gcloud auth print-access-token)\""
+            ),
+        )
+    })?;
+    Ok(Credentials::Basic { username: "oauth2accesstoken".into(), password: token })
+}
+
+/// Credentials from a Google credentials file (service-account key or authorized user).
+async fn google_file_credentials(http: &reqwest::Client, what: &str, bytes: &[u8]) -> Result<Credentials> {
+    let file: GoogleCredentialsFile = serde_json::from_slice(bytes)
+        .map_err(|e| Error::rejected(what.to_string(), format!("not a Google credentials file: {e}")))?;
+    match file.kind.as_str() {
+        // Artifact Registry and gcr.io accept the key itself as the password
+        // (documented as `docker login -u _json_key_base64`): no token exchange, no
+        // JWT signing, and the key never leaves the request to the registry.
+        "service_account" => Ok(Credentials::Basic {
+            username: "_json_key_base64".into(),
+            password: Secret::new(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        }),
+        "authorized_user" => {
+            let (Some(id), Some(secret), Some(refresh)) = (file.client_id, file.client_secret, file.refresh_token)
+            else {
+                return Err(Error::rejected(
+                    what.to_string(),
+                    "an authorized_user file needs client_id, client_secret and refresh_token",
+                ));
+            };
+            let uri = file.token_uri.unwrap_or_else(|| "https://oauth2.googleapis.com/token".into());
+            check_identity_url("token_uri", &uri)?;
+            let form = [
+                ("grant_type", "refresh_token"),
+                ("client_id", id.as_str()),
+                ("client_secret", secret.as_str()),
+                ("refresh_token", refresh.as_str()),
+            ];
+            let token = fetch_access_token(http.post(&uri).form(&form).timeout(IDENTITY_TIMEOUT), &uri).await?;
+            Ok(Credentials::Basic { username: "oauth2accesstoken".into(), password: token })
+        }
+        other => Err(Error::rejected(
+            what.to_string(),
+            format!(
+                "credentials of type {other:?} are not supported; use a service-account key, gcloud \
+                 application-default login, or --dest-password \"$(gcloud auth print-access-token)\""
+            ),
+        )),
+    }
+}
+
+/// The Entra ID audience of Azure Container Registry: accepted whether or not the
+/// registry still allows ARM-audience tokens (`azureADAuthenticationAsArmPolicy`).
+const ACR_RESOURCE: &str = "https://containerregistry.azure.net";
+
+/// An Entra ID access token for ACR, from the first identity the environment offers, in
+/// azure-identity's order: client secret, workload identity, managed identity.
+async fn entra_token(http: &reqwest::Client) -> Result<(Secret, Option<String>)> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let tenant = var("AZURE_TENANT_ID");
+    let client = var("AZURE_CLIENT_ID");
+    let scope = format!("{ACR_RESOURCE}/.default");
+    if let (Some(tenant), Some(client)) = (&tenant, &client) {
+        // A client secret, else a federated token (AKS workload identity, GitHub OIDC…).
+        let proof = match (var("AZURE_CLIENT_SECRET"), var("AZURE_FEDERATED_TOKEN_FILE")) {
+            (Some(secret), _) => Some(("client_secret", secret)),
+            (None, Some(path)) => {
+                let jwt = std::fs::read_to_string(&path).map_err(|e| Error::Io {
+                    context: format!("reading AZURE_FEDERATED_TOKEN_FILE {path}"),
+                    source: e,
+                })?;
+                Some(("client_assertion", jwt.trim().to_string()))
+            }
+            (None, None) => None,
+        };
+        if let Some((kind, proof)) = proof {
+            let authority = var("AZURE_AUTHORITY_HOST").unwrap_or_else(|| "https://login.microsoftonline.com".into());
+            check_identity_url("AZURE_AUTHORITY_HOST", &authority)?;
+            let url = format!("{}/{tenant}/oauth2/v2.0/token", authority.trim_end_matches('/'));
+            let mut form = vec![("grant_type", "client_credentials"), ("client_id", client), ("scope", &scope)];
+            if kind == "client_assertion" {
+                form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
+            }
+            form.push((kind, &proof));
+            let token = fetch_access_token(http.post(&url).form(&form).timeout(IDENTITY_TIMEOUT), &url).await?;
+            return Ok((token, Some(tenant.clone())));
+        }
+    }
+    // Managed identity: Container Apps and App Service publish an endpoint, VMs have IMDS.
+    let (url, header) = match (var("IDENTITY_ENDPOINT"), var("IDENTITY_HEADER")) {
+        (Some(endpoint), Some(header)) => {
+            check_identity_url("IDENTITY_ENDPOINT", &endpoint)?;
+            (format!("{endpoint}?api-version=2019-08-01&resource={ACR_RESOURCE}"), ("X-IDENTITY-HEADER", header))
+        }
+        _ => (
+            format!(
+                "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource={ACR_RESOURCE}"
+            ),
+            ("Metadata", "true".to_string()),
+        ),
+    };
+    let mut url = url::Url::parse(&url).map_err(|e| Error::config("IDENTITY_ENDPOINT", url.clone(), e.to_string()))?;
+    if let Some(c) = &client {
+        url.query_pairs_mut().append_pair("client_id", c);
+    }
+    let req = http.get(url.clone()).header(header.0, header.1).timeout(IDENTITY_TIMEOUT);
+    let token = fetch_access_token(req, url.as_str()).await.map_err(|e| {
+        Error::config(
+            "ACR credentials",
+            "Entra ID",
+            format!(
+                "no AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE (with AZURE_TENANT_ID and AZURE_CLIENT_ID), \
+                 and no managed identity answered ({e}); or use the admin user or a repository token with \
+                 --dest-username/--dest-password"
+            ),
+        )
+    })?;
+    Ok((token, tenant))
+}
+
+/// Azure Container Registry credentials: an Entra ID token exchanged at
+/// `<base>/oauth2/exchange` for an ACR refresh token.
+pub(crate) async fn acr_credentials(http: &reqwest::Client, base: &str, host: &str) -> Result<Credentials> {
+    #[derive(Deserialize)]
+    struct Exchanged {
+        refresh_token: String,
+    }
+    let (aad, tenant) = entra_token(http).await?;
+    let url = format!("{base}/oauth2/exchange");
+    let mut form = vec![("grant_type", "access_token"), ("service", host), ("access_token", aad.expose())];
+    if let Some(t) = &tenant {
+        form.push(("tenant", t));
+    }
+    let resp = http.post(&url).form(&form).send().await.map_err(|e| Error::transport("POST", &url, &e))?;
+    if !resp.status().is_success() {
+        let mut err = super::http_error("POST", &url, resp).await;
+        if let Error::Http { detail, .. } = &mut err {
+            detail.push_str(": the registry refused the Entra ID token; grant the identity AcrPush on the registry");
+        }
+        return Err(err);
+    }
+    let body = read_bounded(resp, MAX_CREDENTIAL_BYTES, "POST", &url).await?;
+    let answer: Exchanged = serde_json::from_slice(&body)
+        .map_err(|e| Error::rejected(format!("ACR token exchange at {url}"), format!("unexpected answer: {e}")))?;
+    Ok(Credentials::Basic {
+        username: "00000000-0000-0000-0000-000000000000".into(),
+        password: Secret::new(answer.refresh_token),
+    })
+}
+
+/// Identity endpoints get secrets: https only, except on this machine.
+fn check_identity_url(what: &'static str, url: &str) -> Result<()> {
+    let parsed = url::Url::parse(url).map_err(|e| Error::config(what, url, e.to_string()))?;
+    let local = parsed.host_str().is_some_and(|h| is_local_host(&format!("{h}:{}", parsed.port().unwrap_or(80))));
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if local => Ok(()),
+        _ => Err(Error::config(what, url, "credentials are only sent over https (or to this machine)")),
+    }
+}
+
+/// Send a token request and take `access_token` out of the JSON answer.
+async fn fetch_access_token(req: reqwest::RequestBuilder, url: &str) -> Result<Secret> {
+    let url = crate::error::strip_query(url);
+    let resp = req.send().await.map_err(|e| Error::transport("token request", &url, &e))?;
+    if !resp.status().is_success() {
+        return Err(super::http_error("token request", &url, resp).await);
+    }
+    let body = read_bounded(resp, MAX_CREDENTIAL_BYTES, "token request", &url).await?;
+    let answer: AccessToken = serde_json::from_slice(&body)
+        .map_err(|e| Error::rejected(format!("token answer from {url}"), format!("no access_token in it: {e}")))?;
+    if answer.access_token.is_empty() {
+        return Err(Error::rejected(format!("token answer from {url}"), "the access_token is empty"));
+    }
+    Ok(Secret::new(answer.access_token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_hosts() {
+        assert_eq!(Cloud::for_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com"), Some(Cloud::Ecr));
+        assert_eq!(Cloud::for_host("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"), Some(Cloud::Ecr));
+        assert_eq!(Cloud::for_host("public.ecr.aws"), None);
+        assert_eq!(Cloud::for_host("123.dkr.ecr.eu-west-1.amazonaws.com"), None);
+        assert_eq!(Cloud::for_host("europe-west1-docker.pkg.dev"), Some(Cloud::Gar));
+        assert_eq!(Cloud::for_host("eu.gcr.io"), Some(Cloud::Gar));
+        assert_eq!(Cloud::for_host("myreg.azurecr.io"), Some(Cloud::Acr));
+        assert_eq!(Cloud::for_host("myreg.azurecr.io:443"), Some(Cloud::Acr));
+        assert_eq!(Cloud::for_host("ghcr.io"), None);
+        assert_eq!(Cloud::for_host("azurecr.io.evil.example"), None);
+    }
+
+    #[test]
+    fn identity_urls_need_https_unless_local() {
+        assert!(check_identity_url("x", "https://login.microsoftonline.com").is_ok());
+        assert!(check_identity_url("x", "http://127.0.0.1:8080/token").is_ok());
+        assert!(check_identity_url("x", "http://localhost:8080/token").is_ok());
+        let err = check_identity_url("x", "http://login.example.com/token").unwrap_err().to_string();
+        assert!(err.contains("https"), "{err}");
+        assert!(check_identity_url("x", "file:///etc/passwd").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_service_account_key_is_the_password() {
+        let key = br#"{"type":"service_account","client_email":"m@p.iam.gserviceaccount.com","private_key":"k"}"#;
+        let http = reqwest::Client::new();
+        let Credentials::Basic { username, password } = google_file_credentials(&http, "f", key).await.unwrap() else {
+            panic!("expected Basic credentials");
+        };
+        assert_eq!(username, "_json_key_base64");
+        assert_eq!(base64::engine::general_purpose::STANDARD.decode(password.expose()).unwrap(), key);
+
+        let err = google_file_credentials(&http, "f", br#"{"type":"external_account"}"#).await.unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
+        let err = google_file_credentials(&http, "f", br#"{"type":"authorized_user"}"#).await.unwrap_err();
+        assert!(err.to_string().contains("refresh_token"), "{err}");
+        let err = google_file_credentials(&http, "f", b"[1]").await.unwrap_err();
+        assert!(err.to_string().contains("not a Google credentials file"), "{err}");
+    }
+}
