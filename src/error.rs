@@ -148,7 +148,16 @@ impl Error {
         }
         // A builder or redirect-policy error will not go away by itself; anything on the
         // wire (connect, timeout, reset, truncated body) may.
-        let transient = err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() || err.is_decode();
+        let mut transient =
+            err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() || err.is_decode();
+        if message.contains("certificate") {
+            // A certificate the client does not trust stays untrusted on the next attempt.
+            transient = false;
+            message.push_str(
+                " (a private CA? trust it with --dest-ca-file / --source-ca-file, or --insecure-destination / \
+                 --insecure-source)",
+            );
+        }
         Error::Transport { method, url: strip_query(url), message, transient }
     }
 }

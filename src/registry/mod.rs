@@ -9,8 +9,9 @@
 //! as long as `Retry-After` asks (capped).
 //!
 //! Scheme: like Trivy (ggcr `name.Registry.Scheme`), `localhost:<port>`, `127.0.0.1`,
-//! `[::1]` and `*.localhost` use plain http; everything else https. `insecure` allows
-//! unverified TLS and falls back to http when the TLS handshake fails.
+//! `[::1]` and `*.localhost` use plain http; everything else https. A CA bundle given for
+//! a local host means it speaks TLS. `insecure` allows unverified TLS and falls back to
+//! http when the TLS handshake fails.
 
 pub mod auth;
 pub mod cloud;
@@ -169,7 +170,7 @@ impl Registry {
     async fn base(&self) -> Result<&str> {
         self.base
             .get_or_try_init(|| async {
-                if is_local_host(&self.host) {
+                if is_local_host(&self.host) && self.options.ca_file.is_none() && !self.options.insecure {
                     return Ok(format!("http://{}", self.host));
                 }
                 let https = format!("https://{}", self.host);
@@ -437,6 +438,13 @@ pub(crate) async fn http_error(method: &'static str, url: &str, resp: Response) 
     };
     if status == 401 || status == 403 {
         detail.push_str(" (check the registry credentials)");
+    }
+    // Go's and nginx's TLS listeners answer a plain-http request with a 400 saying so.
+    if status == 400 && detail.is_empty() && String::from_utf8_lossy(&body).contains("HTTPS") {
+        detail.push_str(
+            ": the server speaks TLS; trust its CA with --dest-ca-file / --source-ca-file, or use \
+             --insecure-destination / --insecure-source",
+        );
     }
     Error::Http { method, url: crate::error::strip_query(url), status, detail, retry_after }
 }

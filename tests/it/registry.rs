@@ -206,3 +206,105 @@ fn a_proxy_body_limit_falls_back_to_chunked_uploads() {
     let raw = skopeo_raw(&format!("{}/chunked/aquasecurity/trivy-db:2", target.addr), None);
     assert_eq!(raw, upstream.db.manifest);
 }
+
+/// A CA and a server certificate for 127.0.0.1 it signed, made with the openssl CLI.
+struct TestCa {
+    ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl TestCa {
+    fn new(dir: &std::path::Path) -> TestCa {
+        std::fs::create_dir_all(dir).unwrap();
+        let p = |name: &str| dir.join(name);
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let openssl = || std::process::Command::new(system_tool("openssl"));
+        run_ok(
+            "openssl req -x509",
+            openssl().args(["req", "-x509"]).args(ec).args(["-days", "2", "-subj", "/CN=trivy-mirror test CA"]).args([
+                "-keyout".as_ref(),
+                p("ca.key").as_os_str(),
+                "-out".as_ref(),
+                p("ca.pem").as_os_str(),
+            ]),
+        );
+        run_ok(
+            "openssl req",
+            openssl().arg("req").args(ec).args(["-subj", "/CN=127.0.0.1"]).args([
+                "-keyout".as_ref(),
+                p("server.key").as_os_str(),
+                "-out".as_ref(),
+                p("server.csr").as_os_str(),
+            ]),
+        );
+        std::fs::write(p("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        run_ok(
+            "openssl x509 -req",
+            openssl().args(["x509", "-req", "-days", "2", "-CAcreateserial"]).args([
+                "-in".as_ref(),
+                p("server.csr").as_os_str(),
+                "-CA".as_ref(),
+                p("ca.pem").as_os_str(),
+                "-CAkey".as_ref(),
+                p("ca.key").as_os_str(),
+                "-extfile".as_ref(),
+                p("san.ext").as_os_str(),
+                "-out".as_ref(),
+                p("server.pem").as_os_str(),
+            ]),
+        );
+        TestCa { ca: p("ca.pem"), cert: p("server.pem"), key: p("server.key") }
+    }
+}
+
+/// A registry with a certificate from a private CA (Harbor behind a company CA), as
+/// destination and as source: trusted with the CA file; refused with an error that says
+/// what to pass when the CA is missing or wrong; `--insecure-destination` skips the check.
+#[test]
+fn a_tls_registry_signed_by_a_private_ca() {
+    let (upstream, source) = Upstream::seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestCa::new(&dir.path().join("pki"));
+    let target = Registry::start_tls(&pki.cert, &pki.key);
+    let dest = format!("oci://{}", target.addr);
+    let src = format!("{}/aquasecurity", source.addr);
+    let error_of = |run: &SyncRun| {
+        assert!(!run.success, "expected a failure:\n{}", run.stdout);
+        run.entries()[0]["error"].as_str().unwrap_or_default().to_string()
+    };
+
+    // No CA given: plain http to a local host, as Trivy does; the TLS listener says so.
+    let err = error_of(&push(&dest, &src, &["--only", "db"]));
+    assert!(err.contains("speaks TLS") && err.contains("--dest-ca-file"), "{err}");
+    // Another CA: the certificate is refused, and the message names the fix.
+    let other = TestCa::new(&dir.path().join("other"));
+    let err = error_of(&push(&dest, &src, &["--only", "db", "--dest-ca-file", other.ca.to_str().unwrap()]));
+    assert!(err.contains("certificate") && err.contains("--dest-ca-file"), "{err}");
+
+    push(&dest, &src, &["--dest-ca-file", pki.ca.to_str().unwrap()]).assert_ok();
+    for (name, tag, artifact) in upstream.items() {
+        assert_eq!(skopeo_raw(&format!("{}/aquasecurity/{name}:{tag}", target.addr), None), artifact.manifest);
+    }
+    push(&format!("{dest}/insecure"), &src, &["--only", "db", "--insecure-destination"]).assert_ok();
+    let raw = skopeo_raw(&format!("{}/insecure/aquasecurity/trivy-db:2", target.addr), None);
+    assert_eq!(raw, upstream.db.manifest);
+
+    // The same registry as a source, trusted through --source-ca-file.
+    let out = tempfile::tempdir().unwrap();
+    let run = sync(
+        &[
+            "--to",
+            out.path().to_str().unwrap(),
+            "--source",
+            &format!("{}/aquasecurity", target.addr),
+            "--source-ca-file",
+            pki.ca.to_str().unwrap(),
+            "--only",
+            "db",
+        ],
+        &[],
+    );
+    run.assert_ok();
+    assert_eq!(run.outcomes(), ["written"]);
+}

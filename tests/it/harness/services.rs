@@ -24,15 +24,20 @@ pub struct Registry {
 impl Registry {
     /// An open registry.
     pub fn start() -> Registry {
-        Self::start_inner(None)
+        Self::start_inner(None, None)
     }
 
     /// A registry requiring HTTP Basic auth (htpasswd).
     pub fn start_with_auth(user: &str, password: &str) -> Registry {
-        Self::start_inner(Some((user.to_string(), password.to_string())))
+        Self::start_inner(Some((user.to_string(), password.to_string())), None)
     }
 
-    fn start_inner(credentials: Option<(String, String)>) -> Registry {
+    /// An open registry serving TLS only, with this certificate and key (PEM).
+    pub fn start_tls(cert: &Path, key: &Path) -> Registry {
+        Self::start_inner(None, Some((cert, key)))
+    }
+
+    fn start_inner(credentials: Option<(String, String)>, tls: Option<(&Path, &Path)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let storage = dir.path().join("storage");
@@ -43,8 +48,12 @@ impl Registry {
             std::fs::write(&file, out.stdout).unwrap();
             auth = format!("auth:\n  htpasswd:\n    realm: trivy-mirror-test\n    path: {}\n", file.display());
         }
+        let tls = match tls {
+            Some((cert, key)) => format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()),
+            None => String::new(),
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: trivy-mirror-test\n{auth}",
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: trivy-mirror-test\n{tls}{auth}",
             storage.display()
         );
         let config_path = dir.path().join("config.yml");
