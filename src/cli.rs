@@ -151,7 +151,8 @@ impl VerifyArgs {
             registry: RegistryOptions {
                 credentials,
                 insecure,
-                ca_file: self.cacert.clone(),
+                // An http:// URL says no TLS; a CA bundle would make a local host use it.
+                ca_file: if http { None } else { self.cacert.clone() },
                 retry: RetryPolicy::default(),
                 read_timeout: Some(Duration::from_secs(60)),
                 chunk_size: None,
@@ -219,9 +220,10 @@ pub struct SyncArgs {
     #[arg(long, env = "TRIVY_MIRROR_DEST_TOKEN", hide_env_values = true, conflicts_with = "dest_username")]
     pub dest_token: Option<String>,
 
-    /// How oci:// destinations authenticate: auto (flags, else docker config.json, else the
-    /// cloud identity for ECR, Artifact Registry and ACR hosts), docker, ecr (`ecr`
-    /// feature), gar (Google application default credentials) or acr (Entra ID exchange).
+    /// How oci:// destinations authenticate: auto (flags; docker config.json, but for ECR,
+    /// Artifact Registry and ACR hosts only a credHelpers entry, else the cloud identity),
+    /// docker, ecr (`ecr` feature), gar (Google application default credentials) or acr
+    /// (Entra ID exchange).
     #[arg(long, env = "TRIVY_MIRROR_DEST_AUTH", value_enum, default_value_t = DestAuth::Auto)]
     pub dest_auth: DestAuth,
 
@@ -286,7 +288,8 @@ pub struct SyncArgs {
 /// Where oci:// destination credentials come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DestAuth {
-    /// Flags, else docker config.json, else the cloud identity for a cloud registry host.
+    /// Flags, else docker config.json (for a cloud registry host: its credHelpers entry, else
+    /// the cloud identity).
     Auto,
     /// docker config.json (auths, credHelpers, credsStore).
     Docker,
@@ -437,12 +440,19 @@ impl SyncArgs {
                 DestAuth::Gar => Credentials::Cloud(Cloud::Gar),
                 DestAuth::Acr => Credentials::Cloud(Cloud::Acr),
                 DestAuth::Docker => docker_credentials(&host)?,
-                // What the user configured for this host wins (a gcloud or ecr-login
-                // helper, `docker login`); a cloud registry otherwise gets fresh
-                // credentials from the identity the job runs as.
-                DestAuth::Auto => match (docker_credentials(&host)?, Cloud::for_host(&host)) {
-                    (Credentials::Anonymous, Some(cloud)) => Credentials::Cloud(cloud),
-                    (found, _) => found,
+                DestAuth::Auto => match Cloud::for_host(&host) {
+                    None => docker_credentials(&host)?,
+                    // A cloud registry gets fresh credentials from the identity the job runs
+                    // as, unless a credential helper is set up for exactly this host (an
+                    // `auths` entry from an old `docker login` may have expired).
+                    Some(cloud) => match auth::docker_config_path().map(|p| auth::helper_for_host(&p, &host)) {
+                        Some(Ok(Some(found))) if found != Credentials::Anonymous => found,
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, host, "ignoring docker config; using the cloud identity");
+                            Credentials::Cloud(cloud)
+                        }
+                        _ => Credentials::Cloud(cloud),
+                    },
                 },
             };
         }
@@ -512,10 +522,31 @@ mod tests {
         assert_eq!(creds("auto"), Credentials::Cloud(Cloud::Acr));
         assert_eq!(creds("gar"), Credentials::Cloud(Cloud::Gar));
         assert_eq!(creds("docker"), Credentials::Anonymous);
+        // An `auths` entry (maybe expired) does not beat the cloud identity…
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.json"), r#"{"auths":{"myreg.azurecr.io":{"auth":"dTpw"}}}"#).unwrap();
         // SAFETY: as above.
         unsafe { std::env::set_var("DOCKER_CONFIG", dir.path()) };
-        assert_eq!(creds("auto"), Credentials::Basic { username: "u".into(), password: Secret::new("p") });
+        assert_eq!(creds("auto"), Credentials::Cloud(Cloud::Acr));
+        assert_eq!(creds("docker"), Credentials::Basic { username: "u".into(), password: Secret::new("p") });
+        // …a credential helper set up for this very host does; an unusable config is ignored.
+        std::fs::write(dir.path().join("config.json"), r#"{"credHelpers":{"myreg.azurecr.io":"env"}}"#).unwrap();
+        std::fs::write(
+            dir.path().join("docker-credential-env"),
+            "#!/bin/sh\necho '{\"Username\":\"helper-user\",\"Secret\":\"helper-secret\"}'\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir.path().join("docker-credential-env"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+        // SAFETY: as above; PATH only gains a directory.
+        unsafe { std::env::set_var("PATH", path) };
+        assert_eq!(
+            creds("auto"),
+            Credentials::Basic { username: "helper-user".into(), password: Secret::new("helper-secret") }
+        );
+        std::fs::write(dir.path().join("config.json"), "{").unwrap();
+        assert_eq!(creds("auto"), Credentials::Cloud(Cloud::Acr));
     }
 }

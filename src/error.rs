@@ -150,7 +150,7 @@ impl Error {
         // wire (connect, timeout, reset, truncated body) may.
         let mut transient =
             err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() || err.is_decode();
-        if message.contains("certificate") {
+        if crate::registry::is_certificate_error(err) {
             // A certificate the client does not trust stays untrusted on the next attempt.
             transient = false;
             message.push_str(

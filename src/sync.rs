@@ -269,7 +269,9 @@ async fn copy_blob(
         for (&i, r) in need.iter().zip(results) {
             match r {
                 Ok(n) => pending[i].bytes += n,
-                Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
+                // A destination that switched upload mode (once per run) gets its retry even
+                // on the last attempt: the switch is not a failure of the transfer.
+                Err(e) if e.is_transient() && (attempt < BLOB_ATTEMPTS || matches!(e, Error::Renegotiated { .. })) => {
                     tracing::warn!(destination = pending[i].dest.name(), error = %e, "upload failed, retrying");
                     retry.push(i);
                     last = Some(e);

@@ -143,15 +143,9 @@ pub fn docker_config_path() -> Option<PathBuf> {
 /// `credHelpers[host]`, then `auths` (keys may be bare hosts or URLs), then `credsStore`.
 /// A missing file means anonymous; a malformed one is an error that names the file.
 pub fn from_docker_config(path: &Path, host: &str) -> Result<Credentials> {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Credentials::Anonymous),
-        Err(e) => {
-            return Err(Error::Io { context: format!("reading {}", path.display()), source: e });
-        }
+    let Some(config) = read_docker_config(path)? else {
+        return Ok(Credentials::Anonymous);
     };
-    let config: DockerConfig = serde_json::from_slice(&text)
-        .map_err(|e| Error::config("docker config", path.display().to_string(), format!("not valid JSON: {e}")))?;
     if let Some(helper) = config.cred_helpers.get(host) {
         return credential_helper(helper, host);
     }
@@ -184,6 +178,30 @@ pub fn from_docker_config(path: &Path, host: &str) -> Result<Credentials> {
     }
 }
 
+/// Only the credential helper configured for exactly this host (`credHelpers[host]`), if
+/// any: what a user set up on purpose for a cloud registry (docker-credential-gcloud,
+/// -ecr-login, -acr-env), which mints fresh credentials, unlike an `auths` entry left by
+/// an old `docker login`.
+pub fn helper_for_host(path: &Path, host: &str) -> Result<Option<Credentials>> {
+    match read_docker_config(path)?.and_then(|c| c.cred_helpers.get(host).cloned()) {
+        Some(helper) => credential_helper(&helper, host).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn read_docker_config(path: &Path) -> Result<Option<DockerConfig>> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::Io { context: format!("reading {}", path.display()), source: e });
+        }
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|e| Error::config("docker config", path.display().to_string(), format!("not valid JSON: {e}")))
+}
+
 /// `https://index.docker.io/v1/` → `index.docker.io`; `ghcr.io` → `ghcr.io`.
 fn auth_key_host(key: &str) -> &str {
     let k = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
@@ -214,7 +232,11 @@ fn credential_helper(helper: &str, host: &str) -> Result<Credentials> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(io_err)?;
-    child.stdin.take().expect("piped").write_all(host.as_bytes()).map_err(io_err)?;
+    // A helper that answers without reading the host has closed its stdin: not an error.
+    match child.stdin.take().expect("piped").write_all(host.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(io_err(e)),
+        _ => {}
+    }
     let out = child.wait_with_output().map_err(io_err)?;
     if !out.status.success() {
         // Helpers answer "credentials not found in native keychain" for unknown hosts.

@@ -134,7 +134,8 @@ fn google_adc_file() -> Option<PathBuf> {
 }
 
 /// Google Artifact Registry credentials from the application default credentials.
-pub(crate) async fn gar_credentials(http: &reqwest::Client) -> Result<Credentials> {
+pub(crate) async fn gar_credentials() -> Result<Credentials> {
+    let http = &identity_client()?;
     if let Some(path) = google_adc_file() {
         let what = format!("Google credentials file {}", path.display());
         let bytes = std::fs::read(&path).map_err(|e| Error::Io { context: format!("reading {what}"), source: e })?;
@@ -241,7 +242,7 @@ async fn entra_token(http: &reqwest::Client) -> Result<(Secret, Option<String>)>
     // Managed identity: Container Apps and App Service publish an endpoint, VMs have IMDS.
     let (url, header) = match (var("IDENTITY_ENDPOINT"), var("IDENTITY_HEADER")) {
         (Some(endpoint), Some(header)) => {
-            check_identity_url("IDENTITY_ENDPOINT", &endpoint)?;
+            check_platform_endpoint(&endpoint)?;
             (format!("{endpoint}?api-version=2019-08-01&resource={ACR_RESOURCE}"), ("X-IDENTITY-HEADER", header))
         }
         _ => (
@@ -272,13 +273,15 @@ async fn entra_token(http: &reqwest::Client) -> Result<(Secret, Option<String>)>
 
 /// Azure Container Registry credentials: an Entra ID token exchanged at
 /// `<base>/oauth2/exchange` for an ACR refresh token.
-pub(crate) async fn acr_credentials(http: &reqwest::Client, base: &str, host: &str) -> Result<Credentials> {
+pub(crate) async fn acr_credentials(base: &str, host: &str) -> Result<Credentials> {
     #[derive(Deserialize)]
     struct Exchanged {
         refresh_token: String,
     }
-    let (aad, tenant) = entra_token(http).await?;
+    let http = &identity_client()?;
     let url = format!("{base}/oauth2/exchange");
+    check_identity_url("ACR token exchange", &url)?;
+    let (aad, tenant) = entra_token(http).await?;
     let mut form = vec![("grant_type", "access_token"), ("service", host), ("access_token", aad.expose())];
     if let Some(t) = &tenant {
         form.push(("tenant", t));
@@ -300,6 +303,19 @@ pub(crate) async fn acr_credentials(http: &reqwest::Client, base: &str, host: &s
     })
 }
 
+/// The client for identity endpoints: certificates always verified (whatever
+/// `--insecure-destination` says about the registry), and no redirects, so a secret in a
+/// form body is never resent elsewhere.
+fn identity_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("trivy-mirror/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(IDENTITY_TIMEOUT)
+        .timeout(IDENTITY_TIMEOUT)
+        .build()
+        .map_err(|e| Error::config("HTTP client", "", e.to_string()))
+}
+
 /// Identity endpoints get secrets: https only, except on this machine.
 fn check_identity_url(what: &'static str, url: &str) -> Result<()> {
     let parsed = url::Url::parse(url).map_err(|e| Error::config(what, url, e.to_string()))?;
@@ -311,13 +327,42 @@ fn check_identity_url(what: &'static str, url: &str) -> Result<()> {
     }
 }
 
-/// Send a token request and take `access_token` out of the JSON answer.
+/// The managed-identity endpoint the platform publishes: plain http is how App Service
+/// and Container Apps serve it, on a loopback, link-local or private address; anything
+/// else must be https.
+fn check_platform_endpoint(url: &str) -> Result<()> {
+    let parsed = url::Url::parse(url).map_err(|e| Error::config("IDENTITY_ENDPOINT", url, e.to_string()))?;
+    let internal = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_link_local() || ip.is_private(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if internal => Ok(()),
+        _ => Err(Error::config("IDENTITY_ENDPOINT", url, "expected the platform's own http endpoint or https")),
+    }
+}
+
+/// Send a token request (up to three attempts: identity endpoints throttle and start
+/// slowly) and take `access_token` out of the JSON answer.
 async fn fetch_access_token(req: reqwest::RequestBuilder, url: &str) -> Result<Secret> {
     let url = crate::error::strip_query(url);
-    let resp = req.send().await.map_err(|e| Error::transport("token request", &url, &e))?;
-    if !resp.status().is_success() {
-        return Err(super::http_error("token request", &url, resp).await);
-    }
+    let mut attempt = 0;
+    let resp = loop {
+        attempt += 1;
+        let this = req.try_clone().expect("token requests have in-memory bodies");
+        let err = match this.send().await {
+            Ok(resp) if resp.status().is_success() => break resp,
+            Ok(resp) => super::http_error("token request", &url, resp).await,
+            Err(e) => Error::transport("token request", &url, &e),
+        };
+        if attempt >= 3 || !err.is_transient() {
+            return Err(err);
+        }
+        tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+    };
     let body = read_bounded(resp, MAX_CREDENTIAL_BYTES, "token request", &url).await?;
     let answer: AccessToken = serde_json::from_slice(&body)
         .map_err(|e| Error::rejected(format!("token answer from {url}"), format!("no access_token in it: {e}")))?;
@@ -343,6 +388,16 @@ mod tests {
         assert_eq!(Cloud::for_host("myreg.azurecr.io:443"), Some(Cloud::Acr));
         assert_eq!(Cloud::for_host("ghcr.io"), None);
         assert_eq!(Cloud::for_host("azurecr.io.evil.example"), None);
+    }
+
+    #[test]
+    fn platform_identity_endpoints_may_be_internal_http() {
+        assert!(check_platform_endpoint("http://localhost:42356/msi/token").is_ok());
+        assert!(check_platform_endpoint("http://169.254.129.3:8081/msi/token").is_ok());
+        assert!(check_platform_endpoint("http://172.16.0.5:8081/msi/token").is_ok());
+        assert!(check_platform_endpoint("https://identity.example.com/token").is_ok());
+        assert!(check_platform_endpoint("http://identity.example.com/token").is_err());
+        assert!(check_platform_endpoint("http://8.8.8.8/token").is_err());
     }
 
     #[test]

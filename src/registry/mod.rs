@@ -96,8 +96,9 @@ pub struct Registry {
     options: RegistryOptions,
     base: OnceCell<String>,
     auth: Mutex<AuthState>,
-    /// The credentials in force, once resolved (cloud identities are exchanged on first use).
-    credentials: OnceCell<Credentials>,
+    /// The credentials in force, once resolved (cloud identities are exchanged on first use,
+    /// and again when the registry stops accepting them).
+    credentials: Mutex<Option<Credentials>>,
     /// Upload chunk size in bytes; 0 = one streaming PUT per blob (see [`push`]).
     upload_chunk: std::sync::atomic::AtomicU64,
 }
@@ -156,7 +157,7 @@ impl Registry {
             options,
             base: OnceCell::new(),
             auth: Mutex::default(),
-            credentials: OnceCell::new(),
+            credentials: Mutex::default(),
             upload_chunk: upload_chunk.into(),
         })
     }
@@ -170,17 +171,20 @@ impl Registry {
     async fn base(&self) -> Result<&str> {
         self.base
             .get_or_try_init(|| async {
-                if is_local_host(&self.host) && self.options.ca_file.is_none() && !self.options.insecure {
-                    return Ok(format!("http://{}", self.host));
+                let local = is_local_host(&self.host);
+                let (https, http) = (format!("https://{}", self.host), format!("http://{}", self.host));
+                if local && self.options.ca_file.is_none() && !self.options.insecure {
+                    return Ok(http);
                 }
-                let https = format!("https://{}", self.host);
-                if !self.options.insecure {
+                if !local && !self.options.insecure {
                     return Ok(https);
                 }
-                // Insecure: prefer TLS (unverified), fall back to http when nothing speaks TLS.
+                // A local host with a CA bundle, or --insecure: prefer TLS, fall back to http
+                // when the server does not speak TLS (as ggcr's ping tries https, then http).
+                // A certificate the client refuses is an answer, not a reason to drop TLS.
                 match self.http.get(format!("{https}/v2/")).send().await {
                     Ok(_) => Ok(https),
-                    Err(e) if e.is_connect() => Ok(format!("http://{}", self.host)),
+                    Err(e) if e.is_connect() && !is_certificate_error(&e) => Ok(http),
                     Err(e) => Err(Error::transport("GET", &format!("{https}/v2/"), &e)),
                 }
             })
@@ -194,25 +198,35 @@ impl Registry {
     }
 
     /// The credentials in force: the configured ones, with a cloud's exchanged on first use.
-    async fn credentials(&self) -> Result<&Credentials> {
-        self.credentials
-            .get_or_try_init(|| async {
-                match &self.options.credentials {
-                    Credentials::Cloud(Cloud::Ecr) => cloud::ecr_credentials().await,
-                    Credentials::Cloud(Cloud::Gar) => cloud::gar_credentials(&self.http).await,
-                    Credentials::Cloud(Cloud::Acr) => {
-                        cloud::acr_credentials(&self.http, self.base().await?, &self.host).await
-                    }
-                    other => Ok(other.clone()),
-                }
-            })
-            .await
+    async fn credentials(&self) -> Result<Credentials> {
+        let mut cached = self.credentials.lock().await;
+        if let Some(c) = &*cached {
+            return Ok(c.clone());
+        }
+        let resolved = match &self.options.credentials {
+            Credentials::Cloud(Cloud::Ecr) => cloud::ecr_credentials().await?,
+            Credentials::Cloud(Cloud::Gar) => cloud::gar_credentials().await?,
+            Credentials::Cloud(Cloud::Acr) => cloud::acr_credentials(self.base().await?, &self.host).await?,
+            other => other.clone(),
+        };
+        *cached = Some(resolved.clone());
+        Ok(resolved)
+    }
+
+    /// Drop exchanged cloud credentials so that the next request exchanges them again
+    /// (metadata-server tokens may have minutes left when handed out). `false` when the
+    /// credentials are not exchanged ones.
+    async fn forget_cloud_credentials(&self) -> bool {
+        if !matches!(self.options.credentials, Credentials::Cloud(_)) {
+            return false;
+        }
+        self.credentials.lock().await.take().is_some()
     }
 
     /// The Authorization header to send for `scope`, given what the registry asked for.
     async fn authorization(&self, scope: &str) -> Result<Option<String>> {
         let credentials = self.credentials().await?;
-        if let Credentials::Bearer(t) = credentials {
+        if let Credentials::Bearer(t) = &credentials {
             return Ok(Some(format!("Bearer {}", t.expose())));
         }
         let mut state = self.auth.lock().await;
@@ -222,7 +236,14 @@ impl Registry {
                 if let Some(t) = state.tokens.get(scope) {
                     return Ok(Some(format!("Bearer {}", t.expose())));
                 }
-                let token = self.fetch_token(&realm, service.as_deref(), scope).await?;
+                let token = match self.fetch_token(&realm, service.as_deref(), scope).await {
+                    // The token service refused exchanged credentials: they may have
+                    // expired since the exchange, so exchange once more.
+                    Err(Error::Http { status: 401, .. }) if self.forget_cloud_credentials().await => {
+                        self.fetch_token(&realm, service.as_deref(), scope).await?
+                    }
+                    other => other?,
+                };
                 let header = format!("Bearer {}", token.expose());
                 state.tokens.insert(scope.to_string(), token);
                 Ok(Some(header))
@@ -287,21 +308,25 @@ impl Registry {
         allow_404: bool,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response> {
-        self.send_with(method, url, scope, allow_404, self.options.retry.attempts, build).await
+        self.send_with(method, url, scope, allow_404, self.options.retry.attempts, true, build).await
     }
 
-    /// Like [`Registry::send`] but a single attempt, for bodies that can be sent once
-    /// (a streamed blob). Authentication must already be settled for `scope`.
+    /// Like [`Registry::send`] but a single attempt, for bodies that must not be repeated
+    /// once the server may have taken them. A streamed blob can be sent once only
+    /// (`resend_on_401` false: authentication must already be settled for `scope`); an
+    /// upload chunk in memory is resent after answering a 401 (`resend_on_401` true).
     pub(crate) async fn send_once(
         &self,
         method: Method,
         url: &str,
         scope: &str,
+        resend_on_401: bool,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response> {
-        self.send_with(method, url, scope, false, 1, build).await
+        self.send_with(method, url, scope, false, 1, resend_on_401, build).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn send_with(
         &self,
         method: Method,
@@ -309,6 +334,7 @@ impl Registry {
         scope: &str,
         allow_404: bool,
         attempts: u32,
+        reauthenticate: bool,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response> {
         let method_name = method_name(&method);
@@ -323,12 +349,19 @@ impl Registry {
             let err = match req.send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) if resp.status() == StatusCode::NOT_FOUND && allow_404 => return Ok(resp),
-                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !reauthenticated && attempts > 1 => {
+                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !reauthenticated && reauthenticate => {
                     reauthenticated = true;
                     let header = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or("");
                     let mut state = self.auth.lock().await;
+                    let refused_basic = state.challenge == Some(Challenge::Basic);
                     state.challenge = Some(Challenge::parse(header));
                     state.tokens.remove(scope);
+                    drop(state);
+                    if refused_basic {
+                        // Exchanged cloud credentials sent as Basic stopped working: they
+                        // expired since the exchange, so exchange them again.
+                        self.forget_cloud_credentials().await;
+                    }
                     continue;
                 }
                 Ok(resp) => http_error(method_name, url, resp).await,
@@ -389,6 +422,18 @@ impl Registry {
         let url = self.url(&format!("{repo}/blobs/{digest}")).await?;
         self.send(Method::GET, &url, &pull_scope(repo), false, |r| r).await
     }
+}
+
+/// Whether a request failed because the server's certificate was refused.
+pub(crate) fn is_certificate_error(err: &reqwest::Error) -> bool {
+    let mut cause: Option<&dyn std::error::Error> = Some(err);
+    while let Some(c) = cause {
+        if c.to_string().contains("certificate") {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// `repository:<repo>:pull`.

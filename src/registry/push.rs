@@ -22,6 +22,34 @@ use reqwest::{Method, Response, StatusCode};
 
 use super::Registry;
 
+/// A chunk counts as taken only on 202 with the registry's `Range` ending where ours did:
+/// ECR answers 201 and drops chunked data (aws/containers-roadmap#2831), which would
+/// otherwise surface only as a digest error at the end.
+fn check_chunk_accepted(resp: &Response, end: u64, location: &url::Url) -> Result<()> {
+    let what = || format!("chunked upload at {}", crate::error::strip_query(location.as_str()));
+    if resp.status() != StatusCode::ACCEPTED {
+        return Err(Error::rejected(
+            what(),
+            format!(
+                "the registry answered {} to a chunk instead of 202: it does not support chunked uploads; \
+                 drop --dest-chunk-size, or lift the proxy's body limit so that blobs go in one request",
+                resp.status().as_u16()
+            ),
+        ));
+    }
+    let range = resp.headers().get(reqwest::header::RANGE).and_then(|v| v.to_str().ok());
+    if let Some(range) = range {
+        let last = range.trim().trim_start_matches("bytes=").rsplit('-').next().and_then(|n| n.parse::<u64>().ok());
+        if last != Some(end - 1) {
+            return Err(Error::rejected(
+                what(),
+                format!("the registry holds {range:?} after a chunk ending at byte {}", end - 1),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The upload session URL a response points to, resolved against the request URL.
 fn next_location(request: &str, resp: &Response) -> Result<url::Url> {
     let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
@@ -80,10 +108,10 @@ impl Registry {
     /// registry is in chunked mode.
     pub async fn push_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<u64> {
         let scope = push_scope(repo);
-        let session = self.start_upload(repo, &scope).await?;
+        let (session, min_chunk) = self.start_upload(repo, &scope).await?;
         let chunk = self.upload_chunk.load(Ordering::Relaxed);
         if chunk > 0 {
-            return self.push_chunks(&scope, blob, body, session).await;
+            return self.push_chunks(&scope, blob, body, session, min_chunk).await;
         }
         let mut url = session;
         url.query_pairs_mut().append_pair("digest", blob.digest.as_str());
@@ -91,7 +119,7 @@ impl Registry {
         // engine retries the whole blob transfer from the source.
         let body = std::sync::Mutex::new(Some(body));
         let sent = self
-            .send_once(Method::PUT, url.as_str(), &scope, |r| {
+            .send_once(Method::PUT, url.as_str(), &scope, false, |r| {
                 let stream = body.lock().expect("not poisoned").take();
                 let r = r.header(CONTENT_TYPE, "application/octet-stream").header(CONTENT_LENGTH, blob.size);
                 match stream {
@@ -117,11 +145,18 @@ impl Registry {
         }
     }
 
-    /// `POST /blobs/uploads/`: the session URL to send the blob to.
-    async fn start_upload(&self, repo: &str, scope: &str) -> Result<url::Url> {
+    /// `POST /blobs/uploads/`: the session URL to send the blob to, and the smallest chunk
+    /// the registry takes (`OCI-Chunk-Min-Length`, else [`MIN_CHUNK`]).
+    async fn start_upload(&self, repo: &str, scope: &str) -> Result<(url::Url, u64)> {
         let start = self.url(&format!("{repo}/blobs/uploads/")).await?;
         let resp = self.send(Method::POST, &start, scope, false, |r| r.header(CONTENT_LENGTH, "0")).await?;
-        next_location(&start, &resp)
+        let min = resp
+            .headers()
+            .get("OCI-Chunk-Min-Length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(MIN_CHUNK, |m| m.max(MIN_CHUNK));
+        Ok((next_location(&start, &resp)?, min))
     }
 
     /// Send the blob as `PATCH` chunks of the current chunk size, then close the session
@@ -132,13 +167,14 @@ impl Registry {
         blob: &Descriptor,
         mut body: BlobStream,
         session: url::Url,
+        min_chunk: u64,
     ) -> Result<u64> {
         let mut location = session;
         let mut offset = 0u64;
         let mut buf = BytesMut::new();
         let mut done = false;
         while !done || !buf.is_empty() {
-            let chunk = self.upload_chunk.load(Ordering::Relaxed).max(MIN_CHUNK) as usize;
+            let chunk = self.upload_chunk.load(Ordering::Relaxed).max(min_chunk) as usize;
             while !done && buf.len() < chunk {
                 match body.next().await {
                     Some(bytes) => buf.extend_from_slice(&bytes?),
@@ -152,7 +188,7 @@ impl Registry {
             let len = piece.len() as u64;
             let range = format!("{offset}-{}", offset + len - 1);
             let sent = self
-                .send_once(Method::PATCH, location.as_str(), scope, |r| {
+                .send_once(Method::PATCH, location.as_str(), scope, true, |r| {
                     r.header(CONTENT_TYPE, "application/octet-stream")
                         .header(CONTENT_RANGE, range.as_str())
                         .header(CONTENT_LENGTH, len)
@@ -161,10 +197,11 @@ impl Registry {
                 .await;
             match sent {
                 Ok(resp) => {
+                    check_chunk_accepted(&resp, offset + len, &location)?;
                     location = next_location(location.as_str(), &resp)?;
                     offset += len;
                 }
-                Err(Error::Http { status: 413, .. }) if len / 2 >= MIN_CHUNK => {
+                Err(Error::Http { status: 413, .. }) if len / 2 >= min_chunk => {
                     // Nothing of this chunk was taken: put it back and halve the size.
                     self.upload_chunk.fetch_min(len / 2, Ordering::Relaxed);
                     tracing::info!(host = self.host(), chunk = len / 2, "chunk refused as too large; halving");

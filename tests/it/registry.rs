@@ -290,6 +290,12 @@ fn a_tls_registry_signed_by_a_private_ca() {
     let raw = skopeo_raw(&format!("{}/insecure/aquasecurity/trivy-db:2", target.addr), None);
     assert_eq!(raw, upstream.db.manifest);
 
+    // A CA file does not break a plain-http local registry: TLS is tried, then http.
+    let plain_out = tempfile::tempdir().unwrap();
+    let ca = pki.ca.to_str().unwrap();
+    let plain = sync(&["--to", plain_out.path().to_str().unwrap(), "--source", &src, "--source-ca-file", ca], &[]);
+    plain.assert_ok();
+
     // The same registry as a source, trusted through --source-ca-file.
     let out = tempfile::tempdir().unwrap();
     let run = sync(
