@@ -107,6 +107,26 @@ impl Registry {
     /// Upload a blob from a verifying stream: one streaming PUT, or chunks once this
     /// registry is in chunked mode.
     pub async fn push_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<u64> {
+        self.push_blob_inner(repo, blob, body).await.map_err(|e| match e {
+            // Older trivy-db builds have a zero-length config blob, which Harbor before 2.x
+            // fails to store with a 500 (aquasecurity/trivy#4112).
+            Error::Http { method, url, status, detail, retry_after } if blob.size == 0 && status >= 500 => {
+                Error::Http {
+                    method,
+                    url,
+                    status,
+                    detail: format!(
+                        "{detail} (the registry failed to store a zero-length blob, as Harbor before 2.0 does \
+                         (aquasecurity/trivy#4112): upgrade the registry, or mirror into another one)"
+                    ),
+                    retry_after,
+                }
+            }
+            e => e,
+        })
+    }
+
+    async fn push_blob_inner(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<u64> {
         let scope = push_scope(repo);
         let (session, min_chunk) = self.start_upload(repo, &scope).await?;
         let chunk = self.upload_chunk.load(Ordering::Relaxed);

@@ -314,3 +314,42 @@ fn a_tls_registry_signed_by_a_private_ca() {
     run.assert_ok();
     assert_eq!(run.outcomes(), ["written"]);
 }
+
+/// An older trivy-db whose config blob is zero bytes long, pushed into a registry that
+/// fails on empty blobs as Harbor before 2.0 did (aquasecurity/trivy#4112; the fault
+/// proxy plays that registry): the error says what failed and what to do.
+#[test]
+fn a_registry_failing_on_empty_blobs_gets_an_error_that_names_it() {
+    use trivy_mirror_fixtures as fx;
+    const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let legacy = fx::trivy_db(&fx::DbOptions { manifest_style: fx::ManifestStyle::LegacyConfig, ..Default::default() });
+    let mut manifest = legacy.manifest_json();
+    manifest["config"]["digest"] = EMPTY.into();
+    manifest["config"]["size"] = 0.into();
+    let mut db = legacy.with_manifest(serde_json::to_vec(&manifest).unwrap());
+    db.config = Vec::new();
+    let source = Registry::start();
+    let layout = tempfile::tempdir().unwrap();
+    fx::write_oci_layout(layout.path(), &[("2", &db)]).unwrap();
+    source.seed(layout.path(), "2", "aquasecurity/trivy-db", "2");
+
+    let target = Registry::start();
+    let old_harbor = FaultProxy::start(
+        &target.addr,
+        vec![Rule {
+            method: "PUT",
+            path: format!("digest={}", EMPTY.replace(':', "%3A")),
+            occurrences: (1..=20).collect(),
+            action: Action::Status(500, None),
+        }],
+    );
+    let src = format!("{}/aquasecurity", source.addr);
+    let run = push(&format!("oci://{}", old_harbor.addr), &src, &["--only", "db", "--retry-base-ms", "10"]);
+    assert!(!run.success);
+    let err = run.entries()[0]["error"].as_str().unwrap_or_default().to_string();
+    assert!(err.contains("HTTP 500") && err.contains("zero-length blob") && err.contains("trivy#4112"), "{err}");
+
+    // The same artifact into a registry that stores empty blobs: byte-exact.
+    push(&format!("oci://{}", target.addr), &src, &["--only", "db"]).assert_ok();
+    assert_eq!(skopeo_raw(&format!("{}/aquasecurity/trivy-db:2", target.addr), None), db.manifest);
+}
