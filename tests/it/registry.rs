@@ -315,11 +315,12 @@ fn a_tls_registry_signed_by_a_private_ca() {
     assert_eq!(run.outcomes(), ["written"]);
 }
 
-/// An older trivy-db whose config blob is zero bytes long, pushed into a registry that
-/// fails on empty blobs as Harbor before 2.0 did (aquasecurity/trivy#4112; the fault
-/// proxy plays that registry): the error says what failed and what to do.
+/// Registries that refuse Trivy's artifacts, played by the fault proxy: an older trivy-db
+/// whose config blob is zero bytes long, into a registry failing on empty blobs as Harbor
+/// before 2.0 did (aquasecurity/trivy#4112), and a registry refusing the media types as
+/// Quay does. Each error says what failed and what to configure.
 #[test]
-fn a_registry_failing_on_empty_blobs_gets_an_error_that_names_it() {
+fn registries_refusing_trivy_artifacts_get_errors_that_say_what_to_configure() {
     use trivy_mirror_fixtures as fx;
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     let legacy = fx::trivy_db(&fx::DbOptions { manifest_style: fx::ManifestStyle::LegacyConfig, ..Default::default() });
@@ -348,6 +349,28 @@ fn a_registry_failing_on_empty_blobs_gets_an_error_that_names_it() {
     assert!(!run.success);
     let err = run.entries()[0]["error"].as_str().unwrap_or_default().to_string();
     assert!(err.contains("HTTP 500") && err.contains("zero-length blob") && err.contains("trivy#4112"), "{err}");
+
+    // A registry refusing the artifact's media types, as Quay does without
+    // ALLOWED_OCI_ARTIFACT_TYPES: the error names the types to allow.
+    let quay = FaultProxy::start(
+        &target.addr,
+        vec![Rule {
+            method: "PUT",
+            path: "/manifests/".into(),
+            occurrences: (1..=20).collect(),
+            action: Action::Status(415, None),
+        }],
+    );
+    let run = push(&format!("oci://{}", quay.addr), &src, &["--only", "db", "--retry-base-ms", "10"]);
+    assert!(!run.success);
+    let err = run.entries()[0]["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        err.contains("HTTP 415")
+            && err.contains("application/vnd.aquasec.trivy.config.v1+json")
+            && err.contains("application/vnd.aquasec.trivy.db.layer.v1.tar+gzip")
+            && err.contains("ALLOWED_OCI_ARTIFACT_TYPES"),
+        "{err}"
+    );
 
     // The same artifact into a registry that stores empty blobs: byte-exact.
     push(&format!("oci://{}", target.addr), &src, &["--only", "db"]).assert_ok();
