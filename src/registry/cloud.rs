@@ -120,8 +120,8 @@ struct GoogleCredentialsFile {
     token_uri: Option<String>,
 }
 
-/// Where Google's application default credentials live when GOOGLE_APPLICATION_CREDENTIALS
-/// is unset: gcloud's well-known file.
+/// The application default credentials file: GOOGLE_APPLICATION_CREDENTIALS, else gcloud's
+/// well-known file when it exists.
 fn google_adc_file() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
         return Some(PathBuf::from(p));
@@ -146,7 +146,7 @@ pub(crate) async fn gar_credentials() -> Result<Credentials> {
     }
     let host = std::env::var("GCE_METADATA_HOST").unwrap_or_else(|_| "metadata.google.internal".into());
     let url = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
-    let req = http.get(&url).header("Metadata-Flavor", "Google").timeout(IDENTITY_TIMEOUT);
+    let req = http.get(&url).header("Metadata-Flavor", "Google");
     let token = fetch_access_token(req, &url).await.map_err(|e| {
         Error::config(
             "GAR credentials",
@@ -189,7 +189,7 @@ async fn google_file_credentials(http: &reqwest::Client, what: &str, bytes: &[u8
                 ("client_secret", secret.as_str()),
                 ("refresh_token", refresh.as_str()),
             ];
-            let token = fetch_access_token(http.post(&uri).form(&form).timeout(IDENTITY_TIMEOUT), &uri).await?;
+            let token = fetch_access_token(http.post(&uri).form(&form), &uri).await?;
             Ok(Credentials::Basic { username: "oauth2accesstoken".into(), password: token })
         }
         other => Err(Error::rejected(
@@ -235,7 +235,7 @@ async fn entra_token(http: &reqwest::Client) -> Result<(Secret, Option<String>)>
                 form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
             }
             form.push((kind, &proof));
-            let token = fetch_access_token(http.post(&url).form(&form).timeout(IDENTITY_TIMEOUT), &url).await?;
+            let token = fetch_access_token(http.post(&url).form(&form), &url).await?;
             return Ok((token, Some(tenant.clone())));
         }
     }
@@ -256,7 +256,7 @@ async fn entra_token(http: &reqwest::Client) -> Result<(Secret, Option<String>)>
     if let Some(c) = &client {
         url.query_pairs_mut().append_pair("client_id", c);
     }
-    let req = http.get(url.clone()).header(header.0, header.1).timeout(IDENTITY_TIMEOUT);
+    let req = http.get(url.clone()).header(header.0, header.1);
     let token = fetch_access_token(req, url.as_str()).await.map_err(|e| {
         Error::config(
             "ACR credentials",

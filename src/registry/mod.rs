@@ -3,15 +3,15 @@
 //! Pull side: ping, manifest GET with the exact bytes, blob GET as a stream. Push side
 //! (see [`push`]): blob HEAD, cross-repository mount, streaming upload (one PUT, chunks
 //! after a 413), manifest PUT. Credentials: [`auth`] (flags, docker config, helpers) and
-//! [`cloud`] (ECR, GAR, ACR token exchanges). Every request goes through [`Registry::send`], which answers auth
-//! challenges (Basic, or a Bearer token from the realm: ghcr.io's anonymous flow) and
-//! retries what is worth retrying: connect errors, timeouts, resets, 408/429/5xx, waiting
-//! as long as `Retry-After` asks (capped).
+//! [`cloud`] (ECR, GAR, ACR token exchanges). Every request goes through
+//! [`Registry::send`], which answers auth challenges (Basic, or a Bearer token from the
+//! realm: ghcr.io's anonymous flow) and retries what is worth retrying: connect errors,
+//! timeouts, resets, 408/429/5xx, waiting as long as `Retry-After` asks (capped).
 //!
 //! Scheme: like Trivy (ggcr `name.Registry.Scheme`), `localhost:<port>`, `127.0.0.1`,
-//! `[::1]` and `*.localhost` use plain http; everything else https. A CA bundle given for
-//! a local host means it speaks TLS. `insecure` allows unverified TLS and falls back to
-//! http when the TLS handshake fails.
+//! `[::1]` and `*.localhost` use plain http; everything else https. A local host with a CA
+//! bundle, and any host with `insecure` (TLS unverified), is tried over TLS first and
+//! reached over http when it does not speak TLS; a refused certificate stays an error.
 
 pub mod auth;
 pub mod cloud;

@@ -22,43 +22,6 @@ use reqwest::{Method, Response, StatusCode};
 
 use super::Registry;
 
-/// A chunk counts as taken only on 202 with the registry's `Range` ending where ours did:
-/// ECR answers 201 and drops chunked data (aws/containers-roadmap#2831), which would
-/// otherwise surface only as a digest error at the end.
-fn check_chunk_accepted(resp: &Response, end: u64, location: &url::Url) -> Result<()> {
-    let what = || format!("chunked upload at {}", crate::error::strip_query(location.as_str()));
-    if resp.status() != StatusCode::ACCEPTED {
-        return Err(Error::rejected(
-            what(),
-            format!(
-                "the registry answered {} to a chunk instead of 202: it does not support chunked uploads; \
-                 drop --dest-chunk-size, or lift the proxy's body limit so that blobs go in one request",
-                resp.status().as_u16()
-            ),
-        ));
-    }
-    let range = resp.headers().get(reqwest::header::RANGE).and_then(|v| v.to_str().ok());
-    if let Some(range) = range {
-        let last = range.trim().trim_start_matches("bytes=").rsplit('-').next().and_then(|n| n.parse::<u64>().ok());
-        if last != Some(end - 1) {
-            return Err(Error::rejected(
-                what(),
-                format!("the registry holds {range:?} after a chunk ending at byte {}", end - 1),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The upload session URL a response points to, resolved against the request URL.
-fn next_location(request: &str, resp: &Response) -> Result<url::Url> {
-    let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
-        Error::rejected(format!("upload session at {}", crate::error::strip_query(request)), "no Location header")
-    })?;
-    url::Url::parse(request)
-        .and_then(|base| base.join(location))
-        .map_err(|e| Error::rejected(format!("upload location {location:?}"), e.to_string()))
-}
 use crate::error::{Error, Result};
 use crate::manifest::{CheckedManifest, Descriptor};
 use crate::stream::BlobStream;
@@ -270,4 +233,42 @@ impl Registry {
             Err(e) => Err(e),
         }
     }
+}
+
+/// A chunk counts as taken only on 202 with the registry's `Range` ending where ours did:
+/// ECR answers 201 and drops chunked data (aws/containers-roadmap#2831), which would
+/// otherwise surface only as a digest error at the end.
+fn check_chunk_accepted(resp: &Response, end: u64, location: &url::Url) -> Result<()> {
+    let what = || format!("chunked upload at {}", crate::error::strip_query(location.as_str()));
+    if resp.status() != StatusCode::ACCEPTED {
+        return Err(Error::rejected(
+            what(),
+            format!(
+                "the registry answered {} to a chunk instead of 202: it does not support chunked uploads; \
+                 drop --dest-chunk-size, or lift the proxy's body limit so that blobs go in one request",
+                resp.status().as_u16()
+            ),
+        ));
+    }
+    let range = resp.headers().get(reqwest::header::RANGE).and_then(|v| v.to_str().ok());
+    if let Some(range) = range {
+        let last = range.trim().trim_start_matches("bytes=").rsplit('-').next().and_then(|n| n.parse::<u64>().ok());
+        if last != Some(end - 1) {
+            return Err(Error::rejected(
+                what(),
+                format!("the registry holds {range:?} after a chunk ending at byte {}", end - 1),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The upload session URL a response points to, resolved against the request URL.
+fn next_location(request: &str, resp: &Response) -> Result<url::Url> {
+    let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+        Error::rejected(format!("upload session at {}", crate::error::strip_query(request)), "no Location header")
+    })?;
+    url::Url::parse(request)
+        .and_then(|base| base.join(location))
+        .map_err(|e| Error::rejected(format!("upload location {location:?}"), e.to_string()))
 }
