@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use trivy_mirror::artifact::Kind;
 use trivy_mirror::dest::DestinationOptions;
 use trivy_mirror::registry::{Cloud, Credentials, RegistryOptions, RetryPolicy, Secret, auth};
-use trivy_mirror::source::{DEFAULT_SOURCES, Source};
+use trivy_mirror::source::{DEFAULT_SOURCES, RegistrySource, Source};
 use trivy_mirror::sync::SyncPlan;
 use trivy_mirror::{Error, Result};
 
@@ -343,7 +343,7 @@ impl SyncArgs {
             (Some(u), Some(p)) => Some(Credentials::Basic { username: u.clone(), password: Secret::new(p.clone()) }),
             _ => None,
         };
-        let mut sources = Vec::new();
+        let mut sources: Vec<Arc<dyn Source>> = Vec::new();
         for spec in &self.source {
             let host = spec.split('/').next().unwrap_or_default();
             let credentials = match &explicit {
@@ -358,7 +358,7 @@ impl SyncArgs {
                 read_timeout,
                 chunk_size: None,
             };
-            sources.push(Source::parse(spec, options)?);
+            sources.push(Arc::new(RegistrySource::parse(spec, options)?));
         }
         let dest_credentials = match (&self.dest_username, &self.dest_password, &self.dest_token) {
             (Some(u), Some(p), _) => Some(Credentials::Basic { username: u.clone(), password: Secret::new(p.clone()) }),

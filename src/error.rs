@@ -77,14 +77,13 @@ pub enum Error {
         source: Box<object_store::Error>,
     },
 
-    /// A destination changed how it talks to its server after a refusal it can work
-    /// around (a 413 to a one-request upload); the same transfer, repeated, goes through.
-    #[error("{what}: {reason}")]
-    Renegotiated {
-        /// The request that was refused.
+    /// A source does not have what was asked for (a tag, a blob). The next source may.
+    #[error("{place} has no {what}")]
+    NotFound {
+        /// What was asked for (`trivy-db:2`).
         what: String,
-        /// What was refused and what changes.
-        reason: String,
+        /// Where it was looked for (a source label).
+        place: String,
     },
 
     /// A local file or socket operation failed.
@@ -107,7 +106,6 @@ impl Error {
                 matches!(status, 408 | 429 | 499 | 500 | 502 | 503 | 504 | 522)
             }
             Error::Transport { transient, .. } => *transient,
-            Error::Renegotiated { .. } => true,
             Error::Store { source, .. } => matches!(**source, object_store::Error::Generic { .. }),
             _ => false,
         }
@@ -117,8 +115,6 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::Http { retry_after, .. } => *retry_after,
-            // Nothing to wait for: the next attempt already works differently.
-            Error::Renegotiated { .. } => Some(Duration::ZERO),
             _ => None,
         }
     }

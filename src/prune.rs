@@ -13,16 +13,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use futures_util::TryStreamExt as _;
 use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::artifact::OCI_ARTIFACTS;
-use crate::dest::Destination as _;
-use crate::dest::object::ObjectDestination;
-use crate::error::{Error, Result};
+use crate::dest::Files as _;
+use crate::dest::object::{Listed, ObjectDestination};
+use crate::error::Result;
 use crate::layout;
-use crate::reference::{Digest, validate_tag};
+use crate::reference::{Digest, join_repository, validate_tag};
 
 /// Retention settings.
 #[derive(Clone, Debug)]
@@ -62,44 +61,14 @@ impl PruneReport {
     }
 }
 
-struct Object {
-    key: String,
-    size: u64,
-    modified: Timestamp,
-}
-
 /// Prune every repository of the layout.
 pub async fn prune(dest: &ObjectDestination, options: &PruneOptions, now: Timestamp) -> Result<PruneReport> {
     let mut report = PruneReport { dry_run: options.dry_run, ..Default::default() };
-    let repos: BTreeSet<String> = OCI_ARTIFACTS
-        .iter()
-        .map(|a| {
-            if options.namespace.is_empty() { a.name.to_string() } else { format!("{}/{}", options.namespace, a.name) }
-        })
-        .collect();
+    let repos: BTreeSet<String> = OCI_ARTIFACTS.iter().map(|a| join_repository(&options.namespace, a.name)).collect();
     for repo in repos {
         prune_repo(dest, &repo, options, now, &mut report).await?;
     }
     Ok(report)
-}
-
-async fn list(dest: &ObjectDestination, rel_dir: &str) -> Result<Vec<Object>> {
-    let (store, layout) = (dest.store(), dest.layout());
-    let prefix = object_store::path::Path::from(layout.key(rel_dir));
-    let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await.map_err(|e| Error::Store {
-        destination: dest.name_str().to_string(),
-        operation: "list",
-        key: prefix.to_string(),
-        source: Box::new(e),
-    })?;
-    Ok(metas
-        .into_iter()
-        .filter_map(|m| {
-            let rel = layout.relative(m.location.as_ref())?.to_string();
-            let modified = Timestamp::from_millisecond(m.last_modified.timestamp_millis()).ok()?;
-            Some(Object { key: rel, size: m.size, modified })
-        })
-        .collect())
 }
 
 fn name_of(key: &str) -> &str {
@@ -115,16 +84,16 @@ async fn prune_repo(
 ) -> Result<()> {
     let grace = jiff::SignedDuration::try_from(options.grace).unwrap_or(jiff::SignedDuration::MAX);
     let old_enough = |since: Timestamp| now.duration_since(since) > grace;
-    let manifests = list(dest, &layout::manifests_dir(repo)).await?;
+    let manifests = dest.list(&layout::manifests_dir(repo)).await?;
     if manifests.is_empty() {
         return Ok(());
     }
-    let (digests, tags): (Vec<&Object>, Vec<&Object>) =
+    let (digests, tags): (Vec<&Listed>, Vec<&Listed>) =
         manifests.iter().partition(|o| Digest::parse(name_of(&o.key)).is_ok());
 
     // Snapshot tags (`<tag>-YYYYMMDDTHHMMZ`) beyond the newest `keep` per base tag go.
     let base_tags: BTreeSet<&str> = OCI_ARTIFACTS.iter().map(|a| a.tag).collect();
-    let mut snapshots: BTreeMap<&str, Vec<&Object>> = BTreeMap::new();
+    let mut snapshots: BTreeMap<&str, Vec<&Listed>> = BTreeMap::new();
     let mut live_tags = Vec::new();
     for t in &tags {
         let name = name_of(&t.key);
@@ -157,7 +126,7 @@ async fn prune_repo(
         }
     }
     // The newest `keep` versions, and versions superseded less than `grace` ago, stay.
-    let mut versions: Vec<&Object> = digests.clone();
+    let mut versions: Vec<&Listed> = digests.clone();
     versions.sort_by_key(|o| std::cmp::Reverse(o.modified));
     for (i, v) in versions.iter().enumerate() {
         let superseded = if i == 0 { now } else { versions[i - 1].modified };
@@ -172,9 +141,9 @@ async fn prune_repo(
             referenced.extend(referenced_blobs(&bytes));
         }
     }
-    let blobs = list(dest, &format!("v2/{repo}/blobs")).await?;
+    let blobs = dest.list(&format!("v2/{repo}/blobs")).await?;
 
-    let mut removals: Vec<&Object> = dropped_tags;
+    let mut removals: Vec<&Listed> = dropped_tags;
     removals.extend(versions.iter().filter(|v| !kept.contains(name_of(&v.key))).copied());
     removals.extend(blobs.iter().filter(|b| !referenced.contains(name_of(&b.key)) && old_enough(b.modified)));
     let tags_changed = removals.iter().any(|o| tags.iter().any(|t| t.key == o.key));

@@ -71,6 +71,12 @@ pub fn validate_tag(tag: &str) -> Result<()> {
     if ok { Ok(()) } else { Err(Error::config("tag", tag, "tags are [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")) }
 }
 
+/// `namespace/name`, or `name` alone when the namespace is empty: how every published and
+/// upstream repository name is formed (`aquasecurity` + `trivy-db`).
+pub fn join_repository(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() { name.to_string() } else { format!("{namespace}/{name}") }
+}
+
 /// Validate a repository path such as `aquasecurity/trivy-db` against the OCI
 /// distribution grammar: components `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` separated by `/`.
 pub fn validate_repository(repo: &str) -> Result<()> {

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::dest::Destination;
+use crate::dest::Files;
 use crate::error::Result;
 use crate::layout::ObjectClass;
 use crate::report::{Entry, Outcome};
@@ -95,7 +95,7 @@ pub fn merge(previous: Status, entries: &[&Entry], now: Timestamp) -> Status {
 }
 
 /// Read, merge and write `status.json` at one destination.
-pub async fn update(dest: &dyn Destination, entries: &[&Entry], now: Timestamp) -> Result<Status> {
+pub async fn update(dest: &dyn Files, entries: &[&Entry], now: Timestamp) -> Result<Status> {
     let previous = match dest.get_file(STATUS_KEY).await? {
         // A status file we cannot read is replaced, not fatal: it is only a report.
         Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),

@@ -25,6 +25,21 @@ use crate::reference::Digest;
 /// after the last byte) means abort.
 pub type BlobStream = BoxStream<'static, Result<Bytes>>;
 
+/// What became of a blob stream handed to a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Upload {
+    /// Stored and committed: this many bytes were written.
+    Stored(u64),
+    /// Not stored, and not a failure: the destination met a refusal it works around by
+    /// changing how it uploads (a 413 to a one-request upload switches a registry to
+    /// chunks). Send the same blob again, at once; it goes through the new way.
+    Resend {
+        /// What was refused and what changed, for the log.
+        reason: String,
+    },
+}
+
 /// Chunks buffered per destination between the upstream read and the upload.
 pub const FANOUT_DEPTH: usize = 16;
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::dest::Destination;
+use crate::dest::{Destination, Files};
 use crate::error::{Error, Result};
 use crate::layout::ObjectClass;
 use crate::reference::Digest;
@@ -367,7 +367,7 @@ pub(crate) fn parse_manifest(raw: &[u8], source: &str) -> Result<(Value, Vec<Str
 /// Mirror VEX into every destination that can hold plain files.
 pub async fn sync(plan: &VexPlan, dests: &[Arc<dyn Destination>]) -> Vec<Entry> {
     let start = Instant::now();
-    let dests: Vec<_> = dests.iter().filter(|d| d.holds_files()).cloned().collect();
+    let dests: Vec<_> = dests.iter().filter(|d| d.files().is_some()).cloned().collect();
     let fail_all = |e: &Error| -> Vec<Entry> {
         tracing::error!(error = %e, "VEX mirroring failed");
         dests.iter().map(|d| entry(d.name(), plan, None, Outcome::Failed, 0, start, Some(e.to_string()))).collect()
@@ -378,7 +378,8 @@ pub async fn sync(plan: &VexPlan, dests: &[Arc<dyn Destination>]) -> Vec<Entry> 
     };
     let mut entries = Vec::new();
     for dest in &dests {
-        let (outcome, bytes, error) = match publish(plan, &prepared, dest.as_ref()).await {
+        let files = dest.files().expect("filtered above");
+        let (outcome, bytes, error) = match publish(plan, &prepared, files).await {
             Ok(0) => (Outcome::Unchanged, 0, None),
             Ok(n) => (Outcome::Written, n, None),
             Err(e) => (Outcome::Failed, 0, Some(e.to_string())),
@@ -461,7 +462,7 @@ async fn prepare(plan: &VexPlan) -> Result<Prepared> {
 
 /// Publish archives then the manifest, skipping whatever is already identical.
 /// Returns the bytes written (0 = unchanged).
-async fn publish(plan: &VexPlan, prepared: &Prepared, dest: &dyn Destination) -> Result<u64> {
+async fn publish(plan: &VexPlan, prepared: &Prepared, dest: &dyn Files) -> Result<u64> {
     let mut written = 0;
     let mut files: Vec<(&String, &Bytes)> = prepared.archives.iter().map(|(k, b)| (k, b)).collect();
     let manifest_key = plan.key(MANIFEST_KEY);

@@ -1,7 +1,10 @@
-//! Destinations: where a sync writes. One trait, [`Destination`], at the I/O seam, with
-//! two implementations: [`object::ObjectDestination`] (the static registry layout in S3,
-//! GCS, Azure Blob or a local directory) and [`registry::RegistryDestination`] (pushes
-//! into any OCI registry). The sync engine only talks to the trait.
+//! Destinations: where a sync writes. Two traits at the I/O seam: [`Destination`], the OCI
+//! part every destination has (tags, blobs, manifests), and [`Files`], the plain files of
+//! a static layout (VEX archives, `status.json`) that only some have; a destination that
+//! holds files hands out its [`Files`] through [`Destination::files`]. Implementations:
+//! [`object::ObjectDestination`] (the static registry layout in S3, GCS, Azure Blob or a
+//! local directory; OCI part and files) and [`registry::RegistryDestination`] (pushes into
+//! any OCI registry; OCI part only). The sync engine only talks to the traits.
 //!
 //! Every implementation keeps the same promises:
 //! - a blob is committed only if its stream ended cleanly (the stream verifies digest and
@@ -22,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::layout::ObjectClass;
 use crate::manifest::{CheckedManifest, Descriptor};
 use crate::reference::Digest;
-use crate::stream::BlobStream;
+use crate::stream::{BlobStream, Upload};
 
 /// A place a sync publishes to.
 #[async_trait]
@@ -37,8 +40,9 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// cheaply first (a registry mounts it from another repository it holds).
     async fn has_blob(&self, repo: &str, blob: &Descriptor) -> Result<bool>;
 
-    /// Store a blob from a verifying stream; commit only on a clean end.
-    async fn put_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<u64>;
+    /// Store a blob from a verifying stream; commit only on a clean end. A destination that
+    /// had to change its upload mode answers [`Upload::Resend`] and gets the blob again.
+    async fn put_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<Upload>;
 
     /// Store the manifest by digest, then point each of `tags` at it (and refresh tag
     /// listings). The first tag is the one Trivy asks for; others are dated snapshots.
@@ -48,15 +52,20 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// else the layout needs.
     async fn finish(&self) -> Result<()>;
 
-    /// Whether plain files (VEX archives, status.json) can be published here.
-    fn holds_files(&self) -> bool {
-        true
+    /// The plain files of this destination, if it can hold any (a registry cannot).
+    fn files(&self) -> Option<&dyn Files> {
+        None
     }
+}
 
-    /// Read a plain file of the layout (VEX files, status.json). `Ok(None)` if absent.
+/// Plain files of a static layout, beside the registry paths: VEX archives and manifest,
+/// `status.json`.
+#[async_trait]
+pub trait Files: Send + Sync {
+    /// Read a file (`rel_key` is relative to the layout root). `Ok(None)` if absent.
     async fn get_file(&self, rel_key: &str) -> Result<Option<Bytes>>;
 
-    /// Write a plain file of the layout with the headers of its class.
+    /// Write a file with the headers of its class.
     async fn put_file(&self, rel_key: &str, body: Bytes, class: ObjectClass) -> Result<()>;
 }
 

@@ -17,16 +17,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path;
 use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt as _, PutOptions, PutPayload, WriteMultipart};
 
-use super::{Destination, DestinationUrl};
+use super::{Destination, DestinationUrl, Files};
 use crate::error::{Error, Result};
 use crate::layout::{self, Layout, ObjectClass};
 use crate::manifest::{CheckedManifest, Descriptor, MAX_MANIFEST_BYTES};
 use crate::reference::{Digest, validate_tag};
-use crate::stream::BlobStream;
+use crate::stream::{BlobStream, Upload};
 
 /// Blobs up to this size are sent in a single PUT.
 pub const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
@@ -34,6 +34,17 @@ pub const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploaded concurrently.
 pub const PART_CONCURRENCY: usize = 2;
+
+/// One stored object, as a listing shows it.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    /// Its key relative to the layout root (`v2/aquasecurity/trivy-db/blobs/sha256:…`).
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub modified: jiff::Timestamp,
+}
 
 /// A destination that is an object store (or a local directory) holding the layout.
 #[derive(Debug)]
@@ -104,23 +115,22 @@ impl ObjectDestination {
         ObjectDestination { name: name.to_string(), store, layout: Layout::new(prefix), attributes, tag_ttl }
     }
 
-    /// The underlying store (for retention).
-    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
-    }
-
-    /// The key layout (for retention).
-    pub(crate) fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
-    /// The name, for messages.
-    pub(crate) fn name_str(&self) -> &str {
-        &self.name
+    /// Every object below `rel_dir` (relative to the layout root), for retention.
+    pub async fn list(&self, rel_dir: &str) -> Result<Vec<Listed>> {
+        let prefix = Path::from(self.layout.key(rel_dir));
+        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await.map_err(self.err("list", &prefix))?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let key = self.layout.relative(m.location.as_ref())?.to_string();
+                let modified = jiff::Timestamp::from_millisecond(m.last_modified.timestamp_millis()).ok()?;
+                Some(Listed { key, size: m.size, modified })
+            })
+            .collect())
     }
 
     /// Delete an object (retention only: the sync engine never deletes).
-    pub(crate) async fn delete(&self, rel: &str) -> Result<()> {
+    pub async fn delete(&self, rel: &str) -> Result<()> {
         let path = self.path(rel)?;
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -191,7 +201,7 @@ impl ObjectDestination {
 
     /// Rewrite `tags/list` from what is stored, plus `extra` tags just written (a listing
     /// may not show them yet on eventually consistent stores).
-    pub(crate) async fn write_tags_list(&self, repo: &str, extra: &[String]) -> Result<()> {
+    pub async fn write_tags_list(&self, repo: &str, extra: &[String]) -> Result<()> {
         let mut tags = self.tags(repo).await?;
         tags.extend(extra.iter().cloned());
         let body = Bytes::from(layout::tags_list_body(repo, &tags));
@@ -249,11 +259,11 @@ impl Destination for ObjectDestination {
         }
     }
 
-    async fn put_blob(&self, repo: &str, blob: &Descriptor, mut body: BlobStream) -> Result<u64> {
+    async fn put_blob(&self, repo: &str, blob: &Descriptor, mut body: BlobStream) -> Result<Upload> {
         let path = self.path(&layout::blob_key(repo, &blob.digest))?;
         let attrs = self.attributes(ObjectClass::Blob, None);
         if blob.size > SINGLE_PUT_MAX {
-            return self.put_multipart(&path, attrs, body).await;
+            return self.put_multipart(&path, attrs, body).await.map(Upload::Stored);
         }
         // Small blob: collect (bounded by the verified size) and send in one PUT, which
         // every store and emulator supports, including fake-gcs-server.
@@ -266,7 +276,7 @@ impl Destination for ObjectDestination {
             .put_opts(&path, PutPayload::from(buf.freeze()), attrs.into())
             .await
             .map_err(self.err("put", &path))?;
-        Ok(len)
+        Ok(Upload::Stored(len))
     }
 
     async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tags: &[String]) -> Result<()> {
@@ -284,6 +294,13 @@ impl Destination for ObjectDestination {
         self.put_small(layout::PING_KEY, Bytes::from_static(layout::PING_BODY), ObjectClass::Ping, None).await
     }
 
+    fn files(&self) -> Option<&dyn Files> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Files for ObjectDestination {
     async fn get_file(&self, rel_key: &str) -> Result<Option<Bytes>> {
         self.get_bounded(rel_key, 512 * 1024 * 1024).await
     }

@@ -9,16 +9,13 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-
 use super::Destination;
-use crate::error::{Error, Result};
-use crate::layout::ObjectClass;
+use crate::error::Result;
 use crate::manifest::{CheckedManifest, Descriptor};
-use crate::reference::Digest;
+use crate::reference::{Digest, join_repository};
 use crate::registry::{Registry, RegistryOptions};
-use crate::stream::BlobStream;
+use crate::stream::{BlobStream, Upload};
+use async_trait::async_trait;
 
 /// A registry destination.
 #[derive(Debug)]
@@ -46,7 +43,7 @@ impl RegistryDestination {
     }
 
     fn repo(&self, repo: &str) -> String {
-        if self.namespace.is_empty() { repo.to_string() } else { format!("{}/{repo}", self.namespace) }
+        join_repository(&self.namespace, repo)
     }
 }
 
@@ -77,11 +74,13 @@ impl Destination for RegistryDestination {
         Ok(false)
     }
 
-    async fn put_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<u64> {
+    async fn put_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<Upload> {
         let repo = self.repo(repo);
-        let n = self.registry.push_blob(&repo, blob, body).await?;
-        self.remember(&blob.digest, &repo);
-        Ok(n)
+        let upload = self.registry.push_blob(&repo, blob, body).await?;
+        if matches!(upload, Upload::Stored(_)) {
+            self.remember(&blob.digest, &repo);
+        }
+        Ok(upload)
     }
 
     async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tags: &[String]) -> Result<()> {
@@ -93,23 +92,7 @@ impl Destination for RegistryDestination {
         Ok(())
     }
 
-    fn holds_files(&self) -> bool {
-        false
-    }
-
     async fn finish(&self) -> Result<()> {
         Ok(())
-    }
-
-    async fn get_file(&self, _rel_key: &str) -> Result<Option<Bytes>> {
-        Ok(None)
-    }
-
-    async fn put_file(&self, rel_key: &str, _body: Bytes, _class: ObjectClass) -> Result<()> {
-        Err(Error::config(
-            "destination",
-            self.name.clone(),
-            format!("a registry cannot hold the plain file {rel_key}; mirror VEX to an object-store destination"),
-        ))
     }
 }

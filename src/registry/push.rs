@@ -24,7 +24,7 @@ use super::Registry;
 
 use crate::error::{Error, Result};
 use crate::manifest::{CheckedManifest, Descriptor};
-use crate::stream::BlobStream;
+use crate::stream::{BlobStream, Upload};
 
 /// The chunk size taken when a one-request upload is refused as too large.
 pub const FALLBACK_CHUNK: u64 = 8 * 1024 * 1024;
@@ -68,8 +68,9 @@ impl Registry {
     }
 
     /// Upload a blob from a verifying stream: one streaming PUT, or chunks once this
-    /// registry is in chunked mode.
-    pub async fn push_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<u64> {
+    /// registry is in chunked mode. A one-request upload refused as too large switches the
+    /// registry to chunks and answers [`Upload::Resend`].
+    pub async fn push_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<Upload> {
         self.push_blob_inner(repo, blob, body).await.map_err(|e| match e {
             // Older trivy-db builds have a zero-length config blob, which Harbor before 2.x
             // fails to store with a 500 (aquasecurity/trivy#4112).
@@ -89,12 +90,12 @@ impl Registry {
         })
     }
 
-    async fn push_blob_inner(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<u64> {
+    async fn push_blob_inner(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<Upload> {
         let scope = push_scope(repo);
         let (session, min_chunk) = self.start_upload(repo, &scope).await?;
         let chunk = self.upload_chunk.load(Ordering::Relaxed);
         if chunk > 0 {
-            return self.push_chunks(&scope, blob, body, session, min_chunk).await;
+            return self.push_chunks(&scope, blob, body, session, min_chunk).await.map(Upload::Stored);
         }
         let mut url = session;
         url.query_pairs_mut().append_pair("digest", blob.digest.as_str());
@@ -112,16 +113,16 @@ impl Registry {
             })
             .await;
         match sent {
-            Ok(_) => Ok(blob.size),
+            Ok(_) => Ok(Upload::Stored(blob.size)),
             Err(Error::Http { status: 413, url, .. }) => {
                 // Keep a smaller chunk size another blob may already have learned.
                 let _ = self.upload_chunk.compare_exchange(0, FALLBACK_CHUNK, Ordering::Relaxed, Ordering::Relaxed);
                 tracing::info!(host = self.host(), "blob refused as too large in one request; uploading in chunks");
-                Err(Error::Renegotiated {
-                    what: format!("PUT {url}"),
-                    reason: "HTTP 413: the registry or a proxy in front of it limits request bodies; \
-                             switching to chunked uploads"
-                        .into(),
+                Ok(Upload::Resend {
+                    reason: format!(
+                        "PUT {url}: HTTP 413: the registry or a proxy in front of it limits request bodies; \
+                         switching to chunked uploads"
+                    ),
                 })
             }
             Err(e) => Err(e),

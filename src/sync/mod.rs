@@ -24,9 +24,10 @@ use crate::dest::Destination;
 use crate::error::{Error, Result};
 use crate::inspect::DbMetadata;
 use crate::manifest::{CheckedManifest, Descriptor};
+use crate::reference::join_repository;
 use crate::report::{Entry, Outcome, Report};
-use crate::source::Source;
-use crate::stream::fan_out_with;
+use crate::source::{Source, checked_manifest, verified_blob};
+use crate::stream::{Upload, fan_out_with};
 
 /// Attempts at one blob transfer before the source is given up on.
 const BLOB_ATTEMPTS: u32 = 3;
@@ -34,8 +35,8 @@ const BLOB_ATTEMPTS: u32 = 3;
 /// What to mirror, from where, under which names.
 #[derive(Debug)]
 pub struct SyncPlan {
-    /// Upstream namespaces, tried in order.
-    pub sources: Vec<Source>,
+    /// Where artifacts come from, tried in order.
+    pub sources: Vec<Arc<dyn Source>>,
     /// Published namespace (`aquasecurity` → `aquasecurity/trivy-db`).
     pub namespace: String,
     /// Which kinds to mirror.
@@ -53,11 +54,7 @@ pub struct SyncPlan {
 impl SyncPlan {
     /// The published repository of an artifact.
     pub fn repository(&self, artifact: &OciArtifact) -> String {
-        if self.namespace.is_empty() {
-            artifact.name.to_string()
-        } else {
-            format!("{}/{}", self.namespace, artifact.name)
-        }
+        join_repository(&self.namespace, artifact.name)
     }
 }
 
@@ -86,8 +83,8 @@ pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Rep
         {
             extra.push(failed("/v2/ ping", dest.name(), Instant::now(), e.to_string()));
         }
-        if dest.holds_files()
-            && let Err(e) = crate::status::update(dest.as_ref(), &mine, now).await
+        if let Some(files) = dest.files()
+            && let Err(e) = crate::status::update(files, &mine, now).await
         {
             extra.push(failed("status.json", dest.name(), Instant::now(), e.to_string()));
         }
@@ -110,7 +107,7 @@ async fn sync_artifact(plan: &SyncPlan, artifact: &OciArtifact, dests: &[Arc<dyn
     let label = artifact.label();
     let mut source_errors = Vec::new();
     for source in &plan.sources {
-        match try_source(plan, artifact, source, dests, start).await {
+        match try_source(plan, artifact, source.as_ref(), dests, start).await {
             Ok(entries) => return entries,
             Err(e) => {
                 tracing::warn!(artifact = %label, source = source.label(), error = %e, "source failed, trying the next");
@@ -135,12 +132,12 @@ struct Pending {
 async fn try_source(
     plan: &SyncPlan,
     artifact: &OciArtifact,
-    source: &Source,
+    source: &dyn Source,
     dests: &[Arc<dyn Destination>],
     start: Instant,
 ) -> Result<Vec<Entry>> {
     let label = artifact.label();
-    let manifest = source.manifest(artifact).await?;
+    let manifest = checked_manifest(source, artifact).await?;
     let repo = plan.repository(artifact);
     let entry = |dest: &str, outcome: Outcome| {
         let mut e = Entry::new(&label, dest, outcome);
@@ -212,7 +209,7 @@ async fn try_source(
 /// With `inspect`, also read the database's `metadata.json` from the stream.
 async fn copy_blob(
     plan: &SyncPlan,
-    source: &Source,
+    source: &dyn Source,
     artifact: &OciArtifact,
     repo: &str,
     blob: &Descriptor,
@@ -231,9 +228,12 @@ async fn copy_blob(
     }
     let mut metadata = None;
     let mut attempt = 0;
+    // Destinations that already asked for the blob again after changing upload mode: a
+    // second such answer for the same blob is an error, not a loop.
+    let mut resent = BTreeSet::new();
     while !need.is_empty() {
         attempt += 1;
-        let body = match source.blob(artifact, blob).await {
+        let body = match verified_blob(source, artifact, blob).await {
             Ok(b) => b,
             Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
                 backoff(&plan.retry, attempt, &e).await;
@@ -263,15 +263,21 @@ async fn copy_blob(
             return Err(e);
         }
         metadata = metadata.or(found);
-        // The source was fine; retry only the destinations that failed transiently.
+        // The source was fine; send again only to the destinations that failed transiently
+        // or changed their upload mode.
         let mut retry = Vec::new();
         let mut last = None;
         for (&i, r) in need.iter().zip(results) {
             match r {
-                Ok(n) => pending[i].bytes += n,
-                // A destination that switched upload mode (once per run) gets its retry even
-                // on the last attempt: the switch is not a failure of the transfer.
-                Err(e) if e.is_transient() && (attempt < BLOB_ATTEMPTS || matches!(e, Error::Renegotiated { .. })) => {
+                Ok(Upload::Stored(n)) => pending[i].bytes += n,
+                Ok(Upload::Resend { reason }) if resent.insert(i) => {
+                    tracing::info!(destination = pending[i].dest.name(), %reason, "sending the blob again");
+                    retry.push(i);
+                }
+                Ok(Upload::Resend { reason }) => {
+                    pending[i].error = Some(format!("blob {}: asked for it twice: {reason}", blob.digest))
+                }
+                Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
                     tracing::warn!(destination = pending[i].dest.name(), error = %e, "upload failed, retrying");
                     retry.push(i);
                     last = Some(e);
@@ -279,8 +285,10 @@ async fn copy_blob(
                 Err(e) => pending[i].error = Some(e.to_string()),
             }
         }
-        if let Some(e) = last {
-            backoff(&plan.retry, attempt, &e).await;
+        match last {
+            Some(e) => backoff(&plan.retry, attempt, &e).await,
+            // A round in which destinations only switched upload mode is not a failed attempt.
+            None => attempt -= 1,
         }
         need = retry;
     }
@@ -305,7 +313,10 @@ async fn publish_manifests(repo: &str, manifest: &CheckedManifest, tags: &[Strin
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod unit {
     use super::*;
 
     #[test]

@@ -1,0 +1,77 @@
+//! A namespace on an OCI registry as a [`Source`]: `mirror.gcr.io/aquasec`, then
+//! `ghcr.io/aquasecurity` by default, each a [`Registry`] client plus a path prefix.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt as _;
+
+use super::{RawBlob, RawManifest, Source};
+use crate::artifact::OciArtifact;
+use crate::error::{Error, Result};
+use crate::manifest::Descriptor;
+use crate::reference::{join_repository, validate_repository};
+use crate::registry::{Registry, RegistryOptions};
+
+/// The upstream namespaces Trivy itself uses, in Trivy's order.
+pub const DEFAULT_SOURCES: [&str; 2] = ["mirror.gcr.io/aquasec", "ghcr.io/aquasecurity"];
+
+/// One upstream registry namespace.
+#[derive(Debug, Clone)]
+pub struct RegistrySource {
+    registry: Arc<Registry>,
+    namespace: String,
+    label: String,
+}
+
+impl RegistrySource {
+    /// Parse `host[:port]/namespace` (the namespace may have several components).
+    pub fn parse(spec: &str, options: RegistryOptions) -> Result<RegistrySource> {
+        let spec = spec.trim().trim_end_matches('/');
+        let (host, namespace) = spec
+            .split_once('/')
+            .ok_or_else(|| Error::config("source", spec, "expected REGISTRY/NAMESPACE, e.g. ghcr.io/aquasecurity"))?;
+        if spec.contains("://") {
+            return Err(Error::config("source", spec, "give REGISTRY/NAMESPACE without a scheme"));
+        }
+        validate_repository(namespace).map_err(|_| {
+            Error::config("source", spec, "the namespace must be lowercase letters, digits and . _ - separated by /")
+        })?;
+        Ok(RegistrySource {
+            registry: Arc::new(Registry::new(host, options)?),
+            namespace: namespace.to_string(),
+            label: spec.to_string(),
+        })
+    }
+
+    /// The upstream repository of `artifact`, e.g. `aquasec/trivy-db`.
+    pub fn repository(&self, artifact: &OciArtifact) -> String {
+        join_repository(&self.namespace, artifact.name)
+    }
+}
+
+#[async_trait]
+impl Source for RegistrySource {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    async fn manifest(&self, artifact: &OciArtifact) -> Result<Option<RawManifest>> {
+        let found = self.registry.get_manifest(&self.repository(artifact), artifact.tag).await?;
+        Ok(found.map(|(raw, content_type)| RawManifest { raw, content_type }))
+    }
+
+    async fn blob(&self, artifact: &OciArtifact, desc: &Descriptor) -> Result<RawBlob> {
+        let resp = self.registry.get_blob(&self.repository(artifact), &desc.digest).await?;
+        let url = resp.url().to_string();
+        if let Some(len) = resp.content_length()
+            && len != desc.size
+        {
+            return Err(Error::rejected(
+                format!("blob {} of {artifact} from {}", desc.digest, self.label),
+                format!("Content-Length {len} differs from the descriptor size {}", desc.size),
+            ));
+        }
+        Ok(Box::pin(resp.bytes_stream().map_err(move |e| Error::transport("GET", &url, &e))))
+    }
+}

@@ -1,0 +1,366 @@
+//! The engine's fast tier: whole syncs in process, from in-memory sources into
+//! object_store's `InMemory`, in milliseconds and with no external service. What a user
+//! would check is asserted on what the destination holds afterwards (the static layout's
+//! keys and bytes), plus the order of the writes, recorded by a thin wrapper.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use object_store::memory::InMemory;
+use trivy_mirror_fixtures as fx;
+
+use super::*;
+use crate::dest::object::ObjectDestination;
+use crate::dest::{Destination, Files};
+use crate::layout;
+use crate::manifest::CheckedManifest;
+use crate::reference::Digest;
+use crate::registry::RetryPolicy;
+use crate::source::memory::{Fault, MemorySource};
+use crate::stream::BlobStream;
+
+/// trivy-db:2, trivy-java-db:1 and trivy-checks:1/:2 fixtures.
+struct Set {
+    db: fx::Artifact,
+    java: fx::Artifact,
+    checks1: fx::Artifact,
+    checks2: fx::Artifact,
+}
+
+fn set() -> Set {
+    Set {
+        db: fx::trivy_db(&Default::default()),
+        java: fx::java_db(&Default::default()),
+        checks1: fx::checks_bundle("1.9.0"),
+        checks2: fx::checks_bundle("2.2.0"),
+    }
+}
+
+fn source(label: &str, s: &Set) -> Arc<MemorySource> {
+    let src = MemorySource::new(label);
+    src.add("trivy-db", "2", &s.db).add("trivy-java-db", "1", &s.java).add("trivy-checks", "1", &s.checks1).add(
+        "trivy-checks",
+        "2",
+        &s.checks2,
+    );
+    Arc::new(src)
+}
+
+fn plan(sources: Vec<Arc<MemorySource>>, only: &[Kind]) -> SyncPlan {
+    SyncPlan {
+        sources: sources.into_iter().map(|s| s as Arc<dyn Source>).collect(),
+        namespace: "aquasecurity".into(),
+        only: only.iter().copied().collect(),
+        vex: None,
+        snapshot_tags: false,
+        retry: RetryPolicy { attempts: 3, initial_backoff: Duration::ZERO, max_backoff: Duration::ZERO },
+        progress: Arc::new(crate::progress::Silent),
+    }
+}
+
+const OCI_KINDS: [Kind; 3] = [Kind::Db, Kind::JavaDb, Kind::Checks];
+
+/// What the recording wrapper makes of a destination call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Call {
+    Blob(String),
+    Manifest(String, Vec<String>),
+    Finish,
+}
+
+/// A static layout in memory, wrapped to record the order of writes and to fail or
+/// renegotiate on demand (faults no real store produces when asked).
+#[derive(Debug)]
+struct Recorder {
+    inner: ObjectDestination,
+    calls: Mutex<Vec<Call>>,
+    /// `put_blob` fails (not transiently) for this many calls.
+    refuse_blobs: Mutex<usize>,
+    /// `put_blob` answers `Upload::Resend` for this many calls.
+    resend: Mutex<usize>,
+}
+
+impl Recorder {
+    fn new(name: &str) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            inner: ObjectDestination::with_store(name, Arc::new(InMemory::new()), "", true, 300),
+            calls: Mutex::default(),
+            refuse_blobs: Mutex::new(0),
+            resend: Mutex::new(0),
+        })
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    async fn get(&self, key: &str) -> Option<Bytes> {
+        self.inner.get_file(key).await.unwrap()
+    }
+
+    /// Every object key of the layout.
+    async fn keys(&self) -> BTreeSet<String> {
+        self.inner.list("").await.unwrap().into_iter().map(|l| l.key).collect()
+    }
+
+    fn take(counter: &Mutex<usize>) -> bool {
+        let mut n = counter.lock().unwrap();
+        let hit = *n > 0;
+        *n = n.saturating_sub(1);
+        hit
+    }
+}
+
+#[async_trait]
+impl Destination for Recorder {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn tag_digest(&self, repo: &str, tag: &str) -> Result<Option<Digest>> {
+        self.inner.tag_digest(repo, tag).await
+    }
+    async fn has_blob(&self, repo: &str, blob: &Descriptor) -> Result<bool> {
+        self.inner.has_blob(repo, blob).await
+    }
+    async fn put_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<Upload> {
+        if Recorder::take(&self.refuse_blobs) {
+            return Err(Error::rejected(format!("blob {}", blob.digest), "quota exceeded"));
+        }
+        if Recorder::take(&self.resend) {
+            drop(body);
+            return Ok(Upload::Resend { reason: "switching upload mode".into() });
+        }
+        let out = self.inner.put_blob(repo, blob, body).await?;
+        self.calls.lock().unwrap().push(Call::Blob(blob.digest.to_string()));
+        Ok(out)
+    }
+    async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tags: &[String]) -> Result<()> {
+        self.inner.put_manifest(repo, manifest, tags).await?;
+        self.calls.lock().unwrap().push(Call::Manifest(format!("{repo}@{}", manifest.digest), tags.to_vec()));
+        Ok(())
+    }
+    async fn finish(&self) -> Result<()> {
+        self.calls.lock().unwrap().push(Call::Finish);
+        self.inner.finish().await
+    }
+    fn files(&self) -> Option<&dyn Files> {
+        self.inner.files()
+    }
+}
+
+fn outcomes(report: &Report) -> Vec<(String, String, Outcome)> {
+    report.entries.iter().map(|e| (e.artifact.clone(), e.destination.clone(), e.outcome.clone())).collect()
+}
+
+fn dests(list: &[&Arc<Recorder>]) -> Vec<Arc<dyn Destination>> {
+    list.iter().map(|d| Arc::clone(d) as Arc<dyn Destination>).collect()
+}
+
+#[tokio::test]
+async fn a_first_run_publishes_every_artifact_byte_exact_and_in_order() {
+    let s = set();
+    let src = source("upstream", &s);
+    let dest = Recorder::new("mem");
+    let report = sync(&plan(vec![src], &OCI_KINDS), &dests(&[&dest])).await;
+
+    let labels: Vec<_> = report.entries.iter().map(|e| (e.artifact.as_str(), e.outcome.clone())).collect();
+    assert_eq!(
+        labels,
+        [
+            ("trivy-db:2", Outcome::Written),
+            ("trivy-java-db:1", Outcome::Written),
+            ("trivy-checks:1", Outcome::Written),
+            ("trivy-checks:2", Outcome::Written),
+        ]
+    );
+    for (repo, tag, fixture) in [
+        ("aquasecurity/trivy-db", "2", &s.db),
+        ("aquasecurity/trivy-java-db", "1", &s.java),
+        ("aquasecurity/trivy-checks", "1", &s.checks1),
+        ("aquasecurity/trivy-checks", "2", &s.checks2),
+    ] {
+        let tagged = dest.get(&layout::manifest_key(repo, tag)).await.expect("tag published");
+        assert_eq!(tagged, fixture.manifest, "{repo}:{tag} is the exact upstream bytes");
+        let by_digest = dest.get(&layout::manifest_key(repo, &fixture.manifest_digest())).await.unwrap();
+        assert_eq!(by_digest, fixture.manifest);
+        let layer = Digest::parse(&fixture.layer_digest()).unwrap();
+        assert_eq!(dest.get(&layout::blob_key(repo, &layer)).await.unwrap(), fixture.layer);
+    }
+    assert!(dest.get(layout::PING_KEY).await.is_some(), "the /v2/ ping is written");
+    let status: serde_json::Value =
+        serde_json::from_slice(&dest.get(crate::status::STATUS_KEY).await.unwrap()).unwrap();
+    assert!(status.to_string().contains(&s.db.manifest_digest()), "status.json names the published digest");
+
+    // Per artifact: layer, then config, then the manifest; the ping comes last.
+    let calls = dest.calls();
+    let db = [
+        Call::Blob(s.db.layer_digest()),
+        Call::Blob(s.db.config_digest()),
+        Call::Manifest(format!("aquasecurity/trivy-db@{}", s.db.manifest_digest()), vec!["2".into()]),
+    ];
+    assert_eq!(&calls[..3], &db);
+    assert_eq!(calls.last(), Some(&Call::Finish));
+    // Every artifact has the same `{}` config: one upload per repository, so trivy-checks:2
+    // finds it already there after :1.
+    let config_uploads = calls.iter().filter(|c| **c == Call::Blob(s.checks2.config_digest())).count();
+    assert_eq!(config_uploads, 3, "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_rerun_with_nothing_new_reads_no_blob_and_writes_nothing_but_status() {
+    let s = set();
+    let src = source("upstream", &s);
+    let dest = Recorder::new("mem");
+    let p = plan(vec![src.clone()], &OCI_KINDS);
+    sync(&p, &dests(&[&dest])).await;
+    let keys = dest.keys().await;
+    let blobs_before = src.blob_requests.load(Ordering::SeqCst);
+    let calls_before = dest.calls().len();
+
+    let report = sync(&p, &dests(&[&dest])).await;
+    assert!(report.entries.iter().all(|e| e.outcome == Outcome::Unchanged), "{:?}", outcomes(&report));
+    assert!(report.entries.iter().all(|e| e.bytes_written == 0));
+    assert_eq!(src.blob_requests.load(Ordering::SeqCst), blobs_before, "no blob is read from the source");
+    assert_eq!(dest.calls().len(), calls_before, "no blob, manifest or ping is written again");
+    assert_eq!(dest.keys().await, keys);
+}
+
+#[tokio::test]
+async fn one_failing_destination_does_not_stop_the_others() {
+    let s = set();
+    let good = Recorder::new("good");
+    let bad = Recorder::new("bad");
+    *bad.refuse_blobs.lock().unwrap() = usize::MAX;
+    let report = sync(&plan(vec![source("upstream", &s)], &[Kind::Db]), &dests(&[&good, &bad])).await;
+
+    assert_eq!(
+        outcomes(&report),
+        [("trivy-db:2".into(), "good".into(), Outcome::Written), ("trivy-db:2".into(), "bad".into(), Outcome::Failed),]
+    );
+    let failed = report.entries.iter().find(|e| e.destination == "bad").unwrap();
+    assert!(failed.error.as_deref().unwrap().contains("quota exceeded"), "{failed:?}");
+    assert!(good.get(&layout::manifest_key("aquasecurity/trivy-db", "2")).await.is_some());
+    assert!(
+        bad.get(&layout::manifest_key("aquasecurity/trivy-db", "2")).await.is_none(),
+        "a destination that lacks a blob gets no manifest or tag"
+    );
+    assert!(!bad.calls().iter().any(|c| matches!(c, Call::Manifest(..))));
+    // The source was read once for both destinations (one stream, fanned out).
+    assert!(!report.success());
+}
+
+#[tokio::test]
+async fn a_source_cut_mid_blob_is_retried_and_the_blob_lands_whole() {
+    let s = set();
+    let src = source("upstream", &s);
+    src.fault(&s.java.layer_digest(), Fault::CutAfter(s.java.layer.len() / 2), 2);
+    let dest = Recorder::new("mem");
+    let report = sync(&plan(vec![src.clone()], &[Kind::JavaDb]), &dests(&[&dest])).await;
+
+    assert_eq!(report.entries[0].outcome, Outcome::Written, "{:?}", report.entries[0]);
+    // Two cut attempts plus the one that went through, plus the config.
+    assert_eq!(src.blob_requests.load(Ordering::SeqCst), 4);
+    let layer = Digest::parse(&s.java.layer_digest()).unwrap();
+    assert_eq!(dest.get(&layout::blob_key("aquasecurity/trivy-java-db", &layer)).await.unwrap(), s.java.layer);
+}
+
+#[tokio::test]
+async fn a_source_that_keeps_failing_mid_blob_publishes_nothing_of_that_artifact() {
+    let s = set();
+    let src = source("upstream", &s);
+    src.fault(&s.db.layer_digest(), Fault::CutAfter(100), usize::MAX);
+    let dest = Recorder::new("mem");
+    let report = sync(&plan(vec![src.clone()], &[Kind::Db]), &dests(&[&dest])).await;
+
+    let e = &report.entries[0];
+    assert_eq!(e.outcome, Outcome::Failed);
+    let error = e.error.as_deref().unwrap();
+    assert!(error.contains("no source could provide it") && error.contains("connection reset"), "{error}");
+    assert_eq!(src.blob_requests.load(Ordering::SeqCst), BLOB_ATTEMPTS as usize, "bounded attempts");
+    let keys = dest.keys().await;
+    assert!(!keys.iter().any(|k| k.contains("trivy-db")), "nothing of trivy-db is visible: {keys:?}");
+}
+
+#[tokio::test]
+async fn a_corrupt_blob_is_refused_and_the_next_source_serves_the_artifact() {
+    let s = set();
+    let first = source("first", &s);
+    first.fault(&s.db.layer_digest(), Fault::Flip, usize::MAX);
+    let second = source("second", &s);
+    let dest = Recorder::new("mem");
+    let report = sync(&plan(vec![first.clone(), second.clone()], &[Kind::Db]), &dests(&[&dest])).await;
+
+    let e = &report.entries[0];
+    assert_eq!(e.outcome, Outcome::Written, "{e:?}");
+    assert_eq!(e.source.as_deref(), Some("second"));
+    assert_eq!(first.blob_requests.load(Ordering::SeqCst), 1, "a digest mismatch is not retried");
+    let layer = Digest::parse(&s.db.layer_digest()).unwrap();
+    assert_eq!(dest.get(&layout::blob_key("aquasecurity/trivy-db", &layer)).await.unwrap(), s.db.layer);
+}
+
+#[tokio::test]
+async fn an_unreachable_or_empty_first_source_falls_back_to_the_next() {
+    let s = set();
+    let down = source("down", &s);
+    down.set_unreachable();
+    let empty = Arc::new(MemorySource::new("empty"));
+    let up = source("up", &s);
+    let dest = Recorder::new("mem");
+    let report = sync(&plan(vec![down.clone(), empty.clone(), up], &[Kind::Checks]), &dests(&[&dest])).await;
+
+    for e in &report.entries {
+        assert_eq!((e.outcome.clone(), e.source.as_deref()), (Outcome::Written, Some("up")), "{e:?}");
+    }
+    assert_eq!(empty.manifest_requests.load(Ordering::SeqCst), 2, "asked for checks:1 and :2");
+
+    // With no source left, the error names every source and why.
+    let report = sync(&plan(vec![down, empty], &[Kind::Db]), &dests(&[&dest])).await;
+    let error = report.entries[0].error.clone().unwrap();
+    assert!(error.contains("down: ") && error.contains("connection refused"), "{error}");
+    assert!(error.contains("empty has no trivy-db:2"), "{error}");
+}
+
+#[tokio::test]
+async fn a_destination_that_changes_upload_mode_gets_the_blob_again_once() {
+    let s = set();
+    let src = source("upstream", &s);
+    let dest = Recorder::new("mem");
+    *dest.resend.lock().unwrap() = 1;
+    let report = sync(&plan(vec![src.clone()], &[Kind::Db]), &dests(&[&dest])).await;
+    assert_eq!(report.entries[0].outcome, Outcome::Written, "{:?}", report.entries[0]);
+    assert_eq!(src.blob_requests.load(Ordering::SeqCst), 3, "layer twice, config once");
+
+    // A destination that keeps asking fails instead of looping.
+    let stubborn = Recorder::new("stubborn");
+    *stubborn.resend.lock().unwrap() = usize::MAX;
+    let report = sync(&plan(vec![src], &[Kind::Db]), &dests(&[&stubborn])).await;
+    let e = &report.entries[0];
+    assert_eq!(e.outcome, Outcome::Failed);
+    assert!(e.error.as_deref().unwrap().contains("asked for it twice"), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_new_upstream_version_replaces_the_tag_and_keeps_blobs_already_there() {
+    let s = set();
+    let dest = Recorder::new("mem");
+    sync(&plan(vec![source("upstream", &s)], &[Kind::Checks]), &dests(&[&dest])).await;
+
+    let newer = fx::checks_bundle("2.3.0");
+    let src = MemorySource::new("upstream");
+    src.add("trivy-checks", "1", &s.checks1).add("trivy-checks", "2", &newer);
+    let report = sync(&plan(vec![Arc::new(src)], &[Kind::Checks]), &dests(&[&dest])).await;
+
+    assert_eq!(
+        outcomes(&report).into_iter().map(|(a, _, o)| (a, o)).collect::<Vec<_>>(),
+        [("trivy-checks:1".into(), Outcome::Unchanged), ("trivy-checks:2".into(), Outcome::Written)]
+    );
+    let updated = &report.entries[1];
+    assert_eq!(updated.blobs_skipped, 1, "the shared config blob is already there");
+    assert_eq!(updated.bytes_written, newer.layer.len() as u64);
+    let tag = dest.get(&layout::manifest_key("aquasecurity/trivy-checks", "2")).await.unwrap();
+    assert_eq!(tag, newer.manifest);
+}
