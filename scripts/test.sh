@@ -12,6 +12,7 @@ export PATH="$PWD/.tools/py/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings
 node --test tests/edge/
+bash scripts/terraform-test.sh
 cargo test --workspace --all-features
 # Short, fixed-length fuzzing of the parsers of untrusted input (replays saved crashes first).
 bash scripts/fuzz.sh

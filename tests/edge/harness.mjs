@@ -1,6 +1,7 @@
 // Loads a CloudFront Function file exactly as Terraform deploys it: one line `var CONFIG = {...};`
-// followed by the unchanged file text (see terraform/modules/aws/cdn.tf), evaluated in a fresh
-// context whose `require` offers only what cloudfront-js-2.0 offers and this code uses ('crypto').
+// followed by the file text without its whole-line comments (see terraform/modules/aws/cdn.tf),
+// evaluated in a fresh context whose `require` offers only what cloudfront-js-2.0 offers and this
+// code uses ('crypto').
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -11,9 +12,21 @@ import nodeCrypto from 'node:crypto';
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const functionsDir = path.resolve(here, '../../terraform/modules/aws/functions');
 
+// What Terraform inlines (cdn.tf): the file without its whole-line `//` comments,
+// join("\n", [for line in split("\n", file(...)) : line if !startswith(trimspace(line), "//")]).
+export function deployedSource(file) {
+  const text = readFileSync(path.join(functionsDir, file), 'utf8');
+  return text.split('\n').filter((line) => !line.trim().startsWith('//')).join('\n');
+}
+
+// The exact code string Terraform deploys for a configuration (jsonencode and JSON.stringify differ
+// only in key order, which does not change the length).
+export function deployedCode(file, config) {
+  return `var CONFIG = ${JSON.stringify(config)};\n${deployedSource(file)}`;
+}
+
 export function loadFunction(file, config) {
-  const source = readFileSync(path.join(functionsDir, file), 'utf8');
-  const code = `var CONFIG = ${JSON.stringify(config)};\n${source}`;
+  const code = deployedCode(file, config);
   const sandbox = {
     require(name) {
       if (name === 'crypto') {

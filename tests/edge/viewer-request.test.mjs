@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
-  loadFunction, basicHash, basicHeader, requestEvent, defaultRequestConfig, functionsDir,
+  loadFunction, basicHash, basicHeader, requestEvent, defaultRequestConfig, functionsDir, deployedCode,
 } from './harness.mjs';
 
 const FILE = 'viewer-request.js';
@@ -127,4 +127,62 @@ test('VEX archive: with the toggle off, conditional requests pass', () => {
   const { handler } = loadFunction(FILE, defaultRequestConfig({ stripVexRevalid: false }));
   const out = handler(requestEvent('/main.tar.gz', { headers: { 'If-None-Match': '"abc"' } }));
   assert.equal(out.headers['if-none-match'].value, '"abc"');
+});
+
+test('Basic auth: the Authorization header is removed once checked, so the origin never sees it', () => {
+  const header = basicHeader('ci', 'correct horse battery');
+  const { handler } = loadFunction(FILE, defaultRequestConfig({ basicAuthSha256: [basicHash('ci', 'correct horse battery')] }));
+  for (const uri of ['/v2/', `/v2/aquasecurity/trivy-db/blobs/${DIGEST}`, '/main.tar.gz']) {
+    const out = handler(requestEvent(uri, { headers: { Authorization: header, 'User-Agent': 'trivy/0.76.0' } }));
+    assert.equal(out.statusCode, undefined, uri);
+    assert.equal(out.headers.authorization, undefined, `${uri}: Authorization must not reach the origin`);
+    assert.equal(out.headers['user-agent'].value, 'trivy/0.76.0', 'other headers stay');
+  }
+  // Without auth configured, a stray Authorization header is not passed on either.
+  const open = loadFunction(FILE, defaultRequestConfig()).handler;
+  assert.equal(open(requestEvent('/v2/', { headers: { Authorization: 'Bearer x' } })).headers.authorization, undefined);
+});
+
+// CloudFront's function size limit and the module's precondition (cdn.tf) and plan tests
+// (terraform/modules/aws/tests/limits.tftest.hcl) agree on the same numbers.
+const LIMIT = 10240;
+const MAX_CREDENTIALS = 74;
+const MAX_CIDRS = 324; // of the form 10.N.M.0/24, as cidrsubnet("10.0.0.0/8", 16, i) makes them
+
+function sizeWith(credentials, cidrs) {
+  const config = defaultRequestConfig({
+    basicAuthSha256: Array.from({ length: credentials }, (_, i) => basicHash(`user${i}`, `a-long-password-${i}`)),
+    allowCidrs: Array.from({ length: cidrs }, (_, i) => `10.${Math.floor(i / 256)}.${i % 256}.0/24`),
+  });
+  return Buffer.byteLength(deployedCode(FILE, config));
+}
+
+test('size precondition: the credential and CIDR thresholds of the 10 KB limit', () => {
+  assert.ok(sizeWith(MAX_CREDENTIALS, 0) <= LIMIT, `${MAX_CREDENTIALS} credentials: ${sizeWith(MAX_CREDENTIALS, 0)} bytes`);
+  assert.ok(sizeWith(MAX_CREDENTIALS + 1, 0) > LIMIT, `${MAX_CREDENTIALS + 1} credentials must exceed the limit`);
+  assert.ok(sizeWith(0, MAX_CIDRS) <= LIMIT, `${MAX_CIDRS} CIDRs: ${sizeWith(0, MAX_CIDRS)} bytes`);
+  assert.ok(sizeWith(0, MAX_CIDRS + 1) > LIMIT, `${MAX_CIDRS + 1} CIDRs must exceed the limit`);
+  // Each credential costs the same 67 bytes (64 hex digits, two quotes, a comma).
+  assert.equal(sizeWith(11, 0) - sizeWith(10, 0), 67);
+
+  const repo = path.resolve(functionsDir, '../../../..');
+  const cdn = readFileSync(path.join(repo, 'terraform/modules/aws/cdn.tf'), 'utf8');
+  assert.match(cdn, /cloudfront_function_max_bytes = 10240/);
+  assert.match(cdn, /nonsensitive\(length\(local\.viewer_request_code\)\) <= local\.cloudfront_function_max_bytes/);
+  const limits = readFileSync(path.join(repo, 'terraform/modules/aws/tests/limits.tftest.hcl'), 'utf8');
+  for (const n of [MAX_CREDENTIALS, MAX_CREDENTIALS + 1, MAX_CIDRS, MAX_CIDRS + 1]) {
+    assert.ok(limits.includes(`range(${n})`), `limits.tftest.hcl must test ${n}`);
+  }
+});
+
+test('the function still works at the size limit', () => {
+  const config = defaultRequestConfig({
+    basicAuthSha256: Array.from({ length: MAX_CREDENTIALS }, (_, i) => basicHash(`user${i}`, `a-long-password-${i}`)),
+  });
+  const { handler, code } = loadFunction(FILE, config);
+  assert.ok(Buffer.byteLength(code) <= LIMIT);
+  const last = MAX_CREDENTIALS - 1;
+  const ok = handler(requestEvent('/v2/', { headers: { Authorization: basicHeader(`user${last}`, `a-long-password-${last}`) } }));
+  assert.equal(ok.uri, '/v2/index.json');
+  assert.equal(handler(requestEvent('/v2/')).statusCode, 401);
 });

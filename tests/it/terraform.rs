@@ -157,6 +157,20 @@ fn number(blocks: &[Block], expr: &Expression) -> f64 {
     }
 }
 
+/// The HCL text of an expression without any whitespace, for formatting-independent comparisons.
+fn squashed(expr: &Expression) -> String {
+    text(expr).split_whitespace().collect()
+}
+
+/// The `lifecycle` preconditions of a block, as squashed condition texts.
+fn preconditions(body: &Body) -> Vec<String> {
+    nested(body, "lifecycle")
+        .into_iter()
+        .flat_map(|l| nested(l, "precondition"))
+        .map(|p| squashed(req(p, "condition")))
+        .collect()
+}
+
 fn local<'a>(blocks: &'a [Block], name: &str) -> &'a Expression {
     blocks
         .iter()
@@ -302,13 +316,20 @@ fn aws_v2_route_exists_on_every_behaviour() {
     let f = resource(&m, "aws_cloudfront_function", "viewer_request").body();
     assert_eq!(string(req(f, "runtime")), "cloudfront-js-2.0");
     let code = text(local(&m, "viewer_request_code"));
-    assert!(code.contains("functions/viewer-request.js"), "{code}");
+    assert!(code.contains("local.viewer_request_source"), "{code}");
+    let source = text(local(&m, "viewer_request_source"));
+    assert!(source.contains("functions/viewer-request.js") && source.contains("\"//\""), "{source}");
     let js = read(&module_dir("aws").join("functions/viewer-request.js"));
     assert!(js.contains("request.uri === '/v2/' || request.uri === '/v2'"));
     assert!(js.contains("v2/index.json"));
 
     for (path, b) in aws_behaviours(&m) {
         let assoc = nested(b, "function_association");
+        if path == "\"/_trivy-mirror/*\"" {
+            // The 404 body: fetched by CloudFront itself for its error response, no function.
+            assert!(assoc.is_empty(), "{path}: the error document behaviour runs no function");
+            continue;
+        }
         assert!(
             assoc.iter().any(|a| string(req(a, "event_type")) == "viewer-request"
                 && text(req(a, "function_arn")) == "aws_cloudfront_function.viewer_request.arn"),
@@ -363,6 +384,8 @@ fn aws_publisher_policy_is_limited_to_its_bucket() {
         "logs:PutLogEvents",
         "kms:Decrypt",
         "kms:GenerateDataKey",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
     ]
     .into_iter()
     .collect();
@@ -375,6 +398,11 @@ fn aws_publisher_policy_is_limited_to_its_bucket() {
             seen.insert(a.clone());
         }
         let res: String = text(req(st, "resources")).split_whitespace().collect();
+        if actions.iter().all(|a| a.starts_with("xray:")) {
+            // X-Ray accepts no resource-level permissions; only with Active tracing.
+            assert_eq!(res, "[\"*\"]");
+            continue;
+        }
         assert!(!res.contains("\"*\""), "no wildcard resource: {res}");
         let s3 = actions.iter().any(|a| a.starts_with("s3:"));
         if s3 {
@@ -383,7 +411,7 @@ fn aws_publisher_policy_is_limited_to_its_bucket() {
                 "S3 actions must target the mirror bucket: {res}"
             );
         } else if actions.iter().any(|a| a.starts_with("logs:")) {
-            assert!(res.contains("log-group:${local.log_group}:*"), "{res}");
+            assert_eq!(res, "[\"${aws_cloudwatch_log_group.publisher[0].arn}:*\"]", "the publisher's own log group");
         } else {
             assert_eq!(res, "[statement.value]", "KMS only on kms_key_arn");
         }
@@ -395,11 +423,43 @@ fn aws_publisher_policy_is_limited_to_its_bucket() {
     assert!(resources(&m, "aws_iam_role_policy_attachment").is_empty());
     assert_eq!(resources(&m, "aws_iam_role_policy").len(), 2, "publisher and scheduler inline policies only");
 
-    let sched = resource(&m, "aws_iam_role_policy", "scheduler").body();
-    let sched_policy = text(req(sched, "policy"));
+    // X-Ray only with Active tracing (CreateFunction fails without it).
+    let xray = policy
+        .blocks()
+        .filter(|b| b.identifier() == "dynamic" && label(b, 0) == "statement")
+        .find(|b| text(req(b.body(), "for_each")).contains("lambda_tracing_mode"))
+        .expect("a dynamic X-Ray statement");
+    assert_eq!(squashed(req(xray.body(), "for_each")), "var.lambda_tracing_mode==\"Active\"?[1]:[]");
+
+    // No data.aws_region (its `name` is deprecated in provider 6).
     assert!(
-        sched_policy.contains("lambda:InvokeFunction") && sched_policy.contains("aws_lambda_function.publisher[0].arn")
+        m.iter().all(|b| !(b.identifier() == "data" && label(b, 0) == "aws_region")),
+        "data.aws_region must not be used"
     );
+
+    let sched = resource(&m, "aws_iam_role_policy", "scheduler").body();
+    assert_eq!(text(req(sched, "policy")), "data.aws_iam_policy_document.scheduler[0].json");
+    let sched_doc = data(&m, "aws_iam_policy_document", "scheduler").body();
+    let sched_statements = nested(sched_doc, "statement");
+    assert_eq!(sched_statements.len(), 2, "invoke, and decrypt with kms_key_arn");
+    for st in sched_statements {
+        let actions = strings(req(st, "actions"));
+        let res = squashed(req(st, "resources"));
+        match actions.as_slice() {
+            [a] if a == "lambda:InvokeFunction" => assert_eq!(res, "[aws_lambda_function.publisher[0].arn]"),
+            [a] if a == "kms:Decrypt" => assert_eq!(res, "[statement.value]", "the schedule's CMK only"),
+            other => panic!("unexpected scheduler actions {other:?}"),
+        }
+    }
+    let kms_out = m
+        .iter()
+        .find(|b| b.identifier() == "output" && label(b, 0) == "kms_key_policy_statements")
+        .expect("kms_key_policy_statements output");
+    let kms_text = text(req(kms_out.body(), "value"));
+    for sid in ["AllowCloudFrontDecrypt", "AllowPublisher", "AllowSchedulerDecrypt"] {
+        assert!(kms_text.contains(sid), "kms_key_policy_statements lacks {sid}");
+    }
+    assert!(kms_text.contains("aws_iam_role.scheduler[0].arn"));
 }
 
 #[test]
@@ -411,7 +471,10 @@ fn aws_publisher_runs_on_schedule_with_the_mirror_settings() {
     assert_eq!(text(req(f, "filename")), "var.lambda_zip_path");
     assert_eq!(number(&m, req(f, "memory_size")), 512.0);
     assert_eq!(number(&m, req(f, "timeout")), 900.0);
-    assert_eq!(number(&m, req(f, "reserved_concurrent_executions")), 1.0);
+    // Nullable: any reservation fails in accounts at the default concurrency limit of 10.
+    assert_eq!(text(req(f, "reserved_concurrent_executions")), "var.lambda_reserved_concurrency");
+    assert!(matches!(default_of(&m, "lambda_reserved_concurrency"), Expression::Null));
+    assert!(validations(&m, "lambda_reserved_concurrency").contains(">= 1"));
     assert_eq!(string(default_of(&m, "schedule_expression")), "rate(6 hours)");
     assert!(number(&m, default_of(&m, "log_retention_days")) > 0.0);
 
@@ -432,6 +495,63 @@ fn aws_publisher_runs_on_schedule_with_the_mirror_settings() {
     let schedule = resource(&m, "aws_scheduler_schedule", "publisher").body();
     assert_eq!(text(req(schedule, "schedule_expression")), "var.schedule_expression");
     assert_eq!(text(req(one(schedule, "target"), "arn")), "aws_lambda_function.publisher[0].arn");
+}
+
+#[test]
+fn aws_credentials_flag_is_not_sensitive() {
+    // The credentials are sensitive; whether there are any is not. A sensitive flag made every output
+    // that depends on it fail in a root module ("Output refers to sensitive values").
+    let m = module("aws");
+    assert_eq!(squashed(local(&m, "basic_auth_enabled")), "nonsensitive(length(var.basic_auth_credentials)>0)");
+    let vex = m.iter().find(|b| b.identifier() == "output" && label(b, 0) == "vex_repository_yaml").expect("output");
+    assert!(text(req(vex.body(), "value")).contains("local.basic_auth_enabled"));
+    assert!(boolean(req(variable(&m, "basic_auth_credentials"), "sensitive")));
+}
+
+/// The registry error document the AWS and GCP modules serve for every 404.
+fn error_document(cloud: &str) -> serde_json::Value {
+    let text = read(&module_dir(cloud).join("errors/404.json"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{cloud} errors/404.json: {e}"))
+}
+
+#[test]
+fn aws_missing_objects_answer_registry_json() {
+    let m = module("aws");
+    // BLOB_UNKNOWN: the one 404 code on which Trivy tries its next repository (shouldTryOtherRepo).
+    assert_eq!(error_document("aws")["errors"][0]["code"], "BLOB_UNKNOWN");
+    assert_eq!(text(local(&m, "not_found_document")), "file(\"${path.module}/errors/404.json\")");
+    assert_eq!(string(local(&m, "not_found_viewer_path")), "/_trivy-mirror/404.json");
+    assert_eq!(text(local(&m, "not_found_key")), "\"${local.key_prefix}_trivy-mirror/404.json\"");
+
+    let dist = resource(&m, "aws_cloudfront_distribution", "this").body();
+    let not_found = nested(dist, "custom_error_response")
+        .into_iter()
+        .find(|e| number(&m, req(e, "error_code")) == 404.0)
+        .expect("a custom_error_response for 404");
+    assert_eq!(text(req(not_found, "response_page_path")), "local.not_found_viewer_path");
+    assert_eq!(number(&m, req(not_found, "response_code")), 404.0, "the status stays 404");
+    assert!(number(&m, req(not_found, "error_caching_min_ttl")) <= 60.0);
+
+    // Terraform writes the object (the publisher does not), under the prefix, as JSON.
+    let object = resource(&m, "aws_s3_object", "not_found").body();
+    assert_eq!(text(req(object, "key")), "local.not_found_key");
+    assert_eq!(text(req(object, "content")), "local.not_found_document");
+    assert_eq!(string(req(object, "content_type")), "application/json");
+    assert_eq!(text(req(object, "bucket")), "aws_s3_bucket.this.id");
+}
+
+#[test]
+fn aws_function_size_is_checked_before_apply() {
+    let m = module("aws");
+    assert_eq!(number(&m, local(&m, "cloudfront_function_max_bytes")), 10240.0);
+    let f = resource(&m, "aws_cloudfront_function", "viewer_request").body();
+    assert!(
+        preconditions(f).contains(
+            &"nonsensitive(length(local.viewer_request_code))<=local.cloudfront_function_max_bytes".to_owned()
+        ),
+        "{:?}",
+        preconditions(f)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -534,6 +654,52 @@ fn gcp_publisher_is_limited_to_its_bucket() {
     assert!(resources(&m, "google_logging_project_bucket_config").len() == 1, "log retention");
 }
 
+#[test]
+fn gcp_missing_objects_answer_registry_json() {
+    let m = module("gcp");
+    assert_eq!(error_document("gcp"), error_document("aws"), "one error document for both clouds");
+    assert_eq!(text(local(&m, "not_found_object")), "\"${local.key_prefix}_trivy-mirror/404.json\"");
+    let url_map = resource(&m, "google_compute_url_map", "this").body();
+    let policy = one(url_map, "default_custom_error_response_policy");
+    assert_eq!(text(req(policy, "error_service")), "google_compute_backend_bucket.mutable.id");
+    let rule = one(policy, "error_response_rule");
+    assert_eq!(strings(req(rule, "match_response_codes")), ["404"]);
+    assert_eq!(text(req(rule, "path")), "\"/${local.not_found_object}\"", "a full object path in the bucket");
+    assert_eq!(number(&m, req(rule, "override_response_code")), 404.0);
+    let object = resource(&m, "google_storage_bucket_object", "not_found").body();
+    assert_eq!(text(req(object, "name")), "local.not_found_object");
+    assert_eq!(text(req(object, "content")), "local.not_found_document");
+    assert_eq!(string(req(object, "content_type")), "application/json");
+    // default_custom_error_response_policy left google-beta in provider 6.41.
+    let tf = m.iter().find(|b| b.identifier() == "terraform").expect("terraform block");
+    let google = text(req(one(tf.body(), "required_providers"), "google"));
+    assert!(google.contains(">= 6.41"), "{google}");
+}
+
+#[test]
+fn gcp_cdn_fill_agent_exists_before_the_bucket_binding() {
+    // The service-N@cloud-cdn-fill account exists only once a signed URL key is on a backend bucket.
+    let m = module("gcp");
+    let key = resource(&m, "google_compute_backend_bucket_signed_url_key", "cdn_fill").body();
+    assert_eq!(squashed(req(key, "count")), "var.cdn_fill_service_account==null?1:0");
+    assert_eq!(text(req(key, "key_value")), "random_id.cdn_fill_key[0].b64_url");
+    assert_eq!(number(&m, req(resource(&m, "random_id", "cdn_fill_key").body(), "byte_length")), 16.0, "128-bit key");
+    let read = resource(&m, "google_storage_bucket_iam_member", "cdn_read").body();
+    assert!(text(req(read, "depends_on")).contains("google_compute_backend_bucket_signed_url_key.cdn_fill"));
+}
+
+#[test]
+fn gcp_certificate_and_ttl_changes_apply_cleanly() {
+    let m = module("gcp");
+    let cert = resource(&m, "google_compute_managed_ssl_certificate", "this").body();
+    let lifecycle = one(cert, "lifecycle");
+    assert!(boolean(req(lifecycle, "create_before_destroy")), "the proxy keeps a certificate while domains change");
+    assert!(squashed(req(cert, "name")).contains("sha256(join(\",\",var.domain_names))"), "a new name for new domains");
+    let mutable = resource(&m, "google_compute_backend_bucket", "mutable").body();
+    assert!(preconditions(mutable).contains(&"var.tag_cache_ttl_seconds<=var.tag_max_ttl_seconds".to_owned()));
+    assert_eq!(text(req(one(mutable, "cdn_policy"), "client_ttl")), "var.tag_cache_ttl_seconds");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Azure
 // ---------------------------------------------------------------------------------------------
@@ -622,6 +788,61 @@ fn azure_publisher_is_limited_to_its_container() {
     assert_eq!(text(req(ws, "retention_in_days")), "var.log_retention_days");
 }
 
+#[test]
+fn azure_waf_and_rule_set_make_basic_auth_work() {
+    let m = module("azure");
+    assert_eq!(squashed(local(&m, "basic_auth_enabled")), "nonsensitive(length(var.basic_auth_credentials)>0)");
+    let waf = resource(&m, "azurerm_cdn_frontdoor_firewall_policy", "this").body();
+    let dynamic_rules: Vec<&Block> =
+        waf.blocks().filter(|b| b.identifier() == "dynamic" && label(b, 0) == "custom_rule").collect();
+    assert_eq!(dynamic_rules.len(), 2);
+    for rule in &dynamic_rules {
+        // Terraform < 1.10 refuses a sensitive for_each (hashicorp/terraform#34071).
+        let for_each = text(req(rule.body(), "for_each"));
+        assert!(!for_each.contains("var.basic_auth_credentials"), "{for_each}");
+    }
+    // The IP allow-list matches the TCP peer, not X-Forwarded-For.
+    let rules = nested(waf, "custom_rule");
+    let allow = rules.iter().find(|r| string(req(r, "name")) == "AllowList").expect("AllowList rule");
+    assert_eq!(string(req(one(allow, "match_condition"), "match_variable")), "SocketAddr");
+    assert!(!read(&module_dir("azure").join("cdn.tf")).contains("\"RemoteAddr\""));
+
+    // After the WAF has checked it, the Authorization header is deleted before the blob origin:
+    // in Ping (which stops rule processing) and in Prefix (every other request).
+    for name in ["ping", "prefix"] {
+        let (_, actions) = azure_rule(&m, name);
+        let deletes = nested(actions, "request_header_action")
+            .iter()
+            .any(|h| string(req(h, "header_action")) == "Delete" && string(req(h, "header_name")) == "Authorization");
+        assert!(deletes, "rule {name} must delete the Authorization header");
+    }
+}
+
+#[test]
+fn azure_public_blob_endpoint_is_never_silent() {
+    let m = module("azure");
+    let sa = resource(&m, "azurerm_storage_account", "this").body();
+    assert!(preconditions(sa).contains(&"local.private_origin||var.allow_public_blob_endpoint".to_owned()));
+    assert!(!boolean(default_of(&m, "allow_public_blob_endpoint")));
+    // Storage IP rules: plain addresses, no /31 or /32.
+    let ips = validations(&m, "storage_allowed_ips");
+    assert!(ips.contains("/31") && ips.contains("/32"), "{ips}");
+    // Front Door's maximum cache duration is 365 days; there is no default/max TTL pair to order.
+    assert!(validations(&m, "immutable_cache_ttl").contains("<= 365"));
+}
+
+#[test]
+fn azure_example_skips_the_storage_data_plane() {
+    // Behind the storage firewall azurerm 4.x would still call the blob data plane and get 403.
+    let blocks = load_dir(&terraform_dir().join("examples/azure"));
+    let provider =
+        blocks.iter().find(|b| b.identifier() == "provider" && label(b, 0) == "azurerm").expect("provider azurerm");
+    let storage = one(one(provider.body(), "features"), "storage");
+    assert!(!boolean(req(storage, "data_plane_available")));
+    let main = read(&terraform_dir().join("examples/azure/main.tf"));
+    assert!(!main.contains("no /31 or /32)"), "the example must not suggest a /24 is needed");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Conventions shared by the three modules
 // ---------------------------------------------------------------------------------------------
@@ -676,6 +897,9 @@ fn outputs_give_the_trivy_settings() {
         ] {
             assert!(flags.contains(f), "{cloud}: {f} not in {flags}");
         }
+        // Trivy <= 0.68 asks for trivy-checks:1.
+        let legacy = out("trivy_flags_pre_0_69");
+        assert!(legacy.ends_with("${local.repositories.checks}:1\""), "{cloud}: {legacy}");
         assert!(out("trivy_yaml_registry_mirrors").contains("mirrors:"));
         let vex = out("vex_repository_yaml");
         assert!(vex.contains("repositories:") && vex.contains("enabled: false"), "{cloud}: {vex}");

@@ -8,8 +8,17 @@
 #   az network private-endpoint-connection approve --id <id>
 
 provider "azurerm" {
-  features {}
-  # The storage account disables shared keys: manage its data plane with Entra ID.
+  features {
+    # The storage firewall denies the public network (Premium + private_link_origin), and the machine
+    # running Terraform is usually outside it: azurerm 4.x would still call the blob data plane while
+    # reading the account and fail with 403 AuthorizationFailure (terraform-provider-azurerm#33454).
+    # The module manages everything through Azure Resource Manager, so the data plane is never needed.
+    # (azurerm >= 4.9.) Alternatively, add the runner's address to storage_allowed_ips.
+    storage {
+      data_plane_available = false
+    }
+  }
+  # The storage account disables shared keys: should anything reach the data plane, use Entra ID.
   storage_use_azuread = true
 }
 
@@ -52,8 +61,9 @@ module "trivy_mirror" {
   image                = var.image
   publisher_subnet_id  = azurerm_subnet.publisher.id
 
-  # The machine running terraform, if it must reach the blob data plane (no /31 or /32).
-  # storage_allowed_ips = ["203.0.113.0/24"]
+  # Only if something must reach the blob data plane from outside (not needed with the provider
+  # setting above): plain public IPv4 addresses, or ranges up to /30 (Azure refuses /31 and /32).
+  # storage_allowed_ips = ["203.0.113.7"]
 
   # Optional: custom domain, private mirror.
   # domain_names           = ["trivy.example.com"]

@@ -10,6 +10,9 @@
 locals {
   origin_id = "s3-${var.bucket_name}"
 
+  # CloudFront Functions: maximum function size (code plus the inlined configuration).
+  cloudfront_function_max_bytes = 10240
+
   # Configuration handed to the edge functions. Terraform prepends `var CONFIG = {...};` to the
   # function file, and the node tests in tests/edge do exactly the same.
   viewer_request_config = {
@@ -27,8 +30,13 @@ locals {
     stripVexEtag        = var.vex_strip_etag
   }
 
-  viewer_request_code  = "var CONFIG = ${jsonencode(local.viewer_request_config)};\n${file("${path.module}/functions/viewer-request.js")}"
-  viewer_response_code = "var CONFIG = ${jsonencode(local.viewer_response_config)};\n${file("${path.module}/functions/viewer-response.js")}"
+  # Whole-line // comments are dropped on the way (CloudFront counts every byte against its 10 KB
+  # limit); tests/edge/harness.mjs drops them the same way.
+  viewer_request_source  = join("\n", [for line in split("\n", file("${path.module}/functions/viewer-request.js")) : line if !startswith(trimspace(line), "//")])
+  viewer_response_source = join("\n", [for line in split("\n", file("${path.module}/functions/viewer-response.js")) : line if !startswith(trimspace(line), "//")])
+
+  viewer_request_code  = "var CONFIG = ${jsonencode(local.viewer_request_config)};\n${local.viewer_request_source}"
+  viewer_response_code = "var CONFIG = ${jsonencode(local.viewer_response_config)};\n${local.viewer_response_source}"
 
   # The viewer-response function is only attached where it has something to do.
   viewer_response_on_registry = var.docker_content_digest_header
@@ -49,6 +57,17 @@ resource "aws_cloudfront_function" "viewer_request" {
   comment = "trivy-mirror: /v2/ ping rewrite, optional Basic auth and IP allow-list"
   publish = true
   code    = local.viewer_request_code
+
+  lifecycle {
+    # CloudFront rejects function code over 10 KB at apply. The inlined configuration grows by 67 bytes
+    # per credential and by the length of each CIDR plus 3: 74 credentials, or about 300 IPv4 CIDRs,
+    # fit (tests/edge and tests/limits.tftest.hcl check the same thresholds). The size reveals only
+    # how many credentials there are, so it is unmarked for the comparison.
+    precondition {
+      condition     = nonsensitive(length(local.viewer_request_code)) <= local.cloudfront_function_max_bytes
+      error_message = "The viewer-request function with its inlined configuration exceeds CloudFront's 10 KB (10240 bytes) function size limit: use fewer basic_auth_credentials (74 fit) or fewer, aggregated allowed_cidrs (about 300 IPv4 CIDRs fit, depending on their length); for a long IP list attach a WAF web ACL (web_acl_id) instead."
+    }
+  }
 }
 
 resource "aws_cloudfront_function" "viewer_response" {
@@ -187,6 +206,19 @@ resource "aws_cloudfront_distribution" "this" {
     origin_access_control_id = aws_cloudfront_origin_access_control.this.id
   }
 
+  # The registry error body for 404s (custom_error_response below). No function: CloudFront fetches it
+  # itself for the error response, and its content is a constant that needs no protection.
+  ordered_cache_behavior {
+    path_pattern               = "/_trivy-mirror/*"
+    target_origin_id           = local.origin_id
+    viewer_protocol_policy     = "redirect-to-https"
+    allowed_methods            = ["GET", "HEAD"]
+    cached_methods             = ["GET", "HEAD"]
+    compress                   = false
+    cache_policy_id            = aws_cloudfront_cache_policy.mutable.id
+    response_headers_policy_id = aws_cloudfront_response_headers_policy.this.id
+  }
+
   # Blobs: /v2/<repo>/blobs/sha256:<hex>. Immutable, never compressed.
   ordered_cache_behavior {
     path_pattern               = "/v2/*/blobs/*"
@@ -306,10 +338,13 @@ resource "aws_cloudfront_distribution" "this" {
     }
   }
 
-  # Cache missing objects only briefly, so that a blob published after a miss shows up quickly.
+  # A missing object answers 404 with a registry JSON body (BLOB_UNKNOWN, so Trivy tries its next
+  # repository) instead of S3's XML. Cached only briefly, so that a blob published after a miss shows up.
   custom_error_response {
     error_code            = 404
     error_caching_min_ttl = 10
+    response_code         = 404
+    response_page_path    = local.not_found_viewer_path
   }
 
   custom_error_response {

@@ -1,6 +1,5 @@
 data "aws_partition" "current" {}
 data "aws_caller_identity" "current" {}
-data "aws_region" "current" {}
 
 locals {
   # Key prefix inside the bucket ("" or "some/prefix/").
@@ -21,10 +20,21 @@ locals {
   mirror_host = length(var.domain_names) > 0 ? var.domain_names[0] : aws_cloudfront_distribution.this.domain_name
   mirror_url  = "https://${local.mirror_host}"
 
-  bucket_arn         = aws_s3_bucket.this.arn
-  objects_arn        = "${aws_s3_bucket.this.arn}/${local.key_prefix}*"
-  publisher_to       = "s3://${aws_s3_bucket.this.id}${var.prefix == "" ? "" : "/${var.prefix}"}"
-  basic_auth_enabled = length(var.basic_auth_credentials) > 0
+  bucket_arn   = aws_s3_bucket.this.arn
+  objects_arn  = "${aws_s3_bucket.this.arn}/${local.key_prefix}*"
+  publisher_to = "s3://${aws_s3_bucket.this.id}${var.prefix == "" ? "" : "/${var.prefix}"}"
+  # Whether credentials are set is not a secret; the credentials are. Unmarking the boolean keeps
+  # outputs that depend on it (vex_repository_yaml) plannable in a root module, where Terraform
+  # otherwise fails with "Output refers to sensitive values".
+  basic_auth_enabled = nonsensitive(length(var.basic_auth_credentials) > 0)
+
+  # Registry-style body for every 404, served by CloudFront instead of S3's XML error. BLOB_UNKNOWN is
+  # the one 404 code on which Trivy tries its next repository (pkg/oci/artifact.go shouldTryOtherRepo);
+  # MANIFEST_UNKNOWN and a body that is not registry JSON stop it. Terraform writes the object (storage.tf),
+  # so the publisher needs to write nothing for it.
+  not_found_viewer_path = "/_trivy-mirror/404.json"
+  not_found_key         = "${local.key_prefix}_trivy-mirror/404.json"
+  not_found_document    = file("${path.module}/errors/404.json")
 
   tags = merge({ "app" = "trivy-mirror" }, var.tags)
 }

@@ -13,12 +13,17 @@ output "mirror_url" {
 }
 
 output "trivy_flags" {
-  description = "Trivy command-line flags that pull the three databases from the mirror."
+  description = "Trivy command-line flags that pull the three databases from the mirror, for Trivy >= 0.69 (trivy-checks:2). Trivy <= 0.68 asks for trivy-checks:1: use trivy_flags_pre_0_69."
   value       = "--db-repository ${local.mirror_host}/${local.repositories.db}:2 --java-db-repository ${local.mirror_host}/${local.repositories.java_db}:1 --checks-bundle-repository ${local.mirror_host}/${local.repositories.checks}:2"
 }
 
+output "trivy_flags_pre_0_69" {
+  description = "The same flags for Trivy <= 0.68, whose checks bundle is trivy-checks:1 (the publisher mirrors both tags)."
+  value       = "--db-repository ${local.mirror_host}/${local.repositories.db}:2 --java-db-repository ${local.mirror_host}/${local.repositories.java_db}:1 --checks-bundle-repository ${local.mirror_host}/${local.repositories.checks}:1"
+}
+
 output "trivy_env" {
-  description = "The same settings as environment variables (for CI)."
+  description = "The same settings as environment variables (for CI), for Trivy >= 0.69 (trivy-checks:2; Trivy <= 0.68 needs TRIVY_CHECKS_BUNDLE_REPOSITORY ending in :1)."
   value = {
     TRIVY_DB_REPOSITORY            = "${local.mirror_host}/${local.repositories.db}:2"
     TRIVY_JAVA_DB_REPOSITORY       = "${local.mirror_host}/${local.repositories.java_db}:1"
@@ -118,8 +123,8 @@ output "publisher_environment" {
 }
 
 output "kms_key_policy_statements" {
-  description = "Key policy statements to add to kms_key_arn's key policy when a customer-managed key is used (JSON). Null without kms_key_arn."
-  value = var.kms_key_arn == null ? null : jsonencode([
+  description = "Key policy statements to add to kms_key_arn's key policy when a customer-managed key is used (JSON): CloudFront for this distribution, the publisher role, and the scheduler role (it decrypts the schedule). Null without kms_key_arn."
+  value = var.kms_key_arn == null ? null : jsonencode(concat([
     {
       Sid       = "AllowCloudFrontDecrypt"
       Effect    = "Allow"
@@ -135,5 +140,14 @@ output "kms_key_policy_statements" {
       Action    = ["kms:Decrypt", "kms:GenerateDataKey"]
       Resource  = "*"
     },
-  ])
+    ], var.create_publisher ? [
+    {
+      # EventBridge Scheduler decrypts the CMK-encrypted schedule with its execution role.
+      Sid       = "AllowSchedulerDecrypt"
+      Effect    = "Allow"
+      Principal = { AWS = aws_iam_role.scheduler[0].arn }
+      Action    = ["kms:Decrypt"]
+      Resource  = "*"
+    },
+  ] : []))
 }

@@ -48,8 +48,11 @@ data "aws_iam_policy_document" "lambda_assume" {
 }
 
 # Least privilege: read/write/delete objects under the mirror prefix of this one bucket, list that
-# prefix (so HEAD of a missing key is a 404, not a 403), manage its multipart uploads, write its logs.
+# prefix (so HEAD of a missing key is a 404, not a 403), manage its multipart uploads, write its logs,
+# and, with lambda_tracing_mode = "Active", send X-Ray segments.
 data "aws_iam_policy_document" "publisher" {
+  count = var.create_publisher ? 1 : 0
+
   statement {
     sid    = "ListMirrorPrefix"
     effect = "Allow"
@@ -89,7 +92,23 @@ data "aws_iam_policy_document" "publisher" {
       "logs:CreateLogStream",
       "logs:PutLogEvents",
     ]
-    resources = ["arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:${local.log_group}:*"]
+    # The log group's own ARN (no data.aws_region: its `name` is deprecated in provider 6).
+    resources = ["${aws_cloudwatch_log_group.publisher[0].arn}:*"]
+  }
+
+  # Lambda needs these on the execution role for Active tracing, or CreateFunction fails. X-Ray has no
+  # resource-level permissions for them: "*" is the only resource they accept.
+  dynamic "statement" {
+    for_each = var.lambda_tracing_mode == "Active" ? [1] : []
+    content {
+      sid    = "XRayTracing"
+      effect = "Allow"
+      actions = [
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+      ]
+      resources = ["*"]
+    }
   }
 
   dynamic "statement" {
@@ -121,7 +140,7 @@ resource "aws_iam_role_policy" "publisher" {
 
   name   = "${var.name}-publisher"
   role   = aws_iam_role.publisher[0].id
-  policy = data.aws_iam_policy_document.publisher.json
+  policy = data.aws_iam_policy_document.publisher[0].json
 }
 
 resource "aws_lambda_function" "publisher" {
@@ -129,6 +148,7 @@ resource "aws_lambda_function" "publisher" {
   # checkov:skip=CKV_AWS_116:A dead-letter queue would only hold the empty schedule event; a failed run is retried by the scheduler, logged, and superseded by the next scheduled run.
   # checkov:skip=CKV_AWS_173:The environment holds no secrets (bucket URL, public base URL, artifact list); Lambda encrypts it at rest with an AWS-managed key.
   # checkov:skip=CKV_AWS_272:The zip is built by the operator with cargo lambda; code signing needs an AWS Signer profile the operator would have to create first.
+  # checkov:skip=CKV_AWS_115:Reserved concurrency is lambda_reserved_concurrency (null by default): any reservation fails in accounts at the default concurrency limit of 10; the 6-hour schedule and 15-minute timeout keep runs apart.
   count = var.create_publisher ? 1 : 0
 
   function_name    = local.function_name
@@ -142,8 +162,9 @@ resource "aws_lambda_function" "publisher" {
   memory_size      = var.lambda_memory_mb
   timeout          = var.lambda_timeout_seconds
 
-  # One run at a time: two overlapping publishes would race on the tags.
-  reserved_concurrent_executions = 1
+  # Optional (lambda_reserved_concurrency): 1 keeps runs from overlapping, but reserving any concurrency
+  # fails in accounts still at the default limit of 10 (AWS keeps 10 unreserved).
+  reserved_concurrent_executions = var.lambda_reserved_concurrency
 
   ephemeral_storage {
     size = var.lambda_ephemeral_storage_mb
@@ -212,20 +233,34 @@ resource "aws_iam_role" "scheduler" {
   tags = local.tags
 }
 
+data "aws_iam_policy_document" "scheduler" {
+  count = var.create_publisher ? 1 : 0
+
+  statement {
+    sid       = "InvokePublisher"
+    effect    = "Allow"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [aws_lambda_function.publisher[0].arn]
+  }
+
+  # A schedule encrypted with a customer-managed key is decrypted with the execution role.
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+    content {
+      sid       = "DecryptSchedule"
+      effect    = "Allow"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+    }
+  }
+}
+
 resource "aws_iam_role_policy" "scheduler" {
   count = var.create_publisher ? 1 : 0
 
-  name = "${var.name}-scheduler"
-  role = aws_iam_role.scheduler[0].id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Sid      = "InvokePublisher"
-      Effect   = "Allow"
-      Action   = ["lambda:InvokeFunction"]
-      Resource = [aws_lambda_function.publisher[0].arn]
-    }]
-  })
+  name   = "${var.name}-scheduler"
+  role   = aws_iam_role.scheduler[0].id
+  policy = data.aws_iam_policy_document.scheduler[0].json
 }
 
 resource "aws_scheduler_schedule" "publisher" {

@@ -149,6 +149,20 @@ data "aws_iam_policy_document" "bucket" {
   }
 }
 
+# The body CloudFront returns with every 404 (custom_error_response in cdn.tf). Written by Terraform, not
+# by the publisher, outside v2/ so that no publisher run or prune ever touches it.
+resource "aws_s3_object" "not_found" {
+  bucket        = aws_s3_bucket.this.id
+  key           = local.not_found_key
+  content       = local.not_found_document
+  content_type  = "application/json"
+  cache_control = "max-age=60"
+
+  tags = local.tags
+
+  depends_on = [aws_s3_bucket_server_side_encryption_configuration.this]
+}
+
 resource "aws_s3_bucket_policy" "this" {
   bucket = aws_s3_bucket.this.id
   policy = data.aws_iam_policy_document.bucket.json

@@ -289,8 +289,19 @@ variable "lambda_ephemeral_storage_mb" {
   }
 }
 
+variable "lambda_reserved_concurrency" {
+  description = "Reserved concurrency of the publisher. 1 guarantees that two runs never overlap (they would race on the tags), but AWS refuses any reservation that leaves fewer than 10 unreserved executions, which fails in new accounts still at the default limit of 10. Null reserves nothing; the schedule's 6-hour interval and the 15-minute timeout keep scheduled runs apart anyway."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.lambda_reserved_concurrency == null || try(var.lambda_reserved_concurrency >= 1, false)
+    error_message = "lambda_reserved_concurrency must be null or at least 1 (0 would disable the function)."
+  }
+}
+
 variable "lambda_tracing_mode" {
-  description = "X-Ray tracing mode of the function: PassThrough or Active."
+  description = "X-Ray tracing mode of the function: PassThrough or Active. Active adds xray:PutTraceSegments and xray:PutTelemetryRecords to the publisher role."
   type        = string
   default     = "PassThrough"
 

@@ -87,6 +87,15 @@ resource "azurerm_cdn_frontdoor_rule" "ping" {
       preserve_unmatched_path = false
     }
 
+    # Rules run after the WAF has checked the credentials. Azure Storage answers any Authorization
+    # header it cannot use (Trivy's Basic credentials) with 401 AuthenticationFailed, even on a blob
+    # that is anonymously readable: the origin must never see it. Ping stops rule processing, so it
+    # deletes the header itself; rule Prefix does it for every other request.
+    request_header_action {
+      header_action = "Delete"
+      header_name   = "Authorization"
+    }
+
     route_configuration_override_action {
       cache_behavior                = "OverrideAlways"
       cache_duration                = var.tag_cache_ttl
@@ -199,7 +208,8 @@ resource "azurerm_cdn_frontdoor_rule" "mutable" {
   depends_on = [azurerm_cdn_frontdoor_origin.this]
 }
 
-# 5. Map every path into the container (and prefix). Last, so the conditions above see viewer paths.
+# 5. Map every path into the container (and prefix), drop the Authorization header. Last, so the
+#    conditions above see viewer paths.
 resource "azurerm_cdn_frontdoor_rule" "prefix" {
   name                      = "Prefix"
   cdn_frontdoor_rule_set_id = azurerm_cdn_frontdoor_rule_set.this.id
@@ -211,6 +221,12 @@ resource "azurerm_cdn_frontdoor_rule" "prefix" {
       source_pattern          = "/"
       destination             = local.origin_root
       preserve_unmatched_path = true
+    }
+
+    # See rule Ping: the WAF has checked the credentials; the blob origin must not receive them.
+    request_header_action {
+      header_action = "Delete"
+      header_name   = "Authorization"
     }
   }
 
@@ -283,8 +299,10 @@ resource "azurerm_cdn_frontdoor_firewall_policy" "this" {
       type     = "MatchRule"
       action   = "Block"
 
+      # SocketAddr is the address of the TCP connection to Front Door. RemoteAddr would be taken from
+      # X-Forwarded-For, which any client can set.
       match_condition {
-        match_variable     = "RemoteAddr"
+        match_variable     = "SocketAddr"
         operator           = "IPMatch"
         negation_condition = true
         match_values       = var.allowed_cidrs

@@ -20,7 +20,10 @@ locals {
   mirror_url   = "https://${local.mirror_host}"
   publisher_to = "az://${var.container_name}${var.prefix == "" ? "" : "/${var.prefix}"}"
 
-  basic_auth_enabled = length(var.basic_auth_credentials) > 0
+  # Whether credentials are set is not a secret; the credentials are. Unmarked, the boolean can drive
+  # dynamic "custom_rule" (Terraform < 1.10 refuses a sensitive for_each, hashicorp/terraform#34071)
+  # and outputs of a root module ("Output refers to sensitive values").
+  basic_auth_enabled = nonsensitive(length(var.basic_auth_credentials) > 0)
 
   tags = merge({ app = "trivy-mirror" }, var.tags)
 }

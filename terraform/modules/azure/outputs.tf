@@ -13,12 +13,17 @@ output "mirror_url" {
 }
 
 output "trivy_flags" {
-  description = "Trivy command-line flags that pull the three databases from the mirror."
+  description = "Trivy command-line flags that pull the three databases from the mirror, for Trivy >= 0.69 (trivy-checks:2). Trivy <= 0.68 asks for trivy-checks:1: use trivy_flags_pre_0_69."
   value       = "--db-repository ${local.mirror_host}/${local.repositories.db}:2 --java-db-repository ${local.mirror_host}/${local.repositories.java_db}:1 --checks-bundle-repository ${local.mirror_host}/${local.repositories.checks}:2"
 }
 
+output "trivy_flags_pre_0_69" {
+  description = "The same flags for Trivy <= 0.68, whose checks bundle is trivy-checks:1 (the publisher mirrors both tags)."
+  value       = "--db-repository ${local.mirror_host}/${local.repositories.db}:2 --java-db-repository ${local.mirror_host}/${local.repositories.java_db}:1 --checks-bundle-repository ${local.mirror_host}/${local.repositories.checks}:1"
+}
+
 output "trivy_env" {
-  description = "The same settings as environment variables (for CI)."
+  description = "The same settings as environment variables (for CI), for Trivy >= 0.69 (trivy-checks:2; Trivy <= 0.68 needs TRIVY_CHECKS_BUNDLE_REPOSITORY ending in :1)."
   value = {
     TRIVY_DB_REPOSITORY            = "${local.mirror_host}/${local.repositories.db}:2"
     TRIVY_JAVA_DB_REPOSITORY       = "${local.mirror_host}/${local.repositories.java_db}:1"

@@ -4,6 +4,8 @@
 # Front Door sends no credentials to a blob origin, so the container allows anonymous reads of
 # blobs (never listing). With Premium + private_link_origin the storage firewall denies the public
 # network: only Front Door (Private Link), the publisher's subnet and storage_allowed_ips get in.
+# Otherwise (Standard SKU) the blobs are public on the blob endpoint: allow_public_blob_endpoint
+# must say so explicitly.
 ################################################################################
 
 resource "azurerm_storage_account" "this" {
@@ -63,10 +65,16 @@ resource "azurerm_storage_account" "this" {
       condition     = !local.private_origin || var.publisher_subnet_id != null || !var.create_publisher
       error_message = "private_link_origin denies the public network on the storage account: set publisher_subnet_id so the publisher can write."
     }
+    # Without the Private Link origin (Standard SKU, or private_link_origin = false) the container is
+    # readable anonymously on the public blob endpoint, around Front Door, its WAF and its cache.
+    precondition {
+      condition     = local.private_origin || var.allow_public_blob_endpoint
+      error_message = "Without the Private Link origin (front_door_sku_name = \"Premium_AzureFrontDoor\" and private_link_origin = true) every blob of the mirror is anonymously readable at https://<storage_account_name>.blob.core.windows.net/<container_name>/..., bypassing Front Door's caching and the WAF (basic_auth_credentials and allowed_cidrs protect nothing there). Set allow_public_blob_endpoint = true to accept that, or use Premium with private_link_origin."
+    }
   }
 }
 
-#trivy:ignore:AVD-AZU-0007 Front Door cannot authenticate to a blob origin, so blobs are anonymously readable (no listing); with private_link_origin the storage firewall denies the public network.
+#trivy:ignore:AVD-AZU-0007 Front Door cannot authenticate to a blob origin, so blobs are anonymously readable (no listing); with private_link_origin the storage firewall denies the public network, without it allow_public_blob_endpoint must accept the exposure.
 resource "azurerm_storage_container" "this" {
   # checkov:skip=CKV_AZURE_34:Anonymous read of individual blobs (no listing) is how Front Door reads the mirror; see the storage account notes.
   # checkov:skip=CKV2_AZURE_21:Blob read logging needs a diagnostic setting and a destination chosen by the operator; the only reader is Front Door, whose access logs are enabled the same way.

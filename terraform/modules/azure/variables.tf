@@ -99,9 +99,20 @@ variable "soft_delete_retention_days" {
 }
 
 variable "storage_allowed_ips" {
-  description = "Public IPs or CIDRs (no /31 or /32, Azure rule) allowed through the storage firewall when the private-link origin is used, for example the machine running Terraform."
+  description = "Public IPv4 addresses (203.0.113.7) or ranges (203.0.113.0/24, /30 at most) allowed through the storage firewall when the private-link origin is used, for example the machine running Terraform. A single address is written without a prefix length: Azure refuses /31 and /32."
   type        = list(string)
   default     = []
+
+  validation {
+    condition     = alltrue([for ip in var.storage_allowed_ips : can(cidrhost(strcontains(ip, "/") ? ip : "${ip}/32", 0)) && !strcontains(ip, ":") && !endswith(ip, "/31") && !endswith(ip, "/32")])
+    error_message = "storage_allowed_ips takes IPv4 addresses (203.0.113.7) or CIDR ranges up to /30; write a single address without /32 (Azure storage rejects /31 and /32)."
+  }
+}
+
+variable "allow_public_blob_endpoint" {
+  description = "Acknowledge that without the Private Link origin (Standard_AzureFrontDoor, or private_link_origin = false) every blob is anonymously readable on the storage account's public blob endpoint, bypassing Front Door, its cache and its WAF (Basic auth, IP allow-list). Required to be true in that case; ignored with Premium + private_link_origin."
+  type        = bool
+  default     = false
 }
 
 ################################################################################
@@ -143,7 +154,7 @@ variable "dns_zone_id" {
 }
 
 variable "tag_cache_ttl" {
-  description = "Front Door cache duration (d.HH:MM:SS) for mutable objects: tags, tags/list, the /v2/ ping, VEX files, status.json. At most 10 minutes."
+  description = "Front Door cache duration (d.HH:MM:SS) for mutable objects: tags, tags/list, the /v2/ ping, VEX files, status.json. At most 10 minutes. Front Door has a single cache duration per rule (no default/max pair), so no TTL ordering applies."
   type        = string
   default     = "00:05:00"
 
@@ -159,8 +170,8 @@ variable "immutable_cache_ttl" {
   default     = "365.00:00:00"
 
   validation {
-    condition     = can(regex("^([1-9][0-9]{0,2})\\.[0-2][0-9]:[0-5][0-9]:[0-5][0-9]$", var.immutable_cache_ttl))
-    error_message = "immutable_cache_ttl must be d.HH:MM:SS with at least 1 day."
+    condition     = can(regex("^([1-9][0-9]{0,2})\\.([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$", var.immutable_cache_ttl)) && try(tonumber(split(".", var.immutable_cache_ttl)[0]) <= 365, false)
+    error_message = "immutable_cache_ttl must be d.HH:MM:SS between 1 day and 365 days (Front Door's maximum cache duration is 365.23:59:59)."
   }
 }
 
@@ -177,7 +188,7 @@ variable "vex_strip_etag" {
 }
 
 variable "basic_auth_credentials" {
-  description = "Optional credentials (user name => password) for a private mirror, checked by a WAF custom rule on the Authorization header. The /v2/ ping stays open (Trivy then sends its configured credentials pre-emptively); every other request without a matching header gets 403, since Front Door WAF cannot answer 401. The values are stored in the WAF policy."
+  description = "Optional credentials (user name => password) for a private mirror, checked by a WAF custom rule on the Authorization header. The /v2/ ping stays open (Trivy then sends its configured credentials pre-emptively); every other request without a matching header gets 403, since Front Door WAF cannot answer 401. The rule set then deletes the Authorization header, which Azure Storage would refuse. The values are stored in the WAF policy."
   type        = map(string)
   default     = {}
   sensitive   = true
@@ -189,7 +200,7 @@ variable "basic_auth_credentials" {
 }
 
 variable "allowed_cidrs" {
-  description = "Optional client IP allow-list enforced by a WAF custom rule. Empty allows everyone. Others get 403."
+  description = "Optional client IP allow-list enforced by a WAF custom rule on the address of the TCP connection (SocketAddr, not the spoofable X-Forwarded-For). Empty allows everyone. Others get 403."
   type        = list(string)
   default     = []
 

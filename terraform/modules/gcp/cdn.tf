@@ -50,6 +50,7 @@ resource "google_compute_backend_bucket" "mutable" {
 
   cdn_policy {
     # Honour the stored Cache-Control (max-age=300), but never cache longer than tag_max_ttl_seconds.
+    # With CACHE_ALL_STATIC the API rejects a default or client TTL above max_ttl (precondition below).
     cache_mode         = "CACHE_ALL_STATIC"
     default_ttl        = var.tag_cache_ttl_seconds
     client_ttl         = var.tag_cache_ttl_seconds
@@ -63,6 +64,32 @@ resource "google_compute_backend_bucket" "mutable" {
       ttl  = 10
     }
   }
+
+  lifecycle {
+    precondition {
+      condition     = var.tag_cache_ttl_seconds <= var.tag_max_ttl_seconds
+      error_message = "tag_cache_ttl_seconds (the default and client TTL) must not exceed tag_max_ttl_seconds: Cloud CDN rejects a default_ttl or client_ttl above max_ttl with CACHE_ALL_STATIC."
+    }
+  }
+}
+
+# Adding a signed URL key to a backend bucket is what makes Google create the project's Cloud CDN fill
+# service agent (service-<number>@cloud-cdn-fill.iam.gserviceaccount.com), which the bucket binding in
+# storage.tf names; without it the first apply on a new project fails. The key is never used to sign:
+# Cloud CDN does not block requests that carry no Signature parameter.
+resource "random_id" "cdn_fill_key" {
+  count = var.cdn_fill_service_account == null ? 1 : 0
+
+  byte_length = 16
+}
+
+resource "google_compute_backend_bucket_signed_url_key" "cdn_fill" {
+  count = var.cdn_fill_service_account == null ? 1 : 0
+
+  project        = var.project_id
+  name           = "${var.name}-cdn-fill"
+  backend_bucket = google_compute_backend_bucket.mutable.name
+  key_value      = random_id.cdn_fill_key[0].b64_url
 }
 
 resource "google_compute_url_map" "this" {
@@ -70,6 +97,17 @@ resource "google_compute_url_map" "this" {
   name            = var.name
   description     = "trivy-mirror: registry routes over ${var.bucket_name}"
   default_service = google_compute_backend_bucket.mutable.id
+
+  # A missing object answers 404 with the registry JSON error document instead of Cloud Storage's XML.
+  default_custom_error_response_policy {
+    error_service = google_compute_backend_bucket.mutable.id
+
+    error_response_rule {
+      match_response_codes   = ["404"]
+      path                   = "/${local.not_found_object}"
+      override_response_code = 404
+    }
+  }
 
   host_rule {
     hosts        = ["*"]
@@ -164,10 +202,16 @@ resource "google_compute_managed_ssl_certificate" "this" {
   count = length(var.ssl_certificate_ids) == 0 ? 1 : 0
 
   project = var.project_id
-  name    = "${var.name}-cert"
+  # The name follows the domains: a new certificate is created (and attached to the proxy) before the
+  # old one, still in use by the proxy, is deleted.
+  name = "${var.name}-cert-${substr(sha256(join(",", var.domain_names)), 0, 8)}"
 
   managed {
     domains = var.domain_names
+  }
+
+  lifecycle {
+    create_before_destroy = true
   }
 }
 

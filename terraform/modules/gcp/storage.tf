@@ -61,8 +61,20 @@ resource "google_storage_bucket" "this" {
 }
 
 # Cloud CDN private bucket access: the cdn-fill service agent reads objects; no allUsers binding.
+# The agent exists only once a signed URL key is on a backend bucket (cdn.tf).
 resource "google_storage_bucket_iam_member" "cdn_read" {
   bucket = google_storage_bucket.this.name
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${local.cdn_fill_service_account}"
+
+  depends_on = [google_compute_backend_bucket_signed_url_key.cdn_fill]
+}
+
+# The body of every 404 (default_custom_error_response_policy in cdn.tf).
+resource "google_storage_bucket_object" "not_found" {
+  bucket        = google_storage_bucket.this.name
+  name          = local.not_found_object
+  content       = local.not_found_document
+  content_type  = "application/json"
+  cache_control = "max-age=60"
 }

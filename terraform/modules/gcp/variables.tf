@@ -113,7 +113,7 @@ variable "access_log_bucket" {
 }
 
 variable "cdn_fill_service_account" {
-  description = "Identity that Cloud CDN and the load balancer use to read the private bucket (Cloud CDN private bucket access). Null means service-<project number>@cloud-cdn-fill.iam.gserviceaccount.com."
+  description = "Identity that Cloud CDN and the load balancer use to read the private bucket (Cloud CDN private bucket access). Null means service-<project number>@cloud-cdn-fill.iam.gserviceaccount.com, and the module adds an (unused) signed URL key to the mutable backend bucket so that Google creates that service agent before the bucket binding names it. Set it when the agent already exists to skip the key."
   type        = string
   default     = null
 }

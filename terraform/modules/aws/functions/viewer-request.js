@@ -3,7 +3,7 @@
 // Terraform prepends one line to this file: `var CONFIG = {...};` with
 //   realm            realm of the Basic challenge
 //   basicAuthSha256  hex SHA-256 of each accepted Authorization header value ("Basic base64(user:pass)");
-//                    empty = no authentication
+//                    empty = no authentication. The header is removed once checked.
 //   allowCidrs       IPv4/IPv6 CIDRs allowed to connect; empty = everyone
 //   vexArchivePaths  viewer paths of the VEX archives
 //   stripVexRevalid  drop If-None-Match / If-Modified-Since on the VEX archives (no 304 for Trivy <= 0.72)
@@ -202,6 +202,8 @@ function handler(event) {
   if (!authorized(request, c.basicAuthSha256)) {
     return unauthorized(c.realm);
   }
+  // Checked: the origin never needs the viewer's credentials (OAC signs with its own).
+  delete request.headers.authorization;
 
   // Object stores cannot hold a key ending in '/': the registry ping /v2/ is served by v2/index.json.
   if (request.uri === '/v2/' || request.uri === '/v2') {
