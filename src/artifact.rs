@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::Error;
+use crate::error::{Error, Setting};
 
 /// Which family of Trivy data an artifact belongs to; what `--only` selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,7 +49,7 @@ impl FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| Error::config("artifact kind", s, "expected one of db, java-db, checks, vex"))
+            .ok_or_else(|| Error::config(Setting::ArtifactKind, s, "expected one of db, java-db, checks, vex"))
     }
 }
 

@@ -11,24 +11,36 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use trivy_mirror::artifact::Kind;
-use trivy_mirror::dest::DestinationOptions;
-use trivy_mirror::registry::{Cloud, Credentials, RegistryOptions, RetryPolicy, Secret, auth};
+use trivy_mirror::credentials::{self, AuthMode, Cloud, Credentials, Env, Secret};
+use trivy_mirror::error::Setting;
+use trivy_mirror::http::RetryPolicy;
+use trivy_mirror::registry::RegistryOptions;
+use trivy_mirror::run::SyncConfig;
 use trivy_mirror::source::{DEFAULT_SOURCES, RegistrySource, Source};
 use trivy_mirror::sync::SyncPlan;
 use trivy_mirror::{Error, Result};
+
+/// `sync --help` headings, in the order they are shown.
+const SOURCES: &str = "Sources";
+const DESTINATIONS: &str = "Destinations";
+const CREDENTIALS: &str = "Registry credentials";
+const VEX: &str = "VEX";
+const RETENTION: &str = "Retention";
+const TRANSFER: &str = "Transfers";
+const OUTPUT: &str = "Output";
 
 /// Serve Trivy's security databases from your own infrastructure.
 #[derive(Debug, Parser)]
 #[command(name = "trivy-mirror", version, about, long_about = None, max_term_width = 100)]
 pub struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, env = "TRIVY_MIRROR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, env = "TRIVY_MIRROR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, help_heading = OUTPUT)]
     pub log_format: LogFormat,
     /// More log output (-v: debug, -vv: trace).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = OUTPUT)]
     pub verbose: u8,
     /// Only warnings and errors on stderr.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = OUTPUT)]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -60,11 +72,11 @@ pub enum Command {
 #[derive(Debug, Args, Clone)]
 pub struct RetentionArgs {
     /// Versions (and dated snapshot tags) kept per repository, newest first.
-    #[arg(long, env = "TRIVY_MIRROR_KEEP", default_value_t = 3)]
+    #[arg(long, env = "TRIVY_MIRROR_KEEP", default_value_t = 3, help_heading = RETENTION)]
     pub keep: usize,
     /// How long a version must have been superseded (or a blob unreferenced) before it is
     /// removed: longer than the CDN's tag TTL plus the longest client download.
-    #[arg(long, env = "TRIVY_MIRROR_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "TRIVY_MIRROR_GRACE", default_value = "24h", value_parser = humantime::parse_duration, help_heading = RETENTION)]
     pub grace: Duration,
 }
 
@@ -139,7 +151,7 @@ impl VerifyArgs {
             (_, _, Some(t)) => Credentials::Bearer(Secret::new(t.clone())),
             _ => Credentials::Anonymous,
         };
-        let insecure = self.insecure || (http && !trivy_mirror::registry::is_local_host(&host));
+        let insecure = self.insecure || (http && !trivy_mirror::http::is_local_host(&host));
         let mut only: BTreeSet<Kind> = self.only.iter().copied().collect();
         if only.is_empty() {
             only = [Kind::Db, Kind::JavaDb, Kind::Checks].into();
@@ -171,117 +183,117 @@ impl VerifyArgs {
 pub struct SyncArgs {
     /// Where to publish: a directory, file:///path, s3://bucket[/prefix], gs://bucket[/prefix],
     /// az://container[/prefix] or oci://registry[/namespace]. Repeat (or comma-separate) for several.
-    #[arg(long = "to", env = "TRIVY_MIRROR_TO", value_delimiter = ',', required = true, value_name = "DEST")]
+    #[arg(long = "to", env = "TRIVY_MIRROR_TO", value_delimiter = ',', required = true, value_name = "DEST", help_heading = DESTINATIONS)]
     pub to: Vec<String>,
 
     /// Upstream REGISTRY/NAMESPACE, tried in order.
     #[arg(long = "source", env = "TRIVY_MIRROR_SOURCE", value_delimiter = ',', value_name = "REGISTRY/NAMESPACE",
-          default_values_t = DEFAULT_SOURCES.map(String::from))]
+          default_values_t = DEFAULT_SOURCES.map(String::from), help_heading = SOURCES)]
     pub source: Vec<String>,
 
     /// What to mirror: db, java-db, checks, vex (comma-separated). Default: the three
     /// databases, plus vex when --base-url is set.
-    #[arg(long, env = "TRIVY_MIRROR_ONLY", value_delimiter = ',', value_name = "KINDS")]
+    #[arg(long, env = "TRIVY_MIRROR_ONLY", value_delimiter = ',', value_name = "KINDS", help_heading = SOURCES)]
     pub only: Vec<Kind>,
 
     /// Namespace of the published repositories (NAMESPACE/trivy-db, …).
-    #[arg(long, env = "TRIVY_MIRROR_NAMESPACE", default_value = "aquasecurity")]
+    #[arg(long, env = "TRIVY_MIRROR_NAMESPACE", default_value = "aquasecurity", help_heading = DESTINATIONS)]
     pub namespace: String,
 
     /// max-age (seconds) of mutable objects: tags, tags/list, the /v2/ ping, VEX files.
-    #[arg(long, env = "TRIVY_MIRROR_TAG_CACHE_SECONDS", default_value_t = trivy_mirror::layout::DEFAULT_TAG_TTL)]
+    #[arg(long, env = "TRIVY_MIRROR_TAG_CACHE_SECONDS", default_value_t = trivy_mirror::layout::DEFAULT_TAG_TTL, help_heading = DESTINATIONS)]
     pub tag_cache_seconds: u32,
 
     /// Allow plain http or unverified TLS to sources other than localhost/127.0.0.1.
-    #[arg(long, env = "TRIVY_MIRROR_INSECURE_SOURCE")]
+    #[arg(long, env = "TRIVY_MIRROR_INSECURE_SOURCE", help_heading = SOURCES)]
     pub insecure_source: bool,
 
     /// Username for the source registries (else docker config.json, else anonymous).
-    #[arg(long, env = "TRIVY_MIRROR_SOURCE_USERNAME", requires = "source_password")]
+    #[arg(long, env = "TRIVY_MIRROR_SOURCE_USERNAME", requires = "source_password", help_heading = SOURCES)]
     pub source_username: Option<String>,
 
     /// Password or token for the source registries.
-    #[arg(long, env = "TRIVY_MIRROR_SOURCE_PASSWORD", hide_env_values = true, requires = "source_username")]
+    #[arg(long, env = "TRIVY_MIRROR_SOURCE_PASSWORD", hide_env_values = true, requires = "source_username", help_heading = SOURCES)]
     pub source_password: Option<String>,
 
     /// Extra CA bundle (PEM) trusted for sources.
-    #[arg(long, env = "TRIVY_MIRROR_SOURCE_CA_FILE")]
+    #[arg(long, env = "TRIVY_MIRROR_SOURCE_CA_FILE", help_heading = SOURCES)]
     pub source_ca_file: Option<PathBuf>,
 
     /// Username for oci:// destinations (else docker config.json / credential helpers).
-    #[arg(long, env = "TRIVY_MIRROR_DEST_USERNAME", requires = "dest_password")]
+    #[arg(long, env = "TRIVY_MIRROR_DEST_USERNAME", requires = "dest_password", help_heading = CREDENTIALS)]
     pub dest_username: Option<String>,
 
     /// Password for oci:// destinations.
-    #[arg(long, env = "TRIVY_MIRROR_DEST_PASSWORD", hide_env_values = true, requires = "dest_username")]
+    #[arg(long, env = "TRIVY_MIRROR_DEST_PASSWORD", hide_env_values = true, requires = "dest_username", help_heading = CREDENTIALS)]
     pub dest_password: Option<String>,
 
     /// Bearer token for oci:// destinations (instead of username/password).
-    #[arg(long, env = "TRIVY_MIRROR_DEST_TOKEN", hide_env_values = true, conflicts_with = "dest_username")]
+    #[arg(long, env = "TRIVY_MIRROR_DEST_TOKEN", hide_env_values = true, conflicts_with = "dest_username", help_heading = CREDENTIALS)]
     pub dest_token: Option<String>,
 
     /// How oci:// destinations authenticate: auto (flags; docker config.json, but for ECR,
     /// Artifact Registry and ACR hosts only a credHelpers entry, else the cloud identity),
     /// docker, ecr (`ecr` feature), gar (Google application default credentials) or acr
     /// (Entra ID exchange).
-    #[arg(long, env = "TRIVY_MIRROR_DEST_AUTH", value_enum, default_value_t = DestAuth::Auto)]
+    #[arg(long, env = "TRIVY_MIRROR_DEST_AUTH", value_enum, default_value_t = DestAuth::Auto, help_heading = CREDENTIALS)]
     pub dest_auth: DestAuth,
 
     /// Allow plain http or unverified TLS to oci:// destinations other than localhost.
-    #[arg(long, env = "TRIVY_MIRROR_INSECURE_DESTINATION")]
+    #[arg(long, env = "TRIVY_MIRROR_INSECURE_DESTINATION", help_heading = DESTINATIONS)]
     pub insecure_destination: bool,
 
     /// Extra CA bundle (PEM) trusted for oci:// destinations.
-    #[arg(long, env = "TRIVY_MIRROR_DEST_CA_FILE")]
+    #[arg(long, env = "TRIVY_MIRROR_DEST_CA_FILE", help_heading = DESTINATIONS)]
     pub dest_ca_file: Option<PathBuf>,
 
     /// Push blobs to oci:// destinations in chunks of this size (e.g. 4MiB) instead of one
     /// request each. Without it, chunks are used only after a 413 (a proxy's body limit).
-    #[arg(long, env = "TRIVY_MIRROR_DEST_CHUNK_SIZE", value_parser = parse_size)]
+    #[arg(long, env = "TRIVY_MIRROR_DEST_CHUNK_SIZE", value_parser = parse_size, help_heading = DESTINATIONS)]
     pub dest_chunk_size: Option<u64>,
 
     /// Public base URL of the mirror (https://trivy-mirror.example.com); VEX locations point here.
-    #[arg(long, env = "TRIVY_MIRROR_BASE_URL")]
+    #[arg(long, env = "TRIVY_MIRROR_BASE_URL", help_heading = VEX)]
     pub base_url: Option<String>,
 
     /// Allow an http:// base URL (local testing only).
-    #[arg(long, env = "TRIVY_MIRROR_ALLOW_HTTP_BASE_URL")]
+    #[arg(long, env = "TRIVY_MIRROR_ALLOW_HTTP_BASE_URL", help_heading = VEX)]
     pub allow_http_base_url: bool,
 
     /// Path under the mirror root for the VEX files (default: the root).
-    #[arg(long, env = "TRIVY_MIRROR_VEX_PREFIX", default_value = "")]
+    #[arg(long, env = "TRIVY_MIRROR_VEX_PREFIX", default_value = "", help_heading = VEX)]
     pub vex_prefix: String,
 
     /// URL of the upstream VEX repository manifest.
-    #[arg(long, env = "TRIVY_MIRROR_VEX_SOURCE", default_value = trivy_mirror::vex::DEFAULT_VEX_SOURCE)]
+    #[arg(long, env = "TRIVY_MIRROR_VEX_SOURCE", default_value = trivy_mirror::vex::DEFAULT_VEX_SOURCE, help_heading = VEX)]
     pub vex_source: String,
 
     /// Archive format to publish: as-upstream, zip or tar.gz.
-    #[arg(long, env = "TRIVY_MIRROR_VEX_ARCHIVE", value_enum, default_value_t = trivy_mirror::vex::ArchiveChoice::AsUpstream)]
+    #[arg(long, env = "TRIVY_MIRROR_VEX_ARCHIVE", value_enum, default_value_t = trivy_mirror::vex::ArchiveChoice::AsUpstream, help_heading = VEX)]
     pub vex_archive: trivy_mirror::vex::ArchiveChoice,
 
     /// After publishing, prune old versions from static destinations (see `prune`).
-    #[arg(long, env = "TRIVY_MIRROR_PRUNE")]
+    #[arg(long, env = "TRIVY_MIRROR_PRUNE", help_heading = RETENTION)]
     pub prune: bool,
 
     #[command(flatten)]
     pub retention: RetentionArgs,
 
     /// Also publish each new version under a dated, immutable tag such as 2-20261126T0600Z.
-    #[arg(long, env = "TRIVY_MIRROR_SNAPSHOT_TAGS")]
+    #[arg(long, env = "TRIVY_MIRROR_SNAPSHOT_TAGS", help_heading = DESTINATIONS)]
     pub snapshot_tags: bool,
 
     /// Retries of a failed request or blob transfer (429, 5xx, timeouts, resets).
-    #[arg(long, env = "TRIVY_MIRROR_RETRIES", default_value_t = 3)]
+    #[arg(long, env = "TRIVY_MIRROR_RETRIES", default_value_t = 3, help_heading = TRANSFER)]
     pub retries: u32,
 
     /// First backoff between retries, in milliseconds; doubles each time (a server's
     /// Retry-After wins).
-    #[arg(long, env = "TRIVY_MIRROR_RETRY_BASE_MS", default_value_t = 500)]
+    #[arg(long, env = "TRIVY_MIRROR_RETRY_BASE_MS", default_value_t = 500, help_heading = TRANSFER)]
     pub retry_base_ms: u64,
 
     /// Per-request read timeout in seconds (a stalled body fails and is retried).
-    #[arg(long, env = "TRIVY_MIRROR_READ_TIMEOUT", default_value_t = 60)]
+    #[arg(long, env = "TRIVY_MIRROR_READ_TIMEOUT", default_value_t = 60, help_heading = TRANSFER)]
     pub read_timeout: u64,
 }
 
@@ -324,34 +336,37 @@ impl SyncArgs {
         }
     }
 
-    /// Validate and build the sync plan and destination settings.
-    pub fn plan(&self) -> Result<(SyncPlan, DestinationOptions)> {
-        let read_timeout = Some(Duration::from_secs(self.read_timeout.max(1)));
-        let only: BTreeSet<Kind> = if self.only.is_empty() {
-            let mut k: BTreeSet<Kind> = [Kind::Db, Kind::JavaDb, Kind::Checks].into();
-            if self.base_url.is_some() {
-                k.insert(Kind::Vex);
-            }
-            k
-        } else {
-            self.only.iter().copied().collect()
-        };
-        if !self.namespace.is_empty() {
-            trivy_mirror::reference::validate_repository(&self.namespace)?;
+    /// `--only`, or its default: the three databases, plus VEX when `--base-url` is set.
+    fn kinds(&self) -> BTreeSet<Kind> {
+        if !self.only.is_empty() {
+            return self.only.iter().copied().collect();
         }
-        let explicit = match (&self.source_username, &self.source_password) {
+        let mut k: BTreeSet<Kind> = [Kind::Db, Kind::JavaDb, Kind::Checks].into();
+        if self.base_url.is_some() {
+            k.insert(Kind::Vex);
+        }
+        k
+    }
+
+    /// Validate every setting, resolve credentials and open every destination: the one
+    /// configuration a run needs. `env` reads environment variables (docker config,
+    /// credential helpers).
+    pub fn config(&self, env: Env<'_>) -> Result<SyncConfig> {
+        let read_timeout = Some(Duration::from_secs(self.read_timeout.max(1)));
+        let only = self.kinds();
+        if !self.namespace.is_empty() {
+            trivy_mirror::oci::validate_repository(&self.namespace)?;
+        }
+        let basic = |u: &Option<String>, p: &Option<String>| match (u, p) {
             (Some(u), Some(p)) => Some(Credentials::Basic { username: u.clone(), password: Secret::new(p.clone()) }),
             _ => None,
         };
+        let source_credentials = basic(&self.source_username, &self.source_password);
         let mut sources: Vec<Arc<dyn Source>> = Vec::new();
         for spec in &self.source {
             let host = spec.split('/').next().unwrap_or_default();
-            let credentials = match &explicit {
-                Some(c) => c.clone(),
-                None => docker_credentials(host)?,
-            };
             let options = RegistryOptions {
-                credentials,
+                credentials: credentials::resolve(host, source_credentials.clone(), AuthMode::Docker, env)?,
                 insecure: self.insecure_source,
                 ca_file: self.source_ca_file.clone(),
                 retry: self.retry_policy(),
@@ -360,25 +375,12 @@ impl SyncArgs {
             };
             sources.push(Arc::new(RegistrySource::parse(spec, options)?));
         }
-        let dest_credentials = match (&self.dest_username, &self.dest_password, &self.dest_token) {
-            (Some(u), Some(p), _) => Some(Credentials::Basic { username: u.clone(), password: Secret::new(p.clone()) }),
-            (_, _, Some(t)) => Some(Credentials::Bearer(Secret::new(t.clone()))),
-            _ => None,
-        };
-        let registry = RegistryOptions {
-            credentials: dest_credentials.unwrap_or_default(),
-            insecure: self.insecure_destination,
-            ca_file: self.dest_ca_file.clone(),
-            retry: self.retry_policy(),
-            read_timeout,
-            chunk_size: self.dest_chunk_size,
-        };
         let vex = if only.contains(&Kind::Vex) {
             let base_url = self.base_url.as_deref().ok_or_else(|| Error::Config {
-                what: "--base-url",
+                setting: Setting::BaseUrl,
                 value: String::new(),
-                reason: "mirroring VEX needs the mirror's public URL (--base-url https://…), because the \
-                             rewritten manifest points Trivy there; or leave vex out of --only"
+                reason: "mirroring VEX needs the mirror's public URL, because the rewritten manifest points \
+                         Trivy there; or leave vex out of --only"
                     .into(),
             })?;
             Some(trivy_mirror::vex::VexPlan::new(
@@ -403,60 +405,43 @@ impl SyncArgs {
             retry: self.retry_policy(),
             progress: Arc::new(trivy_mirror::progress::Silent),
         };
-        Ok((plan, DestinationOptions { tag_ttl: self.tag_cache_seconds, registry }))
-    }
 
-    /// Open every `--to` destination, with its credentials resolved.
-    pub fn destinations(&self, options: &DestinationOptions) -> Result<Vec<Arc<dyn trivy_mirror::dest::Destination>>> {
-        self.to.iter().map(|url| trivy_mirror::dest::open(url, &self.destination_options_for(url, options)?)).collect()
-    }
-
-    /// With `--prune`, apply retention to every static destination after the sync.
-    pub async fn prune_after_sync(&self) -> Vec<(String, Result<trivy_mirror::prune::PruneReport>)> {
-        let mut out = Vec::new();
-        if !self.prune {
-            return out;
-        }
-        let options = self.retention.options(&self.namespace, false);
-        for url in self.to.iter().filter(|u| !u.starts_with("oci://")) {
-            let result = match trivy_mirror::dest::open_objects(url, self.tag_cache_seconds) {
-                Ok(dest) => trivy_mirror::prune::prune(&dest, &options, jiff::Timestamp::now()).await,
-                Err(e) => Err(e),
+        let dest_credentials = match &self.dest_token {
+            Some(t) => Some(Credentials::Bearer(Secret::new(t.clone()))),
+            None => basic(&self.dest_username, &self.dest_password),
+        };
+        let mut targets = Vec::new();
+        for url in &self.to {
+            let mut registry = RegistryOptions {
+                credentials: Credentials::Anonymous,
+                insecure: self.insecure_destination,
+                ca_file: self.dest_ca_file.clone(),
+                retry: self.retry_policy(),
+                read_timeout,
+                chunk_size: self.dest_chunk_size,
             };
-            out.push((url.clone(), result));
-        }
-        out
-    }
-
-    /// Destination credentials for a registry host: flags, docker config or a cloud identity.
-    pub fn destination_options_for(&self, url: &str, base: &DestinationOptions) -> Result<DestinationOptions> {
-        let mut options = base.clone();
-        if options.registry.credentials == Credentials::Anonymous
-            && let Ok(trivy_mirror::dest::DestinationUrl::Registry { host, .. }) =
+            if let Ok(trivy_mirror::dest::DestinationUrl::Registry { host, .. }) =
                 trivy_mirror::dest::DestinationUrl::parse(url)
-        {
-            options.registry.credentials = match self.dest_auth {
-                DestAuth::Ecr => Credentials::Cloud(Cloud::Ecr),
-                DestAuth::Gar => Credentials::Cloud(Cloud::Gar),
-                DestAuth::Acr => Credentials::Cloud(Cloud::Acr),
-                DestAuth::Docker => docker_credentials(&host)?,
-                DestAuth::Auto => match Cloud::for_host(&host) {
-                    None => docker_credentials(&host)?,
-                    // A cloud registry gets fresh credentials from the identity the job runs
-                    // as, unless a credential helper is set up for exactly this host (an
-                    // `auths` entry from an old `docker login` may have expired).
-                    Some(cloud) => match auth::docker_config_path().map(|p| auth::helper_for_host(&p, &host)) {
-                        Some(Ok(Some(found))) if found != Credentials::Anonymous => found,
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, host, "ignoring docker config; using the cloud identity");
-                            Credentials::Cloud(cloud)
-                        }
-                        _ => Credentials::Cloud(cloud),
-                    },
-                },
-            };
+            {
+                registry.credentials =
+                    credentials::resolve(&host, dest_credentials.clone(), self.dest_auth.mode(), env)?;
+            }
+            targets.push(trivy_mirror::dest::open(url, self.tag_cache_seconds, registry)?);
         }
-        Ok(options)
+        let prune = self.prune.then(|| self.retention.options(&self.namespace, false));
+        Ok(SyncConfig { plan, targets, prune })
+    }
+}
+
+impl DestAuth {
+    fn mode(self) -> AuthMode {
+        match self {
+            DestAuth::Auto => AuthMode::Auto,
+            DestAuth::Docker => AuthMode::Docker,
+            DestAuth::Ecr => AuthMode::Cloud(Cloud::Ecr),
+            DestAuth::Gar => AuthMode::Cloud(Cloud::Gar),
+            DestAuth::Acr => AuthMode::Cloud(Cloud::Acr),
+        }
     }
 }
 
@@ -480,13 +465,6 @@ fn parse_size(s: &str) -> std::result::Result<u64, String> {
     Ok(size)
 }
 
-fn docker_credentials(host: &str) -> Result<Credentials> {
-    match auth::docker_config_path() {
-        Some(path) => auth::from_docker_config(&path, host),
-        None => Ok(Credentials::Anonymous),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,52 +479,5 @@ mod tests {
         assert!(parse_size("4PB").unwrap_err().contains("unknown unit"));
         assert!(parse_size("MiB").unwrap_err().contains("not a size"));
         assert!(parse_size("99999999999999999999GiB").is_err());
-    }
-
-    #[test]
-    fn a_configured_helper_wins_over_the_cloud_identity() {
-        let args = |auth: &str| {
-            let cli =
-                Cli::try_parse_from(["trivy-mirror", "sync", "--to", "oci://myreg.azurecr.io", "--dest-auth", auth])
-                    .unwrap();
-            match cli.command {
-                Command::Sync(s) => s,
-                _ => unreachable!(),
-            }
-        };
-        let dest = "oci://myreg.azurecr.io";
-        let base = DestinationOptions { tag_ttl: 300, registry: RegistryOptions::default() };
-        // SAFETY: the only test in this binary that touches DOCKER_CONFIG.
-        unsafe { std::env::set_var("DOCKER_CONFIG", "/nonexistent-docker-config") };
-        let creds = |auth: &str| args(auth).destination_options_for(dest, &base).unwrap().registry.credentials;
-        assert_eq!(creds("auto"), Credentials::Cloud(Cloud::Acr));
-        assert_eq!(creds("gar"), Credentials::Cloud(Cloud::Gar));
-        assert_eq!(creds("docker"), Credentials::Anonymous);
-        // An `auths` entry (maybe expired) does not beat the cloud identity…
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("config.json"), r#"{"auths":{"myreg.azurecr.io":{"auth":"dTpw"}}}"#).unwrap();
-        // SAFETY: as above.
-        unsafe { std::env::set_var("DOCKER_CONFIG", dir.path()) };
-        assert_eq!(creds("auto"), Credentials::Cloud(Cloud::Acr));
-        assert_eq!(creds("docker"), Credentials::Basic { username: "u".into(), password: Secret::new("p") });
-        // …a credential helper set up for this very host does; an unusable config is ignored.
-        std::fs::write(dir.path().join("config.json"), r#"{"credHelpers":{"myreg.azurecr.io":"env"}}"#).unwrap();
-        std::fs::write(
-            dir.path().join("docker-credential-env"),
-            "#!/bin/sh\necho '{\"Username\":\"helper-user\",\"Secret\":\"helper-secret\"}'\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(dir.path().join("docker-credential-env"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
-        let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
-        // SAFETY: as above; PATH only gains a directory.
-        unsafe { std::env::set_var("PATH", path) };
-        assert_eq!(
-            creds("auto"),
-            Credentials::Basic { username: "helper-user".into(), password: Secret::new("helper-secret") }
-        );
-        std::fs::write(dir.path().join("config.json"), "{").unwrap();
-        assert_eq!(creds("auto"), Credentials::Cloud(Cloud::Acr));
     }
 }

@@ -1,10 +1,13 @@
 //! The crate's error type: one enum whose variants say what kind of thing failed, so the
 //! sync engine can decide between "try again", "try the next source" and "give up".
 //!
-//! Every message names the object it is about (a URL, a destination, an artifact) and,
-//! where the user can act, what to do. Messages never carry credentials: URLs in this
-//! crate are built without userinfo, and tokens and passwords are never formatted.
+//! Every message names the object it is about (a URL, a destination, an artifact); what
+//! the user can do about it is a separate, typed [`Help`], which the binary renders with
+//! its own flag names (the library knows no flags). Messages never carry credentials:
+//! URLs in this crate are built without userinfo or query, and tokens and passwords are
+//! never formatted. This module depends on nothing else in the crate.
 
+use std::fmt;
 use std::time::Duration;
 
 /// Result alias used throughout the crate.
@@ -14,11 +17,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A setting (flag, environment variable, URL) is unusable. Fix the configuration.
-    #[error("invalid {what} {value:?}: {reason}")]
+    /// A setting (URL, name, file) is unusable. Fix the configuration.
+    #[error("invalid {setting} {value:?}: {reason}")]
     Config {
         /// Which setting.
-        what: &'static str,
+        setting: Setting,
         /// The offending value (never a secret).
         value: String,
         /// Why it is refused, and what is accepted instead.
@@ -33,21 +36,34 @@ pub enum Error {
         what: String,
         /// The check that failed.
         reason: String,
+        /// What to do about it, when the fix is on the user's side.
+        help: Option<Box<Help>>,
+    },
+
+    /// A source does not have what was asked for (a tag, a blob). The next source may.
+    #[error("{place} has no {what}")]
+    NotFound {
+        /// What was asked for (`trivy-db:2`).
+        what: String,
+        /// Where it was looked for (a source label).
+        place: String,
     },
 
     /// An HTTP server answered with a status we cannot use.
-    #[error("{method} {url}: HTTP {status}{detail}")]
+    #[error("{method} {url}: HTTP {status}{}", codes_suffix(.codes))]
     Http {
         /// The request method.
         method: &'static str,
-        /// The URL requested (never with credentials).
+        /// The URL requested (never with credentials or query).
         url: String,
         /// The status code received.
         status: u16,
-        /// Registry error codes or a hint, prefixed with ": " when present.
-        detail: String,
+        /// The registry's error codes and messages (`MANIFEST_UNKNOWN …`), if it sent any.
+        codes: String,
         /// The server's Retry-After, if it sent one.
         retry_after: Option<Duration>,
+        /// What to do about it.
+        help: Option<Box<Help>>,
     },
 
     /// The request never got an answer: DNS, connect, TLS, timeout, reset mid-body.
@@ -57,10 +73,14 @@ pub enum Error {
         method: &'static str,
         /// The URL requested.
         url: String,
+        /// What kind of failure it was.
+        cause: Cause,
         /// The transport error and its causes, flattened.
         message: String,
         /// Whether trying again may help (timeouts, resets, refused connections).
         transient: bool,
+        /// What to do about it.
+        help: Option<Box<Help>>,
     },
 
     /// Writing to or reading from a destination store failed.
@@ -77,15 +97,6 @@ pub enum Error {
         source: Box<object_store::Error>,
     },
 
-    /// A source does not have what was asked for (a tag, a blob). The next source may.
-    #[error("{place} has no {what}")]
-    NotFound {
-        /// What was asked for (`trivy-db:2`).
-        what: String,
-        /// Where it was looked for (a source label).
-        place: String,
-    },
-
     /// A local file or socket operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -95,6 +106,151 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn codes_suffix(codes: &str) -> String {
+    if codes.is_empty() { String::new() } else { format!(": {codes}") }
+}
+
+/// The settings a [`Error::Config`] can be about. The binary maps each to its flag or
+/// environment variable; the library names the object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Setting {
+    /// An upstream registry namespace.
+    Source,
+    /// A place to publish to.
+    Destination,
+    /// The published namespace.
+    Namespace,
+    /// A tag name.
+    Tag,
+    /// An artifact kind (`db`, `java-db`, …).
+    ArtifactKind,
+    /// A registry host name.
+    RegistryHost,
+    /// The URL of a served mirror (`verify`).
+    MirrorUrl,
+    /// The upstream VEX repository manifest URL.
+    VexSource,
+    /// The mirror's public base URL (VEX locations point there).
+    BaseUrl,
+    /// The path of the VEX files under the mirror root.
+    VexPrefix,
+    /// A PEM CA bundle.
+    CaBundle,
+    /// The HTTP client settings.
+    HttpClient,
+    /// Docker's `config.json`.
+    DockerConfig,
+    /// A docker credential helper.
+    CredentialHelper,
+    /// A cloud identity endpoint or its environment variables.
+    CloudIdentity,
+}
+
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Setting::Source => "source",
+            Setting::Destination => "destination",
+            Setting::Namespace => "namespace",
+            Setting::Tag => "tag",
+            Setting::ArtifactKind => "artifact kind",
+            Setting::RegistryHost => "registry host",
+            Setting::MirrorUrl => "mirror URL",
+            Setting::VexSource => "VEX source URL",
+            Setting::BaseUrl => "mirror base URL",
+            Setting::VexPrefix => "VEX prefix",
+            Setting::CaBundle => "CA bundle",
+            Setting::HttpClient => "HTTP client",
+            Setting::DockerConfig => "docker config",
+            Setting::CredentialHelper => "credential helper",
+            Setting::CloudIdentity => "cloud identity",
+        })
+    }
+}
+
+/// Why a request got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// The host name did not resolve.
+    Dns,
+    /// Nothing listens on the port.
+    Refused,
+    /// The server's certificate was not trusted.
+    Certificate,
+    /// Connecting or reading took too long.
+    Timeout,
+    /// The connection broke mid-request or mid-body.
+    Reset,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Cause::Dns => "DNS lookup failed",
+            Cause::Refused => "connection refused",
+            Cause::Certificate => "certificate not trusted",
+            Cause::Timeout => "timed out",
+            Cause::Reset => "connection reset",
+            Cause::Other => "request failed",
+        })
+    }
+}
+
+/// What the user can do about an error. Its `Display` is flag-free; the binary renders
+/// the same advice with its flag names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Help {
+    /// A private CA signed the server's certificate: trust the CA, or skip verification.
+    TrustCertificate,
+    /// The server speaks TLS but was reached over plain http.
+    ServerSpeaksTls,
+    /// The server refused the credentials.
+    CheckCredentials,
+    /// Harbor before 2.0 fails to store zero-length blobs (aquasecurity/trivy#4112).
+    ZeroLengthBlob,
+    /// The registry refused Trivy's artifact media types (Quay, old Harbor).
+    AllowMediaTypes {
+        /// The config media type to allow.
+        config: String,
+        /// The layer media type to allow.
+        layer: String,
+    },
+    /// The registry does not take chunked uploads.
+    NoChunkedUploads,
+    /// An Azure Container Registry refused the Entra ID token.
+    GrantAcrPush,
+}
+
+impl fmt::Display for Help {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Help::TrustCertificate => f.write_str("a private CA? trust its certificate, or skip TLS verification"),
+            Help::ServerSpeaksTls => f.write_str("the server speaks TLS; trust its CA, or skip TLS verification"),
+            Help::CheckCredentials => f.write_str("check the registry credentials"),
+            Help::ZeroLengthBlob => f.write_str(
+                "the registry failed to store a zero-length blob, as Harbor before 2.0 does \
+                 (aquasecurity/trivy#4112): upgrade the registry, or mirror into another one",
+            ),
+            Help::AllowMediaTypes { config, layer } => write!(
+                f,
+                "the registry refused the manifest: allow the artifact media types {config} and {layer} — Quay \
+                 needs FEATURE_GENERAL_OCI_SUPPORT and ALLOWED_OCI_ARTIFACT_TYPES, Harbor ≥ 2.0 accepts them"
+            ),
+            Help::GrantAcrPush => {
+                f.write_str("the registry refused the Entra ID token; grant the identity AcrPush on the registry")
+            }
+            Help::NoChunkedUploads => f.write_str(
+                "the registry does not support chunked uploads: send blobs in one request, or lift the \
+                 proxy's body limit",
+            ),
+        }
+    }
 }
 
 impl Error {
@@ -119,50 +275,29 @@ impl Error {
         }
     }
 
-    /// Shorthand for [`Error::Rejected`].
+    /// What the user can do about it, if the library knows.
+    pub fn help(&self) -> Option<&Help> {
+        match self {
+            Error::Http { help, .. } | Error::Transport { help, .. } | Error::Rejected { help, .. } => help.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The same error with `help` attached (where the variant carries help).
+    pub fn with_help(mut self, new: Help) -> Self {
+        if let Error::Http { help, .. } | Error::Transport { help, .. } | Error::Rejected { help, .. } = &mut self {
+            *help = Some(Box::new(new));
+        }
+        self
+    }
+
+    /// Shorthand for [`Error::Rejected`] without help.
     pub(crate) fn rejected(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Rejected { what: what.into(), reason: reason.into() }
+        Error::Rejected { what: what.into(), reason: reason.into(), help: None }
     }
 
     /// Shorthand for [`Error::Config`].
-    pub(crate) fn config(what: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Config { what, value: value.into(), reason: reason.into() }
-    }
-
-    /// Build a [`Error::Transport`] from a reqwest error, flattening its cause chain
-    /// (reqwest's own Display hides the interesting part, e.g. "connection refused").
-    pub(crate) fn transport(method: &'static str, url: &str, err: &reqwest::Error) -> Self {
-        let mut message = err.to_string();
-        let mut cause = std::error::Error::source(err);
-        while let Some(c) = cause {
-            let text = c.to_string();
-            if !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            cause = c.source();
-        }
-        // A builder or redirect-policy error will not go away by itself; anything on the
-        // wire (connect, timeout, reset, truncated body) may.
-        let mut transient =
-            err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() || err.is_decode();
-        if crate::registry::is_certificate_error(err) {
-            // A certificate the client does not trust stays untrusted on the next attempt.
-            transient = false;
-            message.push_str(
-                " (a private CA? trust it with --dest-ca-file / --source-ca-file, or --insecure-destination / \
-                 --insecure-source)",
-            );
-        }
-        Error::Transport { method, url: strip_query(url), message, transient }
-    }
-}
-
-/// Drop the query string from a URL before it goes into an error: registries and token
-/// services may put signed or scoped parameters there.
-pub(crate) fn strip_query(url: &str) -> String {
-    match url.find('?') {
-        Some(i) => url[..i].to_string(),
-        None => url.to_string(),
+    pub(crate) fn config(setting: Setting, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config { setting, value: value.into(), reason: reason.into() }
     }
 }

@@ -26,9 +26,9 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use clap::{CommandFactory as _, Parser as _};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent, service_fn};
 use serde_json::{Map, Value, json};
-use tracing_subscriber::EnvFilter;
 
 use trivy_mirror::artifact::Kind;
+use trivy_mirror::credentials;
 use trivy_mirror::report::{Outcome, Report};
 
 use crate::cli::{Cli, Command, SyncArgs};
@@ -74,18 +74,9 @@ pub(crate) fn main() -> ExitCode {
 /// (`AWS_LAMBDA_LOG_LEVEL`, set by Lambda's advanced logging controls) for this crate and
 /// warnings for the libraries.
 fn init_logging() {
-    let filter = EnvFilter::try_from_env("TRIVY_MIRROR_LOG").unwrap_or_else(|_| {
-        let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| lambda_log_level(&l)).unwrap_or("info");
-        EnvFilter::new(format!("warn,trivy_mirror={level}"))
-    });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| lambda_log_level(&l)).unwrap_or("info");
     let text = std::env::var("TRIVY_MIRROR_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text"));
-    if text {
-        builder.with_target(false).compact().init();
-    } else {
-        // The runtime's span carries `requestId`: every line names its invocation.
-        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
-    }
+    crate::logging::init(&crate::logging::Logging { json: !text, level, span_fields: true });
 }
 
 /// Lambda's level names (TRACE … FATAL) as tracing directives.
@@ -186,10 +177,9 @@ async fn run(payload: Value, context: &Context) -> Result<Value, Failure> {
     if let Some(only) = &invocation.only {
         args.only.clone_from(only);
     }
-    let (plan, options) = args.plan().map_err(|e| Failure::Config(e.to_string()))?;
-    let destinations = args.destinations(&options).map_err(|e| Failure::Config(e.to_string()))?;
+    let config = args.config(&credentials::process_env).map_err(|e| Failure::Config(e.to_string()))?;
 
-    let kinds: Vec<&str> = plan.only.iter().map(|k| k.as_str()).collect();
+    let kinds: Vec<&str> = config.plan.only.iter().map(|k| k.as_str()).collect();
     let budget = time_budget(context, SystemTime::now());
     tracing::info!(
         only = ?kinds,
@@ -198,9 +188,9 @@ async fn run(payload: Value, context: &Context) -> Result<Value, Failure> {
         budget_seconds = budget.map(|b| b.as_secs()),
         "sync starting"
     );
-    let sync = trivy_mirror::sync::sync(&plan, &destinations);
+    let run = trivy_mirror::run::run(&config);
     let report = match budget {
-        Some(budget) => tokio::time::timeout(budget, sync).await.map_err(|_| {
+        Some(budget) => tokio::time::timeout(budget, run).await.map_err(|_| {
             let message = format!(
                 "stopped after {}s, {}s before the function timeout, with the run unfinished. \
                  Tags still point at complete content (they are published last); raise the \
@@ -212,28 +202,16 @@ async fn run(payload: Value, context: &Context) -> Result<Value, Failure> {
             print_summary(context, None, &message);
             Failure::Deadline(message)
         })?,
-        None => sync.await,
+        None => run.await,
     };
-
-    let mut success = report.success();
-    let mut pruned = Vec::new();
-    for (url, result) in args.prune_after_sync().await {
-        match result {
-            Ok(r) => pruned.push(json!({ "destination": url, "removed": r.removed.len(), "bytes": r.bytes() })),
-            Err(e) => {
-                success = false;
-                pruned.push(json!({ "destination": url, "error": e.to_string() }));
-            }
-        }
-    }
-    let summary = json!({ "summary": report, "success": success, "prune": pruned });
-    if success {
+    let summary = crate::render::run_json(&report);
+    if report.success() {
         print_summary(context, Some(&summary), "sync finished");
         Ok(summary)
     } else {
         // The entries carry the reasons; the error message repeats them for the caller.
         print_summary(context, Some(&summary), "sync failed");
-        Err(Failure::Publish(failed_entries(&report)))
+        Err(Failure::Publish(failed_entries(&report.sync)))
     }
 }
 

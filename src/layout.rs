@@ -16,7 +16,7 @@
 //! with a Content-Encoding: Go's HTTP client would transparently gunzip a `.tar.gz` blob
 //! and Trivy's digest check would then fail (TRIVY-PROTOCOL.md §2.6).
 
-use crate::reference::Digest;
+use crate::oci::Digest;
 
 /// Cache-Control of content-addressed objects: they never change.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -68,7 +68,7 @@ impl ObjectClass {
             return match kind {
                 "blobs" if Digest::parse(last).is_ok() => Some(ObjectClass::Blob),
                 "manifests" if Digest::parse(last).is_ok() => Some(ObjectClass::DigestManifest),
-                "manifests" if crate::reference::validate_tag(last).is_ok() => Some(ObjectClass::TagManifest),
+                "manifests" if crate::oci::validate_tag(last).is_ok() => Some(ObjectClass::TagManifest),
                 _ => None,
             };
         }

@@ -4,26 +4,32 @@
 //!
 //! The pieces, from the outside in:
 //! - [`sync`]: the copy engine (sources → verified streams → destinations).
-//! - [`source`] and [`registry`]: pulling from (and pushing to) OCI registries.
+//! - [`source`]: where artifacts come from (the [`source::Source`] trait and its checks).
+//! - [`registry`]: the OCI distribution client; [`credentials`]: what it authenticates with;
+//!   [`http`]: the HTTP floor every client stands on (clients, errors, retries).
 //! - [`dest`]: the destination trait and its object-store and registry implementations.
 //! - [`layout`]: object keys and headers of the static layout; [`serve`] serves it.
-//! - [`manifest`], [`reference`], [`artifact`]: what valid upstream content looks like.
+//! - [`oci`]: digests, names, media types; [`manifest`], [`artifact`]: what valid Trivy
+//!   content looks like.
 //! - [`vex`]: VEX Hub archive and manifest mirroring.
 //! - [`report`]: the per-artifact summary of a run; [`verify`] checks a served mirror;
 //!   [`inspect`] reads a database layer's `metadata.json`.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod artifact;
+pub mod credentials;
 pub mod dest;
 pub mod error;
+pub mod http;
 pub mod inspect;
 pub mod layout;
 pub mod manifest;
+pub mod oci;
 pub mod progress;
 pub mod prune;
-pub mod reference;
 pub mod registry;
 pub mod report;
+pub mod run;
 pub mod serve;
 pub mod source;
 pub mod status;

@@ -8,6 +8,8 @@ mod bars;
 mod cli;
 #[cfg(feature = "lambda")]
 mod lambda;
+mod logging;
+mod render;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -29,49 +31,41 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("{}", render::error(&err));
             ExitCode::FAILURE
         }
     }
 }
 
 fn init_logging(cli: &Cli) {
-    let default = if cli.quiet {
-        "warn"
-    } else {
-        match cli.verbose {
-            0 => "info",
-            1 => "debug",
-            _ => "trace",
-        }
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TRIVY_MIRROR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,trivy_mirror={default}")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.with_target(false).compact().init(),
-    }
+    logging::init(&logging::Logging { json: cli.log_format == LogFormat::Json, level, span_fields: false });
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Sync(args) => {
-            let (mut plan, options) = args.plan()?;
+            let mut config = args.config(&trivy_mirror::credentials::process_env)?;
             if cli.log_format == LogFormat::Text && !cli.quiet && std::io::stderr().is_terminal() {
-                plan.progress = std::sync::Arc::new(bars::Bars::default());
+                config.plan.progress = std::sync::Arc::new(bars::Bars::default());
             }
-            let destinations = args.destinations(&options)?;
-            let report = trivy_mirror::sync::sync(&plan, &destinations).await;
+            let run = trivy_mirror::run::run(&config).await;
+            let report = &run.sync;
             match cli.log_format {
-                LogFormat::Json => {
-                    println!("{}", serde_json::json!({ "summary": report, "success": report.success() }))
-                }
-                LogFormat::Text => print!("{}", report.table()),
+                LogFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({ "summary": render::summary_json(report), "success": report.success() })
+                ),
+                LogFormat::Text => print!("{}", render::table(report)),
             }
             let mut ok = report.success();
-            for (url, result) in args.prune_after_sync().await {
-                ok &= print_prune(&url, result, cli.log_format);
+            for pruned in run.pruned {
+                ok &= print_prune(&pruned.destination, pruned.result, cli.log_format);
             }
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
@@ -105,7 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Prune one static destination and print what was (or would be) removed.
 async fn prune_one(url: &str, options: &trivy_mirror::prune::PruneOptions, format: LogFormat) -> anyhow::Result<bool> {
-    let dest = trivy_mirror::dest::open_objects(url, trivy_mirror::layout::DEFAULT_TAG_TTL)?;
+    let dest = trivy_mirror::dest::open_layout(url, trivy_mirror::layout::DEFAULT_TAG_TTL)?;
     let result = trivy_mirror::prune::prune(&dest, options, jiff::Timestamp::now()).await;
     Ok(print_prune(url, result, format))
 }

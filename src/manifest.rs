@@ -11,31 +11,14 @@ use serde::Deserialize;
 
 use crate::artifact::OciArtifact;
 use crate::error::{Error, Result};
-use crate::reference::Digest;
-
-/// Largest manifest accepted. Real ones are under 1 KiB; registries cap at 4 MiB.
-pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+use crate::oci::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, Digest, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST,
+};
 
 /// Largest blob accepted (the Java DB is ~0.7 GB today; leave room for growth).
 pub const MAX_BLOB_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 
-/// Media types we send in Accept and accept back.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// The Docker schema 2 manifest type (older pushes).
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const INDEX_TYPES: [&str; 2] =
-    ["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
-
-/// A content descriptor (config or layer) after validation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Descriptor {
-    /// Its media type.
-    pub media_type: String,
-    /// Its digest.
-    pub digest: Digest,
-    /// Its size in bytes.
-    pub size: u64,
-}
+const INDEX_TYPES: [&str; 2] = [OCI_INDEX, DOCKER_MANIFEST_LIST];
 
 /// A manifest that passed the shape checks, with its original bytes.
 #[derive(Clone, Debug)]

@@ -1,13 +1,44 @@
-//! Names that come from upstream or from the user and end up in URLs and object keys:
-//! digests, tags and repository names. Each is validated against the OCI distribution
-//! grammar before it is used, because a digest like `sha256:../../x` or a tag with a `/`
-//! would otherwise become a path outside the layout.
+//! The OCI vocabulary, with nothing Trivy-specific: manifest media types, content
+//! descriptors, and the names that come from upstream or from the user and end up in URLs
+//! and object keys (digests, tags, repository names). Each name is validated against the
+//! OCI distribution grammar before it is used, because a digest like `sha256:../../x` or a
+//! tag with a `/` would otherwise become a path outside the layout. The registry client
+//! and the layouts use this module; the Trivy rules live in [`crate::manifest`].
 
 use std::fmt;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
+
+/// The OCI image manifest type.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// The Docker schema 2 manifest type (older pushes).
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// The OCI image index type.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// The Docker manifest list type.
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The Accept header for manifest GETs: the types Trivy (ggcr) sends, OCI first.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json,\
+application/vnd.docker.distribution.manifest.v2+json,\
+application/vnd.oci.image.index.v1+json,\
+application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Largest manifest accepted. Real ones are under 1 KiB; registries cap at 4 MiB.
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// A content descriptor (config or layer) after validation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Descriptor {
+    /// Its media type.
+    pub media_type: String,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
 
 /// A `sha256:<64 lowercase hex>` content digest. The only algorithm Trivy's artifacts use
 /// and the only one this mirror accepts.
@@ -68,7 +99,7 @@ pub fn validate_tag(tag: &str) -> Result<()> {
         && tag.len() <= 128
         && tag.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
         && tag.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok { Ok(()) } else { Err(Error::config("tag", tag, "tags are [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")) }
+    if ok { Ok(()) } else { Err(Error::config(Setting::Tag, tag, "tags are [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")) }
 }
 
 /// `namespace/name`, or `name` alone when the namespace is empty: how every published and
@@ -114,7 +145,7 @@ pub fn validate_repository(repo: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::config(
-            "repository name",
+            Setting::Namespace,
             repo,
             "use lowercase letters, digits and . _ - separated by /, e.g. aquasecurity/trivy-db",
         ))

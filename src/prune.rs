@@ -21,7 +21,7 @@ use crate::dest::Files as _;
 use crate::dest::object::{Listed, ObjectDestination};
 use crate::error::Result;
 use crate::layout;
-use crate::reference::{Digest, join_repository, validate_tag};
+use crate::oci::{Digest, join_repository, validate_tag};
 
 /// Retention settings.
 #[derive(Clone, Debug)]

@@ -38,6 +38,9 @@ pub struct Entry {
     pub seconds: f64,
     /// Why it failed.
     pub error: Option<String>,
+    /// What to do about the failure, if known; the binary renders it (with its flag names).
+    #[serde(skip)]
+    pub help: Option<crate::error::Help>,
     /// The published repository (`aquasecurity/trivy-db`), for OCI artifacts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
@@ -68,6 +71,7 @@ impl Entry {
             blobs_skipped: 0,
             seconds: 0.0,
             error: None,
+            help: None,
             repository: None,
             size: None,
             updated_at: None,
@@ -95,8 +99,9 @@ impl Report {
         self.entries.iter().filter(|e| e.outcome == Outcome::Written).count()
     }
 
-    /// A fixed-width table for humans.
-    pub fn table(&self) -> String {
+    /// A fixed-width table for humans; each failure is followed by its hint, rendered by
+    /// `hint`.
+    pub fn table(&self, hint: &dyn Fn(&crate::error::Help) -> String) -> String {
         let mut rows = vec![[
             "ARTIFACT".to_string(),
             "DESTINATION".into(),
@@ -131,6 +136,9 @@ impl Report {
         }
         for e in self.entries.iter().filter(|e| e.error.is_some()) {
             let _ = writeln!(out, "error: {} → {}: {}", e.artifact, e.destination, e.error.as_deref().unwrap_or(""));
+            if let Some(help) = &e.help {
+                let _ = writeln!(out, "  hint: {}", hint(help));
+            }
         }
         out
     }

@@ -23,8 +23,8 @@ use tokio::io::AsyncReadExt as _;
 
 use crate::error::{Error, Result};
 use crate::layout::{ObjectClass, PING_KEY};
-use crate::manifest::{MAX_MANIFEST_BYTES, OCI_MANIFEST};
-use crate::reference::Digest;
+use crate::oci::Digest;
+use crate::oci::{MAX_MANIFEST_BYTES, OCI_MANIFEST};
 
 #[derive(Debug)]
 struct ServeState {

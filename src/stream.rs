@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio_stream_lite::ReceiverStream;
 
 use crate::error::{Error, Result};
-use crate::manifest::Descriptor;
-use crate::reference::Digest;
+use crate::oci::Descriptor;
+use crate::oci::Digest;
 
 /// A stream of blob bytes. A destination commits the blob only if the stream ends
 /// without yielding an error; an error item (including a digest mismatch, which arrives

@@ -18,10 +18,12 @@ use reqwest::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_T
 use serde::Serialize;
 
 use crate::artifact::{Kind, OCI_ARTIFACTS, OciArtifact};
-use crate::error::Error;
+use crate::error::{Error, Setting};
+use crate::http::{ClientOptions, read_bounded, status_error, transport_error};
 use crate::inspect::DbMetadata;
 use crate::manifest::{self, CheckedManifest};
-use crate::registry::{MANIFEST_ACCEPT, Registry, RegistryOptions, pull_scope, read_bounded};
+use crate::oci::MANIFEST_ACCEPT;
+use crate::registry::{Registry, RegistryOptions, pull_scope};
 use crate::stream::{fan_out, verify as verifying};
 
 /// Longest max-age accepted on mutable objects (tags): longer, and clients see a new
@@ -97,14 +99,14 @@ pub fn parse_mirror_url(url: &str) -> Result<(String, bool), Error> {
         Some(("http", r)) => (true, r),
         Some(("https", r)) => (false, r),
         Some(_) => {
-            return Err(Error::config("mirror URL", url, "use https://host, http://host or host[:port]"));
+            return Err(Error::config(Setting::MirrorUrl, url, "use https://host, http://host or host[:port]"));
         }
         None => (false, url),
     };
     let host = rest.trim_end_matches('/');
     if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
         return Err(Error::config(
-            "mirror URL",
+            Setting::MirrorUrl,
             url,
             "a registry is addressed by host only (Trivy builds https://HOST/v2/…); no path or credentials",
         ));
@@ -172,7 +174,7 @@ async fn check_artifact(
     let content_type = header(&resp, CONTENT_TYPE);
     let cache_control = header(&resp, CACHE_CONTROL);
     let url = resp.url().to_string();
-    let body = match read_bounded(resp, manifest::MAX_MANIFEST_BYTES, "GET", &url).await {
+    let body = match read_bounded(resp, crate::oci::MAX_MANIFEST_BYTES, "GET", &url).await {
         Ok(b) => b,
         Err(e) => return report.push("manifest", &label, Err(e.to_string())),
     };
@@ -246,7 +248,7 @@ async fn check_layer(
     let cache_control = header(&resp, CACHE_CONTROL);
     let url = resp.url().to_string();
     let stream = verifying(
-        resp.bytes_stream().map_err(move |e| Error::transport("GET", &url, &e)),
+        resp.bytes_stream().map_err(move |e| transport_error("GET", &url, &e)),
         layer.clone(),
         format!("layer of {label}"),
     );
@@ -299,21 +301,22 @@ async fn check_vex(repo_url: &str, options: &VerifyOptions, report: &mut VerifyR
     let base = repo_url.trim_end_matches('/');
     let manifest_url = format!("{base}/.well-known/vex-repository.json");
     let reg = &options.registry;
-    let http = match crate::registry::http_client(reg.insecure, reg.ca_file.as_ref(), reg.read_timeout) {
+    let options = ClientOptions {
+        insecure: reg.insecure,
+        ca_file: reg.ca_file.as_deref(),
+        read_timeout: reg.read_timeout,
+        ..ClientOptions::default()
+    };
+    let http = match crate::http::client(&options) {
         Ok(c) => c,
         Err(e) => return report.push("vex", &manifest_url, Err(e.to_string())),
     };
-    let auth = |r: reqwest::RequestBuilder| match &reg.credentials {
-        crate::registry::Credentials::Bearer(t) => r.bearer_auth(t.expose()),
-        crate::registry::Credentials::Basic { username, password } => r.basic_auth(username, Some(password.expose())),
-        crate::registry::Credentials::Anonymous | crate::registry::Credentials::Cloud(_) => r,
-    };
     let get = |url: String| {
-        let req = auth(http.get(&url));
+        let req = reg.credentials.authorize(http.get(&url));
         async move {
-            let resp = req.send().await.map_err(|e| Error::transport("GET", &url, &e).to_string())?;
+            let resp = req.send().await.map_err(|e| transport_error("GET", &url, &e).to_string())?;
             if !resp.status().is_success() {
-                return Err(crate::registry::http_error("GET", &url, resp).await.to_string());
+                return Err(status_error("GET", &url, resp).await.to_string());
             }
             read_bounded(resp, crate::vex::MAX_VEX_ARCHIVE, "GET", &url).await.map_err(|e| e.to_string())
         }
@@ -345,7 +348,7 @@ async fn check_vex(repo_url: &str, options: &VerifyOptions, report: &mut VerifyR
                 continue;
             }
         };
-        let head = auth(http.head(loc.fetch.clone())).send().await;
+        let head = reg.credentials.authorize(http.head(loc.fetch.clone())).send().await;
         let head_ok = match head {
             Ok(r) if r.status().is_success() => {
                 let len = header(&r, CONTENT_LENGTH);

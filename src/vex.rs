@@ -23,10 +23,10 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::dest::{Destination, Files};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
+use crate::http::{ClientOptions, is_local_host, read_bounded, status_error, transport_error};
 use crate::layout::ObjectClass;
-use crate::reference::Digest;
-use crate::registry::{is_local_host, read_bounded};
+use crate::oci::Digest;
 use crate::report::{Entry, Outcome};
 
 /// VEX Hub's repository manifest upstream.
@@ -81,21 +81,22 @@ impl VexPlan {
         ca_file: Option<PathBuf>,
         read_timeout: Option<Duration>,
     ) -> Result<Self> {
-        let source_url = url::Url::parse(source).map_err(|e| Error::config("--vex-source", source, e.to_string()))?;
-        check_fetch_scheme(&source_url, insecure_source).map_err(|r| Error::config("--vex-source", source, r))?;
-        let base = url::Url::parse(base_url).map_err(|e| Error::config("--base-url", base_url, e.to_string()))?;
+        let source_url =
+            url::Url::parse(source).map_err(|e| Error::config(Setting::VexSource, source, e.to_string()))?;
+        check_fetch_scheme(&source_url, insecure_source).map_err(|r| Error::config(Setting::VexSource, source, r))?;
+        let base = url::Url::parse(base_url).map_err(|e| Error::config(Setting::BaseUrl, base_url, e.to_string()))?;
         match base.scheme() {
             "https" => {}
             "http" if allow_http_base_url => {}
             "http" => {
                 return Err(Error::config(
-                    "--base-url",
+                    Setting::BaseUrl,
                     base_url,
                     "must be https (Trivy clients fetch from it); pass --allow-http-base-url for local testing",
                 ));
             }
             _ => {
-                return Err(Error::config("--base-url", base_url, "must be an https:// URL"));
+                return Err(Error::config(Setting::BaseUrl, base_url, "must be an https:// URL"));
             }
         }
         if base.query().is_some()
@@ -103,7 +104,7 @@ impl VexPlan {
             || !base.username().is_empty()
             || base.password().is_some()
         {
-            return Err(Error::config("--base-url", base_url, "no credentials, query or fragment allowed"));
+            return Err(Error::config(Setting::BaseUrl, base_url, "no credentials, query or fragment allowed"));
         }
         let prefix = prefix.trim_matches('/').to_string();
         if !prefix.is_empty()
@@ -114,9 +115,14 @@ impl VexPlan {
                     && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             })
         {
-            return Err(Error::config("--vex-prefix", prefix, "use path segments of letters, digits and - _ ."));
+            return Err(Error::config(Setting::VexPrefix, prefix, "use path segments of letters, digits and - _ ."));
         }
-        let http = crate::registry::http_client(insecure_source, ca_file.as_ref(), read_timeout)?;
+        let http = crate::http::client(&ClientOptions {
+            insecure: insecure_source,
+            ca_file: ca_file.as_deref(),
+            read_timeout,
+            ..ClientOptions::default()
+        })?;
         Ok(VexPlan {
             source: source_url,
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -132,9 +138,9 @@ impl VexPlan {
     }
 
     async fn fetch(&self, url: &url::Url, limit: usize) -> Result<Bytes> {
-        let resp = self.http.get(url.clone()).send().await.map_err(|e| Error::transport("GET", url.as_str(), &e))?;
+        let resp = self.http.get(url.clone()).send().await.map_err(|e| transport_error("GET", url.as_str(), &e))?;
         if !resp.status().is_success() {
-            return Err(crate::registry::http_error("GET", url.as_str(), resp).await);
+            return Err(status_error("GET", url.as_str(), resp).await);
         }
         read_bounded(resp, limit, "GET", url.as_str()).await
     }
@@ -399,7 +405,7 @@ fn entry(
     error: Option<String>,
 ) -> Entry {
     let mut e = Entry::new("vex", dest, outcome);
-    e.source = Some(crate::error::strip_query(plan.source.as_str()));
+    e.source = Some(crate::http::strip_query(plan.source.as_str()));
     e.digest = digest.map(|d| d.to_string());
     e.bytes_written = bytes;
     e.seconds = start.elapsed().as_secs_f64();
@@ -416,7 +422,7 @@ struct Prepared {
 }
 
 async fn prepare(plan: &VexPlan) -> Result<Prepared> {
-    let source = crate::error::strip_query(plan.source.as_str());
+    let source = crate::http::strip_query(plan.source.as_str());
     let raw = plan.fetch(&plan.source, MAX_VEX_MANIFEST).await?;
     let (mut doc, locations) = parse_manifest(&raw, &source)?;
     let mut rewritten = Vec::new();
@@ -427,7 +433,7 @@ async fn prepare(plan: &VexPlan) -> Result<Prepared> {
         if archives.iter().any(|(k, _)| *k == plan.key(&file)) {
             file = format!("{}-{}", archives.len() + 1, file);
         }
-        let what = format!("VEX archive {}", crate::error::strip_query(loc.fetch.as_str()));
+        let what = format!("VEX archive {}", crate::http::strip_query(loc.fetch.as_str()));
         let bytes = plan.fetch(&loc.fetch, MAX_VEX_ARCHIVE).await?;
         let (format, subdir) = (loc.format, loc.subdir.clone());
         let checked = bytes.clone();

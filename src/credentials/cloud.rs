@@ -1,6 +1,6 @@
 //! Cloud registry credentials: the token exchanges of Amazon ECR, Google Artifact
 //! Registry and Azure Container Registry, each ending in plain Basic credentials that
-//! the generic challenge code in [`super::Registry`] then uses like any other.
+//! the registry client's challenge code then uses like any other.
 //!
 //! - **ECR**: `GetAuthorizationToken` through aws-config + aws-sdk-ecr (cargo feature
 //!   `ecr`, because the AWS SDK is the one heavy dependency here) → `AWS:<token>`.
@@ -22,9 +22,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::auth::{Credentials, Secret};
-use super::{is_local_host, read_bounded};
-use crate::error::{Error, Result};
+use super::{Credentials, Secret};
+use crate::error::{Error, Help, Result, Setting};
+use crate::http::{ClientOptions, RetryPolicy, is_local_host, read_bounded, status_error, transport_error};
 
 /// A cloud whose registry credentials are exchanged from the environment's identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub fn is_ecr_host(host: &str) -> bool {
 pub(crate) async fn ecr_credentials() -> Result<Credentials> {
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let client = aws_sdk_ecr::Client::new(&config);
-    let fail = |reason: String| Error::config("ECR credentials", "GetAuthorizationToken", reason);
+    let fail = |reason: String| Error::config(Setting::CloudIdentity, "GetAuthorizationToken", reason);
     let out = client
         .get_authorization_token()
         .send()
@@ -93,9 +93,9 @@ pub(crate) async fn ecr_credentials() -> Result<Credentials> {
 #[cfg(not(feature = "ecr"))]
 pub(crate) async fn ecr_credentials() -> Result<Credentials> {
     Err(Error::config(
-        "ECR credentials",
+        Setting::CloudIdentity,
         "GetAuthorizationToken",
-        "this build has no ECR support: rebuild with `--features ecr`, or log in with `aws ecr get-login-password | docker login` (docker config.json is read)",
+        "this build has no ECR support: rebuild with the cargo feature `ecr`, or log in with `aws ecr get-login-password | docker login` (docker config.json is read)",
     ))
 }
 
@@ -134,27 +134,27 @@ fn google_adc_file() -> Option<PathBuf> {
 }
 
 /// Google Artifact Registry credentials from the application default credentials.
-pub(crate) async fn gar_credentials() -> Result<Credentials> {
-    let http = &identity_client()?;
+pub(crate) async fn gar_credentials(retry: &RetryPolicy) -> Result<Credentials> {
+    let id = &Identity::new(retry)?;
     if let Some(path) = google_adc_file() {
         let what = format!("Google credentials file {}", path.display());
         let bytes = std::fs::read(&path).map_err(|e| Error::Io { context: format!("reading {what}"), source: e })?;
         if bytes.len() > MAX_CREDENTIAL_BYTES {
             return Err(Error::rejected(what, "larger than 64 KiB"));
         }
-        return google_file_credentials(http, &what, &bytes).await;
+        return google_file_credentials(id, &what, &bytes).await;
     }
     let host = std::env::var("GCE_METADATA_HOST").unwrap_or_else(|_| "metadata.google.internal".into());
     let url = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
-    let req = http.get(&url).header("Metadata-Flavor", "Google");
-    let token = fetch_access_token(req, &url).await.map_err(|e| {
+    let req = id.http.get(&url).header("Metadata-Flavor", "Google");
+    let token = fetch_access_token(id, req, &url).await.map_err(|e| {
         Error::config(
-            "GAR credentials",
+            Setting::CloudIdentity,
             "application default credentials",
             format!(
                 "no GOOGLE_APPLICATION_CREDENTIALS, no gcloud application-default login, and the metadata server \
                  did not answer ({e}); run on Google Cloud with a service account, set GOOGLE_APPLICATION_CREDENTIALS, \
-                 or pass --dest-username oauth2accesstoken --dest-password \"$(gcloud auth print-access-token)\""
+                 or give the destination the user oauth2accesstoken and the password \"$(gcloud auth print-access-token)\""
             ),
         )
     })?;
@@ -162,7 +162,7 @@ pub(crate) async fn gar_credentials() -> Result<Credentials> {
 }
 
 /// Credentials from a Google credentials file (service-account key or authorized user).
-async fn google_file_credentials(http: &reqwest::Client, what: &str, bytes: &[u8]) -> Result<Credentials> {
+async fn google_file_credentials(id: &Identity, what: &str, bytes: &[u8]) -> Result<Credentials> {
     let file: GoogleCredentialsFile = serde_json::from_slice(bytes)
         .map_err(|e| Error::rejected(what.to_string(), format!("not a Google credentials file: {e}")))?;
     match file.kind.as_str() {
@@ -174,7 +174,8 @@ async fn google_file_credentials(http: &reqwest::Client, what: &str, bytes: &[u8
             password: Secret::new(base64::engine::general_purpose::STANDARD.encode(bytes)),
         }),
         "authorized_user" => {
-            let (Some(id), Some(secret), Some(refresh)) = (file.client_id, file.client_secret, file.refresh_token)
+            let (Some(client_id), Some(secret), Some(refresh)) =
+                (file.client_id, file.client_secret, file.refresh_token)
             else {
                 return Err(Error::rejected(
                     what.to_string(),
@@ -185,18 +186,18 @@ async fn google_file_credentials(http: &reqwest::Client, what: &str, bytes: &[u8
             check_identity_url("token_uri", &uri)?;
             let form = [
                 ("grant_type", "refresh_token"),
-                ("client_id", id.as_str()),
+                ("client_id", client_id.as_str()),
                 ("client_secret", secret.as_str()),
                 ("refresh_token", refresh.as_str()),
             ];
-            let token = fetch_access_token(http.post(&uri).form(&form), &uri).await?;
+            let token = fetch_access_token(id, id.http.post(&uri).form(&form), &uri).await?;
             Ok(Credentials::Basic { username: "oauth2accesstoken".into(), password: token })
         }
         other => Err(Error::rejected(
             what.to_string(),
             format!(
                 "credentials of type {other:?} are not supported; use a service-account key, gcloud \
-                 application-default login, or --dest-password \"$(gcloud auth print-access-token)\""
+                 application-default login, or give the destination the password \"$(gcloud auth print-access-token)\""
             ),
         )),
     }
@@ -208,7 +209,7 @@ const ACR_RESOURCE: &str = "https://containerregistry.azure.net";
 
 /// An Entra ID access token for ACR, from the first identity the environment offers, in
 /// azure-identity's order: client secret, workload identity, managed identity.
-async fn entra_token(http: &reqwest::Client) -> Result<(Secret, Option<String>)> {
+async fn entra_token(id: &Identity) -> Result<(Secret, Option<String>)> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let tenant = var("AZURE_TENANT_ID");
     let client = var("AZURE_CLIENT_ID");
@@ -235,7 +236,7 @@ async fn entra_token(http: &reqwest::Client) -> Result<(Secret, Option<String>)>
                 form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
             }
             form.push((kind, &proof));
-            let token = fetch_access_token(http.post(&url).form(&form), &url).await?;
+            let token = fetch_access_token(id, id.http.post(&url).form(&form), &url).await?;
             return Ok((token, Some(tenant.clone())));
         }
     }
@@ -252,19 +253,20 @@ async fn entra_token(http: &reqwest::Client) -> Result<(Secret, Option<String>)>
             ("Metadata", "true".to_string()),
         ),
     };
-    let mut url = url::Url::parse(&url).map_err(|e| Error::config("IDENTITY_ENDPOINT", url.clone(), e.to_string()))?;
+    let mut url =
+        url::Url::parse(&url).map_err(|e| Error::config(Setting::CloudIdentity, url.clone(), e.to_string()))?;
     if let Some(c) = &client {
         url.query_pairs_mut().append_pair("client_id", c);
     }
-    let req = http.get(url.clone()).header(header.0, header.1);
-    let token = fetch_access_token(req, url.as_str()).await.map_err(|e| {
+    let req = id.http.get(url.clone()).header(header.0, header.1);
+    let token = fetch_access_token(id, req, url.as_str()).await.map_err(|e| {
         Error::config(
-            "ACR credentials",
+            Setting::CloudIdentity,
             "Entra ID",
             format!(
                 "no AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE (with AZURE_TENANT_ID and AZURE_CLIENT_ID), \
-                 and no managed identity answered ({e}); or use the admin user or a repository token with \
-                 --dest-username/--dest-password"
+                 and no managed identity answered ({e}); or use the admin user or a repository token as the destination's \
+                 username and password"
             ),
         )
     })?;
@@ -273,26 +275,22 @@ async fn entra_token(http: &reqwest::Client) -> Result<(Secret, Option<String>)>
 
 /// Azure Container Registry credentials: an Entra ID token exchanged at
 /// `<base>/oauth2/exchange` for an ACR refresh token.
-pub(crate) async fn acr_credentials(base: &str, host: &str) -> Result<Credentials> {
+pub(crate) async fn acr_credentials(base: &str, host: &str, retry: &RetryPolicy) -> Result<Credentials> {
     #[derive(Deserialize)]
     struct Exchanged {
         refresh_token: String,
     }
-    let http = &identity_client()?;
+    let id = &Identity::new(retry)?;
     let url = format!("{base}/oauth2/exchange");
     check_identity_url("ACR token exchange", &url)?;
-    let (aad, tenant) = entra_token(http).await?;
+    let (aad, tenant) = entra_token(id).await?;
     let mut form = vec![("grant_type", "access_token"), ("service", host), ("access_token", aad.expose())];
     if let Some(t) = &tenant {
         form.push(("tenant", t));
     }
-    let resp = http.post(&url).form(&form).send().await.map_err(|e| Error::transport("POST", &url, &e))?;
+    let resp = id.http.post(&url).form(&form).send().await.map_err(|e| transport_error("POST", &url, &e))?;
     if !resp.status().is_success() {
-        let mut err = super::http_error("POST", &url, resp).await;
-        if let Error::Http { detail, .. } = &mut err {
-            detail.push_str(": the registry refused the Entra ID token; grant the identity AcrPush on the registry");
-        }
-        return Err(err);
+        return Err(status_error("POST", &url, resp).await.with_help(Help::GrantAcrPush));
     }
     let body = read_bounded(resp, MAX_CREDENTIAL_BYTES, "POST", &url).await?;
     let answer: Exchanged = serde_json::from_slice(&body)
@@ -303,27 +301,39 @@ pub(crate) async fn acr_credentials(base: &str, host: &str) -> Result<Credential
     })
 }
 
-/// The client for identity endpoints: certificates always verified (whatever
-/// `--insecure-destination` says about the registry), and no redirects, so a secret in a
-/// form body is never resent elsewhere.
-fn identity_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .user_agent(concat!("trivy-mirror/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(IDENTITY_TIMEOUT)
-        .timeout(IDENTITY_TIMEOUT)
-        .build()
-        .map_err(|e| Error::config("HTTP client", "", e.to_string()))
+/// The client for identity endpoints and the retry policy of the run. Certificates are
+/// always verified (whatever `--insecure-destination` says about the registry), and no
+/// redirect is followed, so a secret in a form body is never resent elsewhere.
+struct Identity {
+    http: reqwest::Client,
+    retry: RetryPolicy,
+}
+
+impl Identity {
+    fn new(retry: &RetryPolicy) -> Result<Identity> {
+        let http = crate::http::client(&ClientOptions {
+            no_redirects: true,
+            read_timeout: Some(IDENTITY_TIMEOUT),
+            total_timeout: Some(IDENTITY_TIMEOUT),
+            ..ClientOptions::default()
+        })?;
+        Ok(Identity { http, retry: retry.clone() })
+    }
 }
 
 /// Identity endpoints get secrets: https only, except on this machine.
 fn check_identity_url(what: &'static str, url: &str) -> Result<()> {
-    let parsed = url::Url::parse(url).map_err(|e| Error::config(what, url, e.to_string()))?;
+    let parsed = url::Url::parse(url)
+        .map_err(|e| Error::config(Setting::CloudIdentity, format!("{what} {url}"), e.to_string()))?;
     let local = parsed.host_str().is_some_and(|h| is_local_host(&format!("{h}:{}", parsed.port().unwrap_or(80))));
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if local => Ok(()),
-        _ => Err(Error::config(what, url, "credentials are only sent over https (or to this machine)")),
+        _ => Err(Error::config(
+            Setting::CloudIdentity,
+            format!("{what} {url}"),
+            "credentials are only sent over https (or to this machine)",
+        )),
     }
 }
 
@@ -331,7 +341,7 @@ fn check_identity_url(what: &'static str, url: &str) -> Result<()> {
 /// and Container Apps serve it, on a loopback, link-local or private address; anything
 /// else must be https.
 fn check_platform_endpoint(url: &str) -> Result<()> {
-    let parsed = url::Url::parse(url).map_err(|e| Error::config("IDENTITY_ENDPOINT", url, e.to_string()))?;
+    let parsed = url::Url::parse(url).map_err(|e| Error::config(Setting::CloudIdentity, url, e.to_string()))?;
     let internal = match parsed.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_link_local() || ip.is_private(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -341,28 +351,25 @@ fn check_platform_endpoint(url: &str) -> Result<()> {
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if internal => Ok(()),
-        _ => Err(Error::config("IDENTITY_ENDPOINT", url, "expected the platform's own http endpoint or https")),
+        _ => Err(Error::config(Setting::CloudIdentity, url, "expected the platform's own http endpoint or https")),
     }
 }
 
-/// Send a token request (up to three attempts: identity endpoints throttle and start
-/// slowly) and take `access_token` out of the JSON answer.
-async fn fetch_access_token(req: reqwest::RequestBuilder, url: &str) -> Result<Secret> {
-    let url = crate::error::strip_query(url);
-    let mut attempt = 0;
-    let resp = loop {
-        attempt += 1;
-        let this = req.try_clone().expect("token requests have in-memory bodies");
-        let err = match this.send().await {
-            Ok(resp) if resp.status().is_success() => break resp,
-            Ok(resp) => super::http_error("token request", &url, resp).await,
-            Err(e) => Error::transport("token request", &url, &e),
-        };
-        if attempt >= 3 || !err.is_transient() {
-            return Err(err);
-        }
-        tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
-    };
+/// Send a token request (retried as the run's policy says: identity endpoints throttle
+/// and start slowly) and take `access_token` out of the JSON answer.
+async fn fetch_access_token(id: &Identity, req: reqwest::RequestBuilder, url: &str) -> Result<Secret> {
+    let url = crate::http::strip_query(url);
+    let resp = id
+        .retry
+        .run("token request", || async {
+            let this = req.try_clone().expect("token requests have in-memory bodies");
+            match this.send().await {
+                Ok(resp) if resp.status().is_success() => Ok(resp),
+                Ok(resp) => Err(status_error("token request", &url, resp).await),
+                Err(e) => Err(transport_error("token request", &url, &e)),
+            }
+        })
+        .await?;
     let body = read_bounded(resp, MAX_CREDENTIAL_BYTES, "token request", &url).await?;
     let answer: AccessToken = serde_json::from_slice(&body)
         .map_err(|e| Error::rejected(format!("token answer from {url}"), format!("no access_token in it: {e}")))?;
@@ -413,18 +420,18 @@ mod tests {
     #[tokio::test]
     async fn a_service_account_key_is_the_password() {
         let key = br#"{"type":"service_account","client_email":"m@p.iam.gserviceaccount.com","private_key":"k"}"#;
-        let http = reqwest::Client::new();
-        let Credentials::Basic { username, password } = google_file_credentials(&http, "f", key).await.unwrap() else {
+        let http = &Identity::new(&RetryPolicy::default()).unwrap();
+        let Credentials::Basic { username, password } = google_file_credentials(http, "f", key).await.unwrap() else {
             panic!("expected Basic credentials");
         };
         assert_eq!(username, "_json_key_base64");
         assert_eq!(base64::engine::general_purpose::STANDARD.decode(password.expose()).unwrap(), key);
 
-        let err = google_file_credentials(&http, "f", br#"{"type":"external_account"}"#).await.unwrap_err();
+        let err = google_file_credentials(http, "f", br#"{"type":"external_account"}"#).await.unwrap_err();
         assert!(err.to_string().contains("not supported"), "{err}");
-        let err = google_file_credentials(&http, "f", br#"{"type":"authorized_user"}"#).await.unwrap_err();
+        let err = google_file_credentials(http, "f", br#"{"type":"authorized_user"}"#).await.unwrap_err();
         assert!(err.to_string().contains("refresh_token"), "{err}");
-        let err = google_file_credentials(&http, "f", b"[1]").await.unwrap_err();
+        let err = google_file_credentials(http, "f", b"[1]").await.unwrap_err();
         assert!(err.to_string().contains("not a Google credentials file"), "{err}");
     }
 }

@@ -1,115 +1,17 @@
-//! Registry credentials: where they come from (flags, environment, docker `config.json`,
-//! credential helpers) and how a `WWW-Authenticate` challenge is answered (Basic, or a
-//! Bearer token fetched from the realm, as ghcr.io does for anonymous pulls).
-//!
-//! Secrets live in [`Secret`], whose `Debug` prints `***`, so no log line or error can
-//! show them by accident.
+//! Credentials from docker's `config.json`, as docker and crane read it: `credHelpers`
+//! for the host, then `auths` (keys may be bare hosts or URLs), then `credsStore`, where
+//! a helper is a `docker-credential-<name>` program speaking the credential-helper
+//! protocol. Environment variables are read through an injected [`Env`], so tests need
+//! not change the process environment.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
-
-/// A string that must never be printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    /// The secret itself, for building a header. Never format it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// How to authenticate to one registry.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Credentials {
-    /// No credentials; anonymous bearer tokens are still fetched when challenged.
-    #[default]
-    Anonymous,
-    /// Username and password (or token as password), sent as Basic or to the token realm.
-    Basic {
-        /// The user name.
-        username: String,
-        /// The password or access token.
-        password: Secret,
-    },
-    /// A ready bearer token sent as-is (`--registry-token` style), no token exchange.
-    Bearer(Secret),
-    /// Exchanged on first use from the environment's cloud identity (see [`super::cloud`]):
-    /// ECR `GetAuthorizationToken`, Google application default credentials, or an Entra
-    /// ID token exchanged at an ACR.
-    Cloud(super::cloud::Cloud),
-}
-
-impl Credentials {
-    /// The `Authorization: Basic …` value, if these are Basic credentials.
-    pub(crate) fn basic_header(&self) -> Option<String> {
-        match self {
-            Credentials::Basic { username, password } => Some(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()))
-            )),
-            _ => None,
-        }
-    }
-}
-
-/// A parsed `WWW-Authenticate` challenge we know how to answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Challenge {
-    /// `Basic realm=…`, or a 401 with no usable challenge.
-    Basic,
-    /// `Bearer realm=…,service=…`.
-    Bearer { realm: String, service: Option<String> },
-}
-
-impl Challenge {
-    /// Parse the header value; Bearer is preferred when several challenges are offered.
-    pub(crate) fn parse(header: &str) -> Challenge {
-        let Ok(challenges) = http_auth::parse_challenges(header) else {
-            return Challenge::Basic;
-        };
-        for c in &challenges {
-            if c.scheme.eq_ignore_ascii_case("bearer") {
-                let param = |name: &str| {
-                    c.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.to_unescaped())
-                };
-                if let Some(realm) = param("realm") {
-                    return Challenge::Bearer { realm, service: param("service") };
-                }
-            }
-        }
-        Challenge::Basic
-    }
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    token: Option<String>,
-    access_token: Option<String>,
-}
-
-/// Pull the token out of a token-service answer.
-pub(crate) fn parse_token(body: &[u8]) -> Option<Secret> {
-    let t: TokenResponse = serde_json::from_slice(body).ok()?;
-    t.token.or(t.access_token).filter(|t| !t.is_empty()).map(Secret::new)
-}
+use super::{Credentials, Env, Secret};
+use crate::error::{Error, Result, Setting};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -132,22 +34,22 @@ struct DockerAuth {
 
 /// Where docker's `config.json` lives: `$DOCKER_CONFIG/config.json`, else
 /// `~/.docker/config.json`.
-pub fn docker_config_path() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
+pub fn config_path(env: Env<'_>) -> Option<PathBuf> {
+    if let Some(dir) = env("DOCKER_CONFIG") {
         return Some(Path::new(&dir).join("config.json"));
     }
-    std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker/config.json"))
+    env("HOME").map(|h| Path::new(&h).join(".docker/config.json"))
 }
 
 /// Look up credentials for `host` in a docker config file, as docker and crane do:
 /// `credHelpers[host]`, then `auths` (keys may be bare hosts or URLs), then `credsStore`.
 /// A missing file means anonymous; a malformed one is an error that names the file.
-pub fn from_docker_config(path: &Path, host: &str) -> Result<Credentials> {
+pub fn lookup(path: &Path, host: &str, env: Env<'_>) -> Result<Credentials> {
     let Some(config) = read_docker_config(path)? else {
         return Ok(Credentials::Anonymous);
     };
     if let Some(helper) = config.cred_helpers.get(host) {
-        return credential_helper(helper, host);
+        return credential_helper(helper, host, env);
     }
     let entry = config.auths.iter().find(|(k, _)| auth_key_host(k) == host).map(|(_, v)| v);
     if let Some(a) = entry {
@@ -159,21 +61,25 @@ pub fn from_docker_config(path: &Path, host: &str) -> Result<Credentials> {
         }
         if let Some(auth) = &a.auth {
             let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| {
-                Error::config("docker config", path.display().to_string(), format!("auths[{host}].auth is not base64"))
+                Error::config(
+                    Setting::DockerConfig,
+                    path.display().to_string(),
+                    format!("auths[{host}].auth is not base64"),
+                )
             })?;
             let decoded = String::from_utf8(decoded).unwrap_or_default();
             if let Some((u, p)) = decoded.split_once(':') {
                 return Ok(Credentials::Basic { username: u.to_string(), password: Secret::new(p) });
             }
             return Err(Error::config(
-                "docker config",
+                Setting::DockerConfig,
                 path.display().to_string(),
                 format!("auths[{host}].auth does not decode to user:password"),
             ));
         }
     }
     match &config.creds_store {
-        Some(store) => credential_helper(store, host),
+        Some(store) => credential_helper(store, host, env),
         None => Ok(Credentials::Anonymous),
     }
 }
@@ -182,9 +88,9 @@ pub fn from_docker_config(path: &Path, host: &str) -> Result<Credentials> {
 /// any: what a user set up on purpose for a cloud registry (docker-credential-gcloud,
 /// -ecr-login, -acr-env), which mints fresh credentials, unlike an `auths` entry left by
 /// an old `docker login`.
-pub fn helper_for_host(path: &Path, host: &str) -> Result<Option<Credentials>> {
+pub fn helper_for_host(path: &Path, host: &str, env: Env<'_>) -> Result<Option<Credentials>> {
     match read_docker_config(path)?.and_then(|c| c.cred_helpers.get(host).cloned()) {
-        Some(helper) => credential_helper(&helper, host).map(Some),
+        Some(helper) => credential_helper(&helper, host, env).map(Some),
         None => Ok(None),
     }
 }
@@ -199,7 +105,7 @@ fn read_docker_config(path: &Path) -> Result<Option<DockerConfig>> {
     };
     serde_json::from_slice(&text)
         .map(Some)
-        .map_err(|e| Error::config("docker config", path.display().to_string(), format!("not valid JSON: {e}")))
+        .map_err(|e| Error::config(Setting::DockerConfig, path.display().to_string(), format!("not valid JSON: {e}")))
 }
 
 /// `https://index.docker.io/v1/` → `index.docker.io`; `ghcr.io` → `ghcr.io`.
@@ -216,16 +122,22 @@ struct HelperAnswer {
 }
 
 /// Run `docker-credential-<helper> get` with the host on stdin (the docker credential
-/// helper protocol). A helper that knows nothing about the host means anonymous.
-fn credential_helper(helper: &str, host: &str) -> Result<Credentials> {
+/// helper protocol), found on `env`'s PATH. A helper that knows nothing about the host
+/// means anonymous.
+fn credential_helper(helper: &str, host: &str, env: Env<'_>) -> Result<Credentials> {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
     if !helper.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
-        return Err(Error::config("credential helper", helper, "helper names are letters, digits, - _ ."));
+        return Err(Error::config(Setting::CredentialHelper, helper, "helper names are letters, digits, - _ ."));
     }
     let program = format!("docker-credential-{helper}");
     let io_err = |e| Error::Io { context: format!("running {program} get for {host}"), source: e };
-    let mut child = Command::new(&program)
+    let mut command = Command::new(&program);
+    // A PATH set on the command is also where the program is looked up.
+    if let Some(path) = env("PATH") {
+        command.env("PATH", path);
+    }
+    let mut child = command
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -245,10 +157,14 @@ fn credential_helper(helper: &str, host: &str) -> Result<Credentials> {
         if stderr.contains("not found") || stdout.contains("not found") {
             return Ok(Credentials::Anonymous);
         }
-        return Err(Error::config("credential helper", program, format!("exited with {} for {host}", out.status)));
+        return Err(Error::config(
+            Setting::CredentialHelper,
+            program,
+            format!("exited with {} for {host}", out.status),
+        ));
     }
     let answer: HelperAnswer = serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::config("credential helper", program.clone(), format!("unexpected output: {e}")))?;
+        .map_err(|e| Error::config(Setting::CredentialHelper, program.clone(), format!("unexpected output: {e}")))?;
     Ok(Credentials::Basic { username: answer.username, password: Secret::new(answer.secret) })
 }
 
@@ -256,23 +172,8 @@ fn credential_helper(helper: &str, host: &str) -> Result<Credentials> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn secrets_do_not_print() {
-        let c = Credentials::Basic { username: "u".into(), password: Secret::new("hunter2") };
-        assert!(!format!("{c:?}").contains("hunter2"));
-        assert_eq!(c.basic_header().unwrap(), "Basic dTpodW50ZXIy");
-    }
-
-    #[test]
-    fn challenges() {
-        assert_eq!(
-            Challenge::parse(r#"Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull""#),
-            Challenge::Bearer { realm: "https://ghcr.io/token".into(), service: Some("ghcr.io".into()) }
-        );
-        assert_eq!(Challenge::parse(r#"Basic realm="Registry Realm""#), Challenge::Basic);
-        assert_eq!(Challenge::parse(""), Challenge::Basic);
-        assert_eq!(parse_token(br#"{"access_token":"abc"}"#).unwrap().expose(), "abc");
-        assert!(parse_token(br#"{"token":""}"#).is_none());
+    fn no_env(_: &str) -> Option<String> {
+        None
     }
 
     #[test]
@@ -285,17 +186,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            from_docker_config(&path, "reg.example.com").unwrap(),
+            lookup(&path, "reg.example.com", &no_env).unwrap(),
             Credentials::Basic { username: "user".into(), password: Secret::new("pa:ss") }
         );
         assert_eq!(
-            from_docker_config(&path, "other.example").unwrap(),
+            lookup(&path, "other.example", &no_env).unwrap(),
             Credentials::Basic { username: "a".into(), password: Secret::new("b") }
         );
-        assert_eq!(from_docker_config(&path, "ghcr.io").unwrap(), Credentials::Anonymous);
-        assert_eq!(from_docker_config(&dir.path().join("none.json"), "x").unwrap(), Credentials::Anonymous);
+        assert_eq!(lookup(&path, "ghcr.io", &no_env).unwrap(), Credentials::Anonymous);
+        assert_eq!(lookup(&dir.path().join("none.json"), "x", &no_env).unwrap(), Credentials::Anonymous);
         std::fs::write(&path, "{").unwrap();
-        assert!(from_docker_config(&path, "x").unwrap_err().to_string().contains("not valid JSON"));
+        assert!(lookup(&path, "x", &no_env).unwrap_err().to_string().contains("not valid JSON"));
     }
 
     #[test]
@@ -313,13 +214,12 @@ mod tests {
         std::fs::write(&config, r#"{"credHelpers":{"reg.example.com":"testhelper"},"credsStore":"testhelper"}"#)
             .unwrap();
         // The helper is found on PATH, as docker finds it.
-        let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
-        // SAFETY: this test is the only one in the crate that touches PATH.
-        unsafe { std::env::set_var("PATH", path) };
+        let path = format!("{}:/usr/bin:/bin", dir.path().display());
+        let env = |name: &str| (name == "PATH").then(|| path.clone());
         assert_eq!(
-            from_docker_config(&config, "reg.example.com").unwrap(),
+            lookup(&config, "reg.example.com", &env).unwrap(),
             Credentials::Basic { username: "robot".into(), password: Secret::new("s3cret") }
         );
-        assert_eq!(from_docker_config(&config, "other.example").unwrap(), Credentials::Anonymous);
+        assert_eq!(lookup(&config, "other.example", &env).unwrap(), Credentials::Anonymous);
     }
 }

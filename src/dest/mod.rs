@@ -21,10 +21,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Setting};
 use crate::layout::ObjectClass;
-use crate::manifest::{CheckedManifest, Descriptor};
-use crate::reference::Digest;
+use crate::manifest::CheckedManifest;
+use crate::oci::{Descriptor, Digest};
 use crate::stream::{BlobStream, Upload};
 
 /// A place a sync publishes to.
@@ -107,7 +107,7 @@ pub enum DestinationUrl {
 impl DestinationUrl {
     /// Parse a destination as written on the command line.
     pub fn parse(s: &str) -> Result<Self> {
-        let bad = |reason: &str| Error::config("destination", redact_userinfo(s), reason);
+        let bad = |reason: &str| Error::config(Setting::Destination, redact_userinfo(s), reason);
         let Some((scheme, rest)) = s.split_once("://") else {
             if s.is_empty() {
                 return Err(bad("empty"));
@@ -145,7 +145,7 @@ impl DestinationUrl {
                     return Err(bad("the registry must be a host name with an optional :port"));
                 }
                 if !prefix.is_empty() {
-                    crate::reference::validate_repository(&prefix)
+                    crate::oci::validate_repository(&prefix)
                         .map_err(|_| bad("the namespace must be lowercase letters, digits and . _ - separated by /"))?;
                 }
                 Ok(DestinationUrl::Registry { host: authority.into(), namespace: prefix })
@@ -170,20 +170,39 @@ fn redact_userinfo(s: &str) -> String {
     }
 }
 
-/// Settings every destination needs.
+/// An opened destination: what the engine writes to, and for a static layout also what
+/// retention prunes.
 #[derive(Clone, Debug)]
-pub struct DestinationOptions {
-    /// max-age of tags, tags/list, the ping and VEX files.
-    pub tag_ttl: u32,
-    /// Settings for `oci://` destinations.
-    pub registry: crate::registry::RegistryOptions,
+pub enum Target {
+    /// A static layout in an object store or a directory.
+    Layout(Arc<object::ObjectDestination>),
+    /// An OCI registry.
+    Registry(Arc<registry::RegistryDestination>),
+}
+
+impl Target {
+    /// The destination the engine writes to.
+    pub fn destination(&self) -> Arc<dyn Destination> {
+        match self {
+            Target::Layout(d) => d.clone(),
+            Target::Registry(d) => d.clone(),
+        }
+    }
+
+    /// The static layout, for retention (a registry has its own garbage collection).
+    pub fn layout(&self) -> Option<&object::ObjectDestination> {
+        match self {
+            Target::Layout(d) => Some(d),
+            Target::Registry(_) => None,
+        }
+    }
 }
 
 /// Open a static-layout destination (retention works on these only).
-pub fn open_objects(url: &str, tag_ttl: u32) -> Result<object::ObjectDestination> {
+pub fn open_layout(url: &str, tag_ttl: u32) -> Result<object::ObjectDestination> {
     match DestinationUrl::parse(url)? {
         DestinationUrl::Registry { .. } => Err(Error::config(
-            "destination",
+            Setting::Destination,
             url,
             "retention applies to static mirrors; a registry has its own garbage collection",
         )),
@@ -191,13 +210,14 @@ pub fn open_objects(url: &str, tag_ttl: u32) -> Result<object::ObjectDestination
     }
 }
 
-/// Open a destination.
-pub fn open(url: &str, options: &DestinationOptions) -> Result<Arc<dyn Destination>> {
+/// Open a destination. `registry` holds the settings (credentials included) used if `url`
+/// names a registry.
+pub fn open(url: &str, tag_ttl: u32, registry: crate::registry::RegistryOptions) -> Result<Target> {
     Ok(match DestinationUrl::parse(url)? {
         DestinationUrl::Registry { host, namespace } => {
-            Arc::new(registry::RegistryDestination::new(url, &host, &namespace, options.registry.clone())?)
+            Target::Registry(Arc::new(registry::RegistryDestination::new(url, &host, &namespace, registry)?))
         }
-        parsed => Arc::new(object::ObjectDestination::open(url, parsed, options.tag_ttl)?),
+        parsed => Target::Layout(Arc::new(object::ObjectDestination::open(url, parsed, tag_ttl)?)),
     })
 }
 

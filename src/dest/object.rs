@@ -24,8 +24,8 @@ use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt as _, PutO
 use super::{Destination, DestinationUrl, Files};
 use crate::error::{Error, Result};
 use crate::layout::{self, Layout, ObjectClass};
-use crate::manifest::{CheckedManifest, Descriptor, MAX_MANIFEST_BYTES};
-use crate::reference::{Digest, validate_tag};
+use crate::manifest::CheckedManifest;
+use crate::oci::{Descriptor, Digest, MAX_MANIFEST_BYTES, validate_tag};
 use crate::stream::{BlobStream, Upload};
 
 /// Blobs up to this size are sent in a single PUT.

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::Destination;
-use crate::error::Result;
-use crate::manifest::{CheckedManifest, Descriptor};
-use crate::reference::{Digest, join_repository};
+use crate::error::{Error, Help, Result};
+use crate::manifest::CheckedManifest;
+use crate::oci::{Descriptor, Digest, join_repository};
 use crate::registry::{Registry, RegistryOptions};
 use crate::stream::{BlobStream, Upload};
 use async_trait::async_trait;
@@ -85,9 +85,19 @@ impl Destination for RegistryDestination {
 
     async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tags: &[String]) -> Result<()> {
         let repo = self.repo(repo);
-        self.registry.put_manifest(&repo, manifest.digest.as_str(), manifest).await?;
-        for tag in tags {
-            self.registry.put_manifest(&repo, tag, manifest).await?;
+        let refs = std::iter::once(manifest.digest.as_str()).chain(tags.iter().map(String::as_str));
+        for reference in refs {
+            self.registry.put_manifest(&repo, reference, &manifest.raw, &manifest.media_type).await.map_err(|e| {
+                match e {
+                    // Quay (and Harbor before 2.0) refuse artifact media types they are not
+                    // configured to accept.
+                    Error::Http { status: 400 | 415, .. } => e.with_help(Help::AllowMediaTypes {
+                        config: manifest.config.media_type.clone(),
+                        layer: manifest.layer.media_type.clone(),
+                    }),
+                    e => e,
+                }
+            })?;
         }
         Ok(())
     }

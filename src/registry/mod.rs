@@ -1,20 +1,21 @@
-//! A small OCI distribution client: the calls a mirror needs and nothing else.
+//! A small OCI distribution client: the calls a mirror needs and nothing else, knowing
+//! nothing of Trivy (it speaks [`crate::oci`]'s vocabulary).
 //!
 //! Pull side: ping, manifest GET with the exact bytes, blob GET as a stream. Push side
 //! (see [`push`]): blob HEAD, cross-repository mount, streaming upload (one PUT, chunks
-//! after a 413), manifest PUT. Credentials: [`auth`] (flags, docker config, helpers) and
-//! [`cloud`] (ECR, GAR, ACR token exchanges). Every request goes through
-//! [`Registry::send`], which answers auth challenges (Basic, or a Bearer token from the
-//! realm: ghcr.io's anonymous flow) and retries what is worth retrying: connect errors,
-//! timeouts, resets, 408/429/5xx, waiting as long as `Retry-After` asks (capped).
+//! after a 413), manifest PUT. Credentials come from [`crate::credentials`]; cloud ones
+//! are exchanged on first use. Every request goes through [`Registry::send`], which
+//! answers auth challenges ([`challenge`]: Basic, or a Bearer token from the realm:
+//! ghcr.io's anonymous flow) and retries what is worth retrying: connect errors,
+//! timeouts, resets, 408/429/5xx, waiting as long as `Retry-After` asks (capped), as the
+//! run's [`RetryPolicy`] says.
 //!
 //! Scheme: like Trivy (ggcr `name.Registry.Scheme`), `localhost:<port>`, `127.0.0.1`,
 //! `[::1]` and `*.localhost` use plain http; everything else https. A local host with a CA
 //! bundle, and any host with `insecure` (TLS unverified), is tried over TLS first and
 //! reached over http when it does not speak TLS; a refused certificate stays an error.
 
-pub mod auth;
-pub mod cloud;
+mod challenge;
 pub mod push;
 
 use std::collections::HashMap;
@@ -22,48 +23,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use tokio::sync::{Mutex, OnceCell};
 
-use auth::Challenge;
-pub use auth::{Credentials, Secret};
-pub use cloud::Cloud;
+use challenge::Challenge;
 
-use crate::error::{Error, Result};
-use crate::manifest::{DOCKER_MANIFEST, MAX_MANIFEST_BYTES, OCI_MANIFEST};
-use crate::reference::Digest;
-
-/// The Accept header for manifest GETs: the same six types Trivy (ggcr) sends, OCI first.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json,\
-application/vnd.docker.distribution.manifest.v2+json,\
-application/vnd.oci.image.index.v1+json,\
-application/vnd.docker.distribution.manifest.list.v2+json";
-
-/// How hard to try before giving up on one request.
-#[derive(Clone, Debug)]
-pub struct RetryPolicy {
-    /// Attempts in total (1 = no retry).
-    pub attempts: u32,
-    /// First backoff; doubles each time.
-    pub initial_backoff: Duration,
-    /// Longest single wait, including a server's Retry-After.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy { attempts: 4, initial_backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(30) }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before attempt `attempt + 1`, honouring the server's Retry-After.
-    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self.initial_backoff.saturating_mul(1u32 << attempt.min(16));
-        retry_after.unwrap_or(exp).min(self.max_backoff)
-    }
-}
+use crate::credentials::{Cloud, Credentials, Secret, cloud};
+use crate::error::{Error, Help, Result, Setting};
+use crate::http::{
+    ClientOptions, RetryPolicy, is_certificate_error, is_local_host, method_name, read_bounded, retry_after,
+    status_error, strip_query, transport_error,
+};
+use crate::oci::{Digest, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 
 /// Connection settings for one registry host.
 #[derive(Clone, Debug, Default)]
@@ -109,47 +81,18 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// Whether Trivy (ggcr) would talk plain http to this host.
-pub fn is_local_host(host: &str) -> bool {
-    let (name, port) = match host.rsplit_once(':') {
-        Some((n, p)) if !n.ends_with(':') && p.bytes().all(|b| b.is_ascii_digit()) => (n, Some(p)),
-        _ => (host, None),
-    };
-    name == "127.0.0.1"
-        || name == "[::1]"
-        || host == "::1"
-        || (port.is_some() && (name == "localhost" || name.ends_with(".localhost")))
-}
-
-/// Build the reqwest client shared by the registry code and the VEX downloader.
-pub(crate) fn http_client(
-    insecure: bool,
-    ca_file: Option<&PathBuf>,
-    read_timeout: Option<Duration>,
-) -> Result<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("trivy-mirror/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(15))
-        .read_timeout(read_timeout.unwrap_or(Duration::from_secs(60)))
-        .redirect(reqwest::redirect::Policy::limited(10))
-        .tls_danger_accept_invalid_certs(insecure);
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| Error::Io { context: format!("reading CA bundle {}", path.display()), source: e })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| Error::config("CA bundle", path.display().to_string(), e.to_string()))?;
-        b = b.tls_certs_merge(certs);
-    }
-    b.build().map_err(|e| Error::config("HTTP client", "", e.to_string()))
-}
-
 impl Registry {
     /// A client for `host` (`ghcr.io`, `127.0.0.1:5000`).
     pub fn new(host: &str, options: RegistryOptions) -> Result<Self> {
         if host.is_empty() || host.contains('/') || host.contains('@') || host.contains(char::is_whitespace) {
-            return Err(Error::config("registry host", host, "expected a host name with an optional :port"));
+            return Err(Error::config(Setting::RegistryHost, host, "expected a host name with an optional :port"));
         }
-        let http = http_client(options.insecure, options.ca_file.as_ref(), options.read_timeout)?;
+        let http = crate::http::client(&ClientOptions {
+            insecure: options.insecure,
+            ca_file: options.ca_file.as_deref(),
+            read_timeout: options.read_timeout,
+            ..ClientOptions::default()
+        })?;
         let upload_chunk = options.chunk_size.map_or(0, |c| c.max(push::MIN_CHUNK));
         Ok(Registry {
             host: host.to_string(),
@@ -185,7 +128,7 @@ impl Registry {
                 match self.http.get(format!("{https}/v2/")).send().await {
                     Ok(_) => Ok(https),
                     Err(e) if e.is_connect() && !is_certificate_error(&e) => Ok(http),
-                    Err(e) => Err(Error::transport("GET", &format!("{https}/v2/"), &e)),
+                    Err(e) => Err(transport_error("GET", &format!("{https}/v2/"), &e)),
                 }
             })
             .await
@@ -205,8 +148,10 @@ impl Registry {
         }
         let resolved = match &self.options.credentials {
             Credentials::Cloud(Cloud::Ecr) => cloud::ecr_credentials().await?,
-            Credentials::Cloud(Cloud::Gar) => cloud::gar_credentials().await?,
-            Credentials::Cloud(Cloud::Acr) => cloud::acr_credentials(self.base().await?, &self.host).await?,
+            Credentials::Cloud(Cloud::Gar) => cloud::gar_credentials(&self.options.retry).await?,
+            Credentials::Cloud(Cloud::Acr) => {
+                cloud::acr_credentials(self.base().await?, &self.host, &self.options.retry).await?
+            }
             other => other.clone(),
         };
         *cached = Some(resolved.clone());
@@ -259,7 +204,7 @@ impl Registry {
         {
             return Err(Error::rejected(
                 format!("token realm {realm:?} from {}", self.host),
-                "a plain-http token service is only used for local or --insecure registries",
+                "a plain-http token service is only used for local registries, or with TLS verification off",
             ));
         }
         {
@@ -275,25 +220,22 @@ impl Registry {
         if let Some(basic) = self.credentials().await?.basic_header() {
             req = req.header(AUTHORIZATION, basic);
         }
-        let resp = req.send().await.map_err(|e| Error::transport("GET", url.as_str(), &e))?;
+        let resp = req.send().await.map_err(|e| transport_error("GET", url.as_str(), &e))?;
         let status = resp.status();
         if !status.is_success() {
-            let detail = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                ": the token service refused these credentials; check the username and password".to_string()
-            } else {
-                String::new()
-            };
+            let refused = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
             return Err(Error::Http {
                 method: "GET",
-                url: crate::error::strip_query(url.as_str()),
+                url: strip_query(url.as_str()),
                 status: status.as_u16(),
-                detail,
+                codes: if refused { "the token service refused these credentials".into() } else { String::new() },
                 retry_after: retry_after(resp.headers()),
+                help: refused.then(|| Box::new(Help::CheckCredentials)),
             });
         }
         let body = read_bounded(resp, 64 * 1024, "GET", url.as_str()).await?;
-        auth::parse_token(&body).ok_or_else(|| {
-            Error::rejected(format!("token answer from {}", crate::error::strip_query(url.as_str())), "no token in it")
+        challenge::parse_token(&body).ok_or_else(|| {
+            Error::rejected(format!("token answer from {}", strip_query(url.as_str())), "no token in it")
         })
     }
 
@@ -364,8 +306,8 @@ impl Registry {
                     }
                     continue;
                 }
-                Ok(resp) => http_error(method_name, url, resp).await,
-                Err(e) => Error::transport(method_name, url, &e),
+                Ok(resp) => status_error(method_name, url, resp).await,
+                Err(e) => transport_error(method_name, url, &e),
             };
             attempt += 1;
             if !err.is_transient() || attempt >= attempts {
@@ -380,7 +322,7 @@ impl Registry {
     /// Ping `/v2/` so the scheme and the auth challenge are known before the real work.
     pub async fn ping(&self) -> Result<()> {
         let url = self.url("").await?;
-        let resp = self.http.get(&url).send().await.map_err(|e| Error::transport("GET", &url, &e))?;
+        let resp = self.http.get(&url).send().await.map_err(|e| transport_error("GET", &url, &e))?;
         match resp.status() {
             s if s.is_success() => Ok(()),
             StatusCode::UNAUTHORIZED => {
@@ -388,7 +330,7 @@ impl Registry {
                 self.auth.lock().await.challenge = Some(Challenge::parse(header));
                 Ok(())
             }
-            _ => Err(http_error("GET", &url, resp).await),
+            _ => Err(status_error("GET", &url, resp).await),
         }
     }
 
@@ -424,124 +366,7 @@ impl Registry {
     }
 }
 
-/// Whether a request failed because the server's certificate was refused.
-pub(crate) fn is_certificate_error(err: &reqwest::Error) -> bool {
-    let mut cause: Option<&dyn std::error::Error> = Some(err);
-    while let Some(c) = cause {
-        if c.to_string().contains("certificate") {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
-}
-
 /// `repository:<repo>:pull`.
 pub(crate) fn pull_scope(repo: &str) -> String {
     format!("repository:{repo}:pull")
-}
-
-fn method_name(m: &Method) -> &'static str {
-    match *m {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::PUT => "PUT",
-        Method::POST => "POST",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        _ => "request",
-    }
-}
-
-/// Parse `Retry-After` in its seconds form (registries do not send HTTP dates).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// Turn a non-success response into [`Error::Http`], with the registry's error codes.
-pub(crate) async fn http_error(method: &'static str, url: &str, resp: Response) -> Error {
-    let status = resp.status().as_u16();
-    let retry_after = retry_after(resp.headers());
-    let body = read_bounded(resp, 16 * 1024, method, url).await.unwrap_or_default();
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        errors: Vec<ErrorEntry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct ErrorEntry {
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    let mut detail = match serde_json::from_slice::<Errors>(&body) {
-        Ok(e) if !e.errors.is_empty() => {
-            let parts: Vec<_> =
-                e.errors.iter().map(|e| format!("{} {}", e.code, e.message).trim().to_string()).collect();
-            format!(": {}", parts.join("; "))
-        }
-        _ => String::new(),
-    };
-    if status == 401 || status == 403 {
-        detail.push_str(" (check the registry credentials)");
-    }
-    // Go's and nginx's TLS listeners answer a plain-http request with a 400 saying so.
-    if status == 400 && detail.is_empty() && String::from_utf8_lossy(&body).contains("HTTPS") {
-        detail.push_str(
-            ": the server speaks TLS; trust its CA with --dest-ca-file / --source-ca-file, or use \
-             --insecure-destination / --insecure-source",
-        );
-    }
-    Error::Http { method, url: crate::error::strip_query(url), status, detail, retry_after }
-}
-
-/// Read a whole response body, refusing more than `limit` bytes.
-pub(crate) async fn read_bounded(mut resp: Response, limit: usize, method: &'static str, url: &str) -> Result<Bytes> {
-    if resp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(Error::rejected(
-            format!("response from {}", crate::error::strip_query(url)),
-            format!("larger than {limit} bytes"),
-        ));
-    }
-    let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| Error::transport(method, url, &e))? {
-        if buf.len() + chunk.len() > limit {
-            return Err(Error::rejected(
-                format!("response from {}", crate::error::strip_query(url)),
-                format!("larger than {limit} bytes"),
-            ));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
-}
-
-/// Whether a Content-Type names a manifest type this mirror copies.
-pub fn is_manifest_type(ct: &str) -> bool {
-    let ct = ct.split(';').next().unwrap_or(ct).trim();
-    ct == OCI_MANIFEST || ct == DOCKER_MANIFEST
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_hosts_use_http_like_trivy() {
-        for h in ["localhost:5000", "127.0.0.1", "127.0.0.1:5000", "[::1]:5000", "reg.localhost:80"] {
-            assert!(is_local_host(h), "{h}");
-        }
-        for h in ["localhost", "ghcr.io", "mirror.gcr.io", "10.0.0.1:5000", "127.0.0.1.nip.io"] {
-            assert!(!is_local_host(h), "{h}");
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_and_honours_retry_after_with_a_cap() {
-        let p = RetryPolicy::default();
-        assert_eq!(p.backoff(0, None), Duration::from_millis(500));
-        assert_eq!(p.backoff(2, None), Duration::from_secs(2));
-        assert_eq!(p.backoff(0, Some(Duration::from_secs(7))), Duration::from_secs(7));
-        assert_eq!(p.backoff(0, Some(Duration::from_secs(3600))), p.max_backoff);
-        assert_eq!(p.backoff(40, None), p.max_backoff);
-    }
 }

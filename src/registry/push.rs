@@ -22,8 +22,9 @@ use reqwest::{Method, Response, StatusCode};
 
 use super::Registry;
 
-use crate::error::{Error, Result};
-use crate::manifest::{CheckedManifest, Descriptor};
+use crate::error::{Error, Help, Result};
+use crate::http::strip_query;
+use crate::oci::Descriptor;
 use crate::stream::{BlobStream, Upload};
 
 /// The chunk size taken when a one-request upload is refused as too large.
@@ -74,18 +75,7 @@ impl Registry {
         self.push_blob_inner(repo, blob, body).await.map_err(|e| match e {
             // Older trivy-db builds have a zero-length config blob, which Harbor before 2.x
             // fails to store with a 500 (aquasecurity/trivy#4112).
-            Error::Http { method, url, status, detail, retry_after } if blob.size == 0 && status >= 500 => {
-                Error::Http {
-                    method,
-                    url,
-                    status,
-                    detail: format!(
-                        "{detail} (the registry failed to store a zero-length blob, as Harbor before 2.0 does \
-                         (aquasecurity/trivy#4112): upgrade the registry, or mirror into another one)"
-                    ),
-                    retry_after,
-                }
-            }
+            Error::Http { status, .. } if blob.size == 0 && status >= 500 => e.with_help(Help::ZeroLengthBlob),
             e => e,
         })
     }
@@ -207,32 +197,14 @@ impl Registry {
         Ok(blob.size)
     }
 
-    /// PUT a manifest's exact bytes under a tag or digest.
-    pub async fn put_manifest(&self, repo: &str, reference: &str, manifest: &CheckedManifest) -> Result<()> {
+    /// PUT a manifest's exact bytes, with its media type, under a tag or digest.
+    pub async fn put_manifest(&self, repo: &str, reference: &str, raw: &Bytes, media_type: &str) -> Result<()> {
         let url = self.url(&format!("{repo}/manifests/{reference}")).await?;
-        let raw = manifest.raw.clone();
-        let media_type = manifest.media_type.clone();
-        match self
-            .send(Method::PUT, &url, &push_scope(repo), false, |r| {
-                r.header(CONTENT_TYPE, media_type.as_str()).body(raw.clone())
-            })
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(Error::Http { status, detail, url, method, retry_after }) if status == 400 || status == 415 => {
-                Err(Error::Http {
-                    method,
-                    url,
-                    status,
-                    detail: format!(
-                        "{detail} (the registry refused the manifest: allow the artifact media types {} and {} — Quay needs FEATURE_GENERAL_OCI_SUPPORT and ALLOWED_OCI_ARTIFACT_TYPES, Harbor ≥ 2.0 accepts them)",
-                        manifest.config.media_type, manifest.layer.media_type
-                    ),
-                    retry_after,
-                })
-            }
-            Err(e) => Err(e),
-        }
+        self.send(Method::PUT, &url, &push_scope(repo), false, |r| {
+            r.header(CONTENT_TYPE, media_type).body(raw.clone())
+        })
+        .await?;
+        Ok(())
     }
 }
 
@@ -240,16 +212,13 @@ impl Registry {
 /// ECR answers 201 and drops chunked data (aws/containers-roadmap#2831), which would
 /// otherwise surface only as a digest error at the end.
 fn check_chunk_accepted(resp: &Response, end: u64, location: &url::Url) -> Result<()> {
-    let what = || format!("chunked upload at {}", crate::error::strip_query(location.as_str()));
+    let what = || format!("chunked upload at {}", strip_query(location.as_str()));
     if resp.status() != StatusCode::ACCEPTED {
         return Err(Error::rejected(
             what(),
-            format!(
-                "the registry answered {} to a chunk instead of 202: it does not support chunked uploads; \
-                 drop --dest-chunk-size, or lift the proxy's body limit so that blobs go in one request",
-                resp.status().as_u16()
-            ),
-        ));
+            format!("the registry answered {} to a chunk instead of 202", resp.status().as_u16()),
+        )
+        .with_help(Help::NoChunkedUploads));
     }
     let range = resp.headers().get(reqwest::header::RANGE).and_then(|v| v.to_str().ok());
     if let Some(range) = range {
@@ -266,9 +235,10 @@ fn check_chunk_accepted(resp: &Response, end: u64, location: &url::Url) -> Resul
 
 /// The upload session URL a response points to, resolved against the request URL.
 fn next_location(request: &str, resp: &Response) -> Result<url::Url> {
-    let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
-        Error::rejected(format!("upload session at {}", crate::error::strip_query(request)), "no Location header")
-    })?;
+    let location =
+        resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+            Error::rejected(format!("upload session at {}", strip_query(request)), "no Location header")
+        })?;
     url::Url::parse(request)
         .and_then(|base| base.join(location))
         .map_err(|e| Error::rejected(format!("upload location {location:?}"), e.to_string()))

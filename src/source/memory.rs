@@ -13,9 +13,8 @@ use futures_util::stream;
 
 use super::{RawBlob, RawManifest, Source};
 use crate::artifact::OciArtifact;
-use crate::error::{Error, Result};
-use crate::manifest::Descriptor;
-use crate::reference::Digest;
+use crate::error::{Cause, Error, Result};
+use crate::oci::{Descriptor, Digest};
 
 /// What goes wrong with the next requests for a blob.
 #[derive(Clone, Copy, Debug)]
@@ -69,7 +68,14 @@ impl MemorySource {
 
     fn check_reachable(&self, url: String) -> Result<()> {
         if self.unreachable.load(Ordering::SeqCst) {
-            return Err(Error::Transport { method: "GET", url, message: "connection refused".into(), transient: true });
+            return Err(Error::Transport {
+                method: "GET",
+                url,
+                cause: Cause::Refused,
+                message: "connection refused".into(),
+                transient: true,
+                help: None,
+            });
         }
         Ok(())
     }
@@ -121,8 +127,10 @@ impl Source for MemorySource {
                 items.push(Err(Error::Transport {
                     method: "GET",
                     url,
+                    cause: Cause::Reset,
                     message: "connection reset by peer".into(),
                     transient: true,
+                    help: None,
                 }));
                 items
             }

@@ -22,7 +22,8 @@ use futures_util::stream::BoxStream;
 
 use crate::artifact::OciArtifact;
 use crate::error::{Error, Result};
-use crate::manifest::{self, CheckedManifest, Descriptor};
+use crate::manifest::{self, CheckedManifest};
+use crate::oci::Descriptor;
 use crate::stream::{BlobStream, verify};
 
 pub use registry::{DEFAULT_SOURCES, RegistrySource};

@@ -8,9 +8,9 @@ use futures_util::TryStreamExt as _;
 
 use super::{RawBlob, RawManifest, Source};
 use crate::artifact::OciArtifact;
-use crate::error::{Error, Result};
-use crate::manifest::Descriptor;
-use crate::reference::{join_repository, validate_repository};
+use crate::error::{Error, Result, Setting};
+use crate::oci::Descriptor;
+use crate::oci::{join_repository, validate_repository};
 use crate::registry::{Registry, RegistryOptions};
 
 /// The upstream namespaces Trivy itself uses, in Trivy's order.
@@ -28,14 +28,18 @@ impl RegistrySource {
     /// Parse `host[:port]/namespace` (the namespace may have several components).
     pub fn parse(spec: &str, options: RegistryOptions) -> Result<RegistrySource> {
         let spec = spec.trim().trim_end_matches('/');
-        let (host, namespace) = spec
-            .split_once('/')
-            .ok_or_else(|| Error::config("source", spec, "expected REGISTRY/NAMESPACE, e.g. ghcr.io/aquasecurity"))?;
+        let (host, namespace) = spec.split_once('/').ok_or_else(|| {
+            Error::config(Setting::Source, spec, "expected REGISTRY/NAMESPACE, e.g. ghcr.io/aquasecurity")
+        })?;
         if spec.contains("://") {
-            return Err(Error::config("source", spec, "give REGISTRY/NAMESPACE without a scheme"));
+            return Err(Error::config(Setting::Source, spec, "give REGISTRY/NAMESPACE without a scheme"));
         }
         validate_repository(namespace).map_err(|_| {
-            Error::config("source", spec, "the namespace must be lowercase letters, digits and . _ - separated by /")
+            Error::config(
+                Setting::Source,
+                spec,
+                "the namespace must be lowercase letters, digits and . _ - separated by /",
+            )
         })?;
         Ok(RegistrySource {
             registry: Arc::new(Registry::new(host, options)?),
@@ -72,6 +76,6 @@ impl Source for RegistrySource {
                 format!("Content-Length {len} differs from the descriptor size {}", desc.size),
             ));
         }
-        Ok(Box::pin(resp.bytes_stream().map_err(move |e| Error::transport("GET", &url, &e))))
+        Ok(Box::pin(resp.bytes_stream().map_err(move |e| crate::http::transport_error("GET", &url, &e))))
     }
 }

@@ -21,10 +21,10 @@ use jiff::Timestamp;
 
 use crate::artifact::{Kind, OCI_ARTIFACTS, OciArtifact};
 use crate::dest::Destination;
-use crate::error::{Error, Result};
+use crate::error::{Error, Help, Result};
 use crate::inspect::DbMetadata;
-use crate::manifest::{CheckedManifest, Descriptor};
-use crate::reference::join_repository;
+use crate::manifest::CheckedManifest;
+use crate::oci::{Descriptor, join_repository};
 use crate::report::{Entry, Outcome, Report};
 use crate::source::{Source, checked_manifest, verified_blob};
 use crate::stream::{Upload, fan_out_with};
@@ -46,7 +46,7 @@ pub struct SyncPlan {
     /// Also publish each new version under a dated, immutable tag (`2-20261126T0600Z`).
     pub snapshot_tags: bool,
     /// Backoff between attempts at a whole blob transfer.
-    pub retry: crate::registry::RetryPolicy,
+    pub retry: crate::http::RetryPolicy,
     /// Where transfer progress goes.
     pub progress: Arc<dyn crate::progress::Progress>,
 }
@@ -81,23 +81,28 @@ pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Rep
         if mine.iter().any(|e| e.outcome == Outcome::Written)
             && let Err(e) = dest.finish().await
         {
-            extra.push(failed("/v2/ ping", dest.name(), Instant::now(), e.to_string()));
+            extra.push(failed("/v2/ ping", dest.name(), Instant::now(), &e));
         }
         if let Some(files) = dest.files()
             && let Err(e) = crate::status::update(files, &mine, now).await
         {
-            extra.push(failed("status.json", dest.name(), Instant::now(), e.to_string()));
+            extra.push(failed("status.json", dest.name(), Instant::now(), &e));
         }
         report.entries.extend(extra);
     }
     report
 }
 
-fn failed(artifact: &str, destination: &str, start: Instant, error: String) -> Entry {
+fn failed(artifact: &str, destination: &str, start: Instant, error: &Error) -> Entry {
+    failed_with(artifact, destination, start, error.to_string(), error.help().cloned())
+}
+
+fn failed_with(artifact: &str, destination: &str, start: Instant, error: String, help: Option<Help>) -> Entry {
     tracing::error!(artifact, destination, %error, "failed");
     let mut e = Entry::new(artifact, destination, Outcome::Failed);
     e.seconds = start.elapsed().as_secs_f64();
     e.error = Some(error);
+    e.help = help;
     e
 }
 
@@ -106,17 +111,20 @@ async fn sync_artifact(plan: &SyncPlan, artifact: &OciArtifact, dests: &[Arc<dyn
     let start = Instant::now();
     let label = artifact.label();
     let mut source_errors = Vec::new();
+    let mut help = None;
     for source in &plan.sources {
         match try_source(plan, artifact, source.as_ref(), dests, start).await {
             Ok(entries) => return entries,
             Err(e) => {
                 tracing::warn!(artifact = %label, source = source.label(), error = %e, "source failed, trying the next");
                 source_errors.push(format!("{}: {e}", source.label()));
+                help = help.or_else(|| e.help().cloned());
             }
         }
     }
     let why = if source_errors.is_empty() { "no source configured".to_string() } else { source_errors.join("; ") };
-    dests.iter().map(|d| failed(&label, d.name(), start, format!("no source could provide it: {why}"))).collect()
+    let why = format!("no source could provide it: {why}");
+    dests.iter().map(|d| failed_with(&label, d.name(), start, why.clone(), help.clone())).collect()
 }
 
 /// Per-destination progress within one artifact.
@@ -124,7 +132,7 @@ struct Pending {
     dest: Arc<dyn Destination>,
     bytes: u64,
     skipped: u32,
-    error: Option<String>,
+    error: Option<Error>,
 }
 
 /// Try one source. `Err` means the source failed and the next should be tried;
@@ -162,6 +170,7 @@ async fn try_source(
             Err(e) => {
                 let mut f = entry(dest.name(), Outcome::Failed);
                 f.error = Some(e.to_string());
+                f.help = e.help().cloned();
                 entries.push(f);
             }
         }
@@ -197,7 +206,8 @@ async fn try_source(
         }
         e.bytes_written = p.bytes;
         e.blobs_skipped = p.skipped;
-        e.error = p.error;
+        e.help = p.error.as_ref().and_then(|e| e.help().cloned());
+        e.error = p.error.map(|e| e.to_string());
         e.updated_at = metadata.as_ref().and_then(|m| m.updated_at).or(manifest.created);
         e.next_update = metadata.as_ref().and_then(|m| m.next_update);
         entries.push(e);
@@ -223,7 +233,7 @@ async fn copy_blob(
         match present {
             Ok(true) => pending[i].skipped += 1,
             Ok(false) => need.push(i),
-            Err(e) => pending[i].error = Some(e.to_string()),
+            Err(e) => pending[i].error = Some(e),
         }
     }
     let mut metadata = None;
@@ -275,14 +285,15 @@ async fn copy_blob(
                     retry.push(i);
                 }
                 Ok(Upload::Resend { reason }) => {
-                    pending[i].error = Some(format!("blob {}: asked for it twice: {reason}", blob.digest))
+                    let what = format!("upload of blob {} to {}", blob.digest, pending[i].dest.name());
+                    pending[i].error = Some(Error::rejected(what, format!("asked for it twice: {reason}")))
                 }
                 Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
                     tracing::warn!(destination = pending[i].dest.name(), error = %e, "upload failed, retrying");
                     retry.push(i);
                     last = Some(e);
                 }
-                Err(e) => pending[i].error = Some(e.to_string()),
+                Err(e) => pending[i].error = Some(e),
             }
         }
         match last {
@@ -295,7 +306,7 @@ async fn copy_blob(
     Ok(metadata)
 }
 
-async fn backoff(policy: &crate::registry::RetryPolicy, attempt: u32, err: &Error) {
+async fn backoff(policy: &crate::http::RetryPolicy, attempt: u32, err: &Error) {
     let wait = policy.backoff(attempt - 1, err.retry_after());
     tracing::warn!(error = %err, attempt, wait_ms = wait.as_millis() as u64, "transfer failed, retrying");
     tokio::time::sleep(wait).await;
@@ -307,7 +318,7 @@ async fn publish_manifests(repo: &str, manifest: &CheckedManifest, tags: &[Strin
     let results = join_all(live.iter().map(|&i| pending[i].dest.put_manifest(repo, manifest, tags))).await;
     for (&i, r) in live.iter().zip(results) {
         if let Err(e) = r {
-            pending[i].error = Some(e.to_string());
+            pending[i].error = Some(e);
         }
     }
 }
@@ -323,7 +334,7 @@ mod unit {
     fn snapshot_tags_are_valid_and_sortable() {
         let t = snapshot_tag("2", "2026-11-26T06:00:59Z".parse().unwrap());
         assert_eq!(t, "2-20261126T0600Z");
-        crate::reference::validate_tag(&t).unwrap();
+        crate::oci::validate_tag(&t).unwrap();
         let later = snapshot_tag("2", "2026-11-26T12:00:00Z".parse().unwrap());
         assert!(later > t);
     }

@@ -16,10 +16,10 @@ use trivy_mirror_fixtures as fx;
 use super::*;
 use crate::dest::object::ObjectDestination;
 use crate::dest::{Destination, Files};
+use crate::http::RetryPolicy;
 use crate::layout;
 use crate::manifest::CheckedManifest;
-use crate::reference::Digest;
-use crate::registry::RetryPolicy;
+use crate::oci::Digest;
 use crate::source::memory::{Fault, MemorySource};
 use crate::stream::BlobStream;
 

@@ -55,7 +55,7 @@ fn push_with_basic_auth_and_trivy_pulls_with_credentials() {
     // Wrong credentials: a clear error, and the password never appears in the output.
     let bad = push(&dest, &src, &["--dest-username", "pusher", "--dest-password", "wrong-pw-123"]);
     assert!(!bad.success);
-    let err = bad.entries()[0]["error"].as_str().unwrap().to_string();
+    let err = bad.failure(0);
     assert!(err.contains("401") && err.contains("credentials"), "{err}");
     assert!(!bad.stdout.contains("wrong-pw-123") && !bad.stderr.contains("wrong-pw-123"), "secret leaked");
 
@@ -271,7 +271,7 @@ fn a_tls_registry_signed_by_a_private_ca() {
     let src = format!("{}/aquasecurity", source.addr);
     let error_of = |run: &SyncRun| {
         assert!(!run.success, "expected a failure:\n{}", run.stdout);
-        run.entries()[0]["error"].as_str().unwrap_or_default().to_string()
+        run.failure(0)
     };
 
     // No CA given: plain http to a local host, as Trivy does; the TLS listener says so.
@@ -347,7 +347,7 @@ fn registries_refusing_trivy_artifacts_get_errors_that_say_what_to_configure() {
     let src = format!("{}/aquasecurity", source.addr);
     let run = push(&format!("oci://{}", old_harbor.addr), &src, &["--only", "db", "--retry-base-ms", "10"]);
     assert!(!run.success);
-    let err = run.entries()[0]["error"].as_str().unwrap_or_default().to_string();
+    let err = run.failure(0);
     assert!(err.contains("HTTP 500") && err.contains("zero-length blob") && err.contains("trivy#4112"), "{err}");
 
     // A registry refusing the artifact's media types, as Quay does without
@@ -363,7 +363,7 @@ fn registries_refusing_trivy_artifacts_get_errors_that_say_what_to_configure() {
     );
     let run = push(&format!("oci://{}", quay.addr), &src, &["--only", "db", "--retry-base-ms", "10"]);
     assert!(!run.success);
-    let err = run.entries()[0]["error"].as_str().unwrap_or_default().to_string();
+    let err = run.failure(0);
     assert!(
         err.contains("HTTP 415")
             && err.contains("application/vnd.aquasec.trivy.config.v1+json")

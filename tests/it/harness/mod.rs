@@ -194,6 +194,13 @@ impl SyncRun {
         self.summary["summary"]["entries"].as_array().cloned().unwrap_or_default()
     }
 
+    /// What a user reads about entry `i`'s failure: the error, then its hint.
+    pub fn failure(&self, i: usize) -> String {
+        let e = &self.entries()[i];
+        let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+        format!("{} | hint: {}", text("error"), text("help"))
+    }
+
     /// `outcome` of every entry.
     pub fn outcomes(&self) -> Vec<String> {
         self.entries().iter().map(|e| e["outcome"].as_str().unwrap_or("").to_string()).collect()

@@ -1,0 +1,62 @@
+//! One run of the publisher, the same for every entry point (the CLI's `sync`, the Lambda
+//! handler, a container job): sync every destination, then apply retention to the static
+//! ones, and report both. The binary parses flags, environment or a Lambda payload into
+//! a validated [`SyncConfig`] and renders the [`RunReport`]; nothing here knows where the
+//! settings came from.
+
+use jiff::Timestamp;
+
+use crate::dest::Target;
+use crate::prune::{PruneOptions, PruneReport};
+use crate::report::Report;
+use crate::sync::SyncPlan;
+
+/// Everything one run needs, validated and opened.
+#[derive(Debug)]
+pub struct SyncConfig {
+    /// What to mirror, from where.
+    pub plan: SyncPlan,
+    /// Where to publish, in the order given.
+    pub targets: Vec<Target>,
+    /// Retention applied to every static destination after the sync, if asked for.
+    pub prune: Option<PruneOptions>,
+}
+
+/// Retention's outcome at one static destination.
+#[derive(Debug)]
+pub struct Pruned {
+    /// The destination as the user named it.
+    pub destination: String,
+    /// What was removed, or why pruning failed.
+    pub result: crate::Result<PruneReport>,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunReport {
+    /// Per artifact and destination.
+    pub sync: Report,
+    /// Per static destination, when retention was asked for.
+    pub pruned: Vec<Pruned>,
+}
+
+impl RunReport {
+    /// True if every artifact reached every destination and every prune succeeded.
+    pub fn success(&self) -> bool {
+        self.sync.success() && self.pruned.iter().all(|p| p.result.is_ok())
+    }
+}
+
+/// Sync, then prune (when configured), then report.
+pub async fn run(config: &SyncConfig) -> RunReport {
+    let destinations: Vec<_> = config.targets.iter().map(Target::destination).collect();
+    let sync = crate::sync::sync(&config.plan, &destinations).await;
+    let mut pruned = Vec::new();
+    if let Some(options) = &config.prune {
+        for layout in config.targets.iter().filter_map(Target::layout) {
+            let result = crate::prune::prune(layout, options, Timestamp::now()).await;
+            pruned.push(Pruned { destination: crate::dest::Destination::name(layout).to_string(), result });
+        }
+    }
+    RunReport { sync, pruned }
+}
