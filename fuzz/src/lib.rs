@@ -28,8 +28,9 @@ use sha2::{Digest as _, Sha256};
 use trivy_mirror::artifact::OCI_ARTIFACTS;
 use trivy_mirror::dest::DestinationUrl;
 use trivy_mirror::layout::ObjectClass;
-use trivy_mirror::manifest::{DOCKER_MANIFEST, MAX_BLOB_BYTES, MAX_MANIFEST_BYTES, OCI_MANIFEST};
-use trivy_mirror::reference::{Digest, validate_repository, validate_tag};
+use trivy_mirror::manifest::MAX_BLOB_BYTES;
+use trivy_mirror::oci::{DOCKER_MANIFEST, MAX_MANIFEST_BYTES, OCI_MANIFEST};
+use trivy_mirror::oci::{Digest, validate_repository, validate_tag};
 
 /// A harness: takes one fuzz input, panics on a crash or a broken invariant.
 pub type Harness = fn(&[u8]);
