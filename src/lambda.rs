@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 
 use trivy_mirror::artifact::Kind;
 use trivy_mirror::credentials;
-use trivy_mirror::report::{Outcome, Report};
+use trivy_mirror::summary::{Outcome, Report};
 
 use crate::cli::{Cli, Command, SyncArgs};
 

@@ -14,7 +14,7 @@
 //! Every serving path (the `serve` command, the nginx CDN stand-in in the tests, the
 //! Terraform CDNs) maps a request for `/v2/` to `v2/index.json`. Nothing is ever stored
 //! with a Content-Encoding: Go's HTTP client would transparently gunzip a `.tar.gz` blob
-//! and Trivy's digest check would then fail (TRIVY-PROTOCOL.md §2.6).
+//! and Trivy's digest check would then fail (docs/TRIVY.md, "Content-Encoding is fatal").
 
 use crate::oci::Digest;
 

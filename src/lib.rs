@@ -12,28 +12,28 @@
 //! - [`oci`]: digests, names, media types; [`manifest`], [`artifact`]: what valid Trivy
 //!   content looks like.
 //! - [`vex`]: VEX Hub archive and manifest mirroring.
-//! - [`report`]: the per-artifact summary of a run; [`verify`] checks a served mirror;
-//!   [`inspect`] reads a database layer's `metadata.json`.
+//! - [`summary`]: the per-artifact summary of a run; [`verify`] checks a served mirror;
+//!   [`db_metadata`] reads a database layer's `metadata.json`.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod artifact;
 pub mod credentials;
+pub mod db_metadata;
 pub mod dest;
 pub mod error;
 pub mod http;
-pub mod inspect;
 pub mod layout;
 pub mod manifest;
 pub mod oci;
 pub mod progress;
 pub mod prune;
 pub mod registry;
-pub mod report;
 pub mod run;
 pub mod serve;
 pub mod source;
-pub mod status;
+pub mod status_file;
 pub mod stream;
+pub mod summary;
 pub mod sync;
 pub mod verify;
 pub mod vex;

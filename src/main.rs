@@ -4,12 +4,12 @@
 // limit than the default when clippy computes it.
 #![recursion_limit = "256"]
 
-mod bars;
 mod cli;
 #[cfg(feature = "lambda")]
 mod lambda;
 mod logging;
 mod render;
+mod terminal_progress;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -52,7 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(args) => {
             let mut config = args.config(&trivy_mirror::credentials::process_env)?;
             if cli.log_format == LogFormat::Text && !cli.quiet && std::io::stderr().is_terminal() {
-                config.plan.progress = std::sync::Arc::new(bars::Bars::default());
+                config.plan.progress = std::sync::Arc::new(terminal_progress::Bars::default());
             }
             let run = trivy_mirror::run::run(&config).await;
             let report = &run.sync;

@@ -2,11 +2,10 @@
 //! errors as one line plus a hint that names this binary's flags. The library says what
 //! to do in words ([`Help`], [`Setting`]); only here do flags and variables appear.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use trivy_mirror::error::{Help, Setting};
-use trivy_mirror::report::Report;
-use trivy_mirror::run::RunReport;
+use trivy_mirror::summary::Report;
 
 /// The advice of `help`, with the flags that carry it out.
 pub(crate) fn hint(help: &Help) -> String {
@@ -68,7 +67,9 @@ pub(crate) fn summary_json(report: &Report) -> Value {
 }
 
 /// The run as the Lambda handler returns it: summary, success and one line per prune.
-pub(crate) fn run_json(run: &RunReport) -> Value {
+#[cfg(feature = "lambda")]
+pub(crate) fn run_json(run: &trivy_mirror::run::RunReport) -> Value {
+    use serde_json::json;
     let pruned: Vec<Value> = run
         .pruned
         .iter()

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 
 use crate::dest::Target;
 use crate::prune::{PruneOptions, PruneReport};
-use crate::report::Report;
+use crate::summary::Report;
 use crate::sync::SyncPlan;
 
 /// Everything one run needs, validated and opened.

@@ -8,8 +8,10 @@
 //!   stored ([`ObjectClass::cache_control`]).
 //! - GET and HEAD only; HEAD carries the real Content-Length. No Content-Encoding, ever.
 //! - Only keys the layout writes are served: anything else, and any path that would
-//!   leave the directory (`..`, symlinks out), is a 404. A missing blob answers
-//!   `BLOB_UNKNOWN`, the one 404 Trivy treats as a reason to try its next repository.
+//!   leave the directory (`..`, symlinks out), is a 404. A missing blob or manifest
+//!   answers `BLOB_UNKNOWN`, the one 404 code Trivy treats as a reason to try its next
+//!   repository (`shouldTryOtherRepo` in Trivy's pkg/oci/artifact.go; `MANIFEST_UNKNOWN`
+//!   would stop it at the mirror). The Terraform CDNs answer every 404 with the same code.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -81,8 +83,7 @@ pub fn key_for_path(path: &str) -> Option<String> {
 
 fn not_found(rel: Option<&str>) -> Response {
     let code = match rel.and_then(ObjectClass::of) {
-        Some(ObjectClass::Blob) => "BLOB_UNKNOWN",
-        Some(ObjectClass::TagManifest | ObjectClass::DigestManifest) => "MANIFEST_UNKNOWN",
+        Some(ObjectClass::Blob | ObjectClass::TagManifest | ObjectClass::DigestManifest) => "BLOB_UNKNOWN",
         _ => "NOT_FOUND",
     };
     let body = format!(r#"{{"errors":[{{"code":"{code}","message":"not found"}}]}}"#);

@@ -18,12 +18,12 @@ use reqwest::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_T
 use serde::Serialize;
 
 use crate::artifact::{Kind, OCI_ARTIFACTS, OciArtifact};
+use crate::db_metadata::DbMetadata;
 use crate::error::{Error, Setting};
 use crate::http::{ClientOptions, read_bounded, status_error, transport_error};
-use crate::inspect::DbMetadata;
 use crate::manifest::{self, CheckedManifest};
 use crate::oci::MANIFEST_ACCEPT;
-use crate::registry::{Registry, RegistryOptions, pull_scope};
+use crate::registry::{RegistryClient, RegistryOptions, pull_scope};
 use crate::stream::{fan_out, verify as verifying};
 
 /// Longest max-age accepted on mutable objects (tags): longer, and clients see a new
@@ -117,7 +117,7 @@ pub fn parse_mirror_url(url: &str) -> Result<(String, bool), Error> {
 /// Run every check against the mirror at `host`.
 pub async fn verify(host: &str, options: &VerifyOptions) -> VerifyReport {
     let mut report = VerifyReport::default();
-    let registry = match Registry::new(host, options.registry.clone()) {
+    let registry = match RegistryClient::new(host, options.registry.clone()) {
         Ok(r) => r,
         Err(e) => {
             report.push("setup", host, Err(e.to_string()));
@@ -152,7 +152,7 @@ fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> String
 }
 
 async fn check_artifact(
-    registry: &Registry,
+    registry: &RegistryClient,
     artifact: &OciArtifact,
     options: &VerifyOptions,
     report: &mut VerifyReport,
@@ -211,7 +211,7 @@ async fn check_artifact(
 }
 
 async fn check_layer(
-    registry: &Registry,
+    registry: &RegistryClient,
     artifact: &OciArtifact,
     repo: &str,
     scope: &str,
@@ -258,7 +258,7 @@ async fn check_layer(
     let drained = async move { while drain.next().await.is_some() {} };
     let metadata = async {
         match branches.pop() {
-            Some(b) => crate::inspect::metadata_from_stream(b).await,
+            Some(b) => crate::db_metadata::metadata_from_stream(b).await,
             None => None,
         }
     };

@@ -2,7 +2,7 @@
 //! it points at, republished under the mirror's own URL.
 //!
 //! Trivy fetches `<repo-url>/.well-known/vex-repository.json` once and caches it forever
-//! (TRIVY-PROTOCOL.md §4.2), so the rewritten locations must be stable: an archive is
+//! (docs/TRIVY.md, "VEX repositories"; Trivy pkg/vex/repo/repo.go), so the rewritten locations must be stable: an archive is
 //! always published under the same file name (`main.tar.gz`, `main.zip`), and the
 //! manifest is rewritten to `<base-url>/<vex-prefix>/<file>` plus the original `//subdir`
 //! and `?archive=` hint. The archive format comes from the URL extension, as go-getter
@@ -27,7 +27,7 @@ use crate::error::{Error, Result, Setting};
 use crate::http::{ClientOptions, is_local_host, read_bounded, status_error, transport_error};
 use crate::layout::ObjectClass;
 use crate::oci::Digest;
-use crate::report::{Entry, Outcome};
+use crate::summary::{Entry, Outcome};
 
 /// VEX Hub's repository manifest upstream.
 pub const DEFAULT_VEX_SOURCE: &str = "https://raw.githubusercontent.com/aquasecurity/vexhub/main/vex-repository.json";

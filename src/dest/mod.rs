@@ -12,6 +12,8 @@
 //! - a manifest is stored as the exact bytes given;
 //! - a tag is written only after everything it references.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod object;
 pub mod registry;
 

@@ -13,7 +13,7 @@ use super::Destination;
 use crate::error::{Error, Help, Result};
 use crate::manifest::CheckedManifest;
 use crate::oci::{Descriptor, Digest, join_repository};
-use crate::registry::{Registry, RegistryOptions};
+use crate::registry::{RegistryClient, RegistryOptions};
 use crate::stream::{BlobStream, Upload};
 use async_trait::async_trait;
 
@@ -21,7 +21,7 @@ use async_trait::async_trait;
 #[derive(Debug)]
 pub struct RegistryDestination {
     name: String,
-    registry: Registry,
+    registry: RegistryClient,
     namespace: String,
     /// Where in this registry each blob is known to exist, for cross-repository mounts.
     known: Mutex<HashMap<Digest, String>>,
@@ -32,7 +32,7 @@ impl RegistryDestination {
     pub fn new(name: &str, host: &str, namespace: &str, options: RegistryOptions) -> Result<Self> {
         Ok(RegistryDestination {
             name: name.to_string(),
-            registry: Registry::new(host, options)?,
+            registry: RegistryClient::new(host, options)?,
             namespace: namespace.to_string(),
             known: Mutex::default(),
         })

@@ -4,7 +4,7 @@
 //! Pull side: ping, manifest GET with the exact bytes, blob GET as a stream. Push side
 //! (see [`push`]): blob HEAD, cross-repository mount, streaming upload (one PUT, chunks
 //! after a 413), manifest PUT. Credentials come from [`crate::credentials`]; cloud ones
-//! are exchanged on first use. Every request goes through [`Registry::send`], which
+//! are exchanged on first use. Every request goes through [`RegistryClient::send`], which
 //! answers auth challenges ([`challenge`]: Basic, or a Bearer token from the realm:
 //! ghcr.io's anonymous flow) and retries what is worth retrying: connect errors,
 //! timeouts, resets, 408/429/5xx, waiting as long as `Retry-After` asks (capped), as the
@@ -62,7 +62,7 @@ struct AuthState {
 }
 
 /// A client for one registry host.
-pub struct Registry {
+pub struct RegistryClient {
     host: String,
     http: reqwest::Client,
     options: RegistryOptions,
@@ -75,13 +75,13 @@ pub struct Registry {
     upload_chunk: std::sync::atomic::AtomicU64,
 }
 
-impl std::fmt::Debug for Registry {
+impl std::fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("host", &self.host).finish_non_exhaustive()
+        f.debug_struct("RegistryClient").field("host", &self.host).finish_non_exhaustive()
     }
 }
 
-impl Registry {
+impl RegistryClient {
     /// A client for `host` (`ghcr.io`, `127.0.0.1:5000`).
     pub fn new(host: &str, options: RegistryOptions) -> Result<Self> {
         if host.is_empty() || host.contains('/') || host.contains('@') || host.contains(char::is_whitespace) {
@@ -94,7 +94,7 @@ impl Registry {
             ..ClientOptions::default()
         })?;
         let upload_chunk = options.chunk_size.map_or(0, |c| c.max(push::MIN_CHUNK));
-        Ok(Registry {
+        Ok(RegistryClient {
             host: host.to_string(),
             http,
             options,
@@ -253,7 +253,7 @@ impl Registry {
         self.send_with(method, url, scope, allow_404, self.options.retry.attempts, true, build).await
     }
 
-    /// Like [`Registry::send`] but a single attempt, for bodies that must not be repeated
+    /// Like [`RegistryClient::send`] but a single attempt, for bodies that must not be repeated
     /// once the server may have taken them. A streamed blob can be sent once only
     /// (`resend_on_401` false: authentication must already be settled for `scope`); an
     /// upload chunk in memory is resent after answering a 401 (`resend_on_401` true).

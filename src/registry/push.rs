@@ -20,7 +20,7 @@ use futures_util::StreamExt as _;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Response, StatusCode};
 
-use super::Registry;
+use super::RegistryClient;
 
 use crate::error::{Error, Help, Result};
 use crate::http::strip_query;
@@ -38,12 +38,16 @@ pub(crate) fn push_scope(repo: &str) -> String {
     format!("repository:{repo}:pull,push")
 }
 
-impl Registry {
+impl RegistryClient {
     /// HEAD the blob: present with the right size?
     pub async fn blob_exists(&self, repo: &str, blob: &Descriptor) -> Result<bool> {
         let url = self.url(&format!("{repo}/blobs/{}", blob.digest)).await?;
         let resp = self.send(Method::HEAD, &url, &push_scope(repo), true, |r| r).await?;
-        Ok(resp.status() != StatusCode::NOT_FOUND && resp.content_length().is_none_or(|n| n == blob.size))
+        // The header, not `Response::content_length()`: a HEAD response has an empty body,
+        // and reqwest reports that body's length (0), not the blob's.
+        let length =
+            resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        Ok(resp.status() != StatusCode::NOT_FOUND && length.is_none_or(|n| n == blob.size))
     }
 
     /// Try a cross-repository mount of `blob` from `from` into `repo`. `Ok(false)` when

@@ -1,5 +1,5 @@
 //! A namespace on an OCI registry as a [`Source`]: `mirror.gcr.io/aquasec`, then
-//! `ghcr.io/aquasecurity` by default, each a [`Registry`] client plus a path prefix.
+//! `ghcr.io/aquasecurity` by default, each a [`RegistryClient`] plus a path prefix.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use crate::artifact::OciArtifact;
 use crate::error::{Error, Result, Setting};
 use crate::oci::Descriptor;
 use crate::oci::{join_repository, validate_repository};
-use crate::registry::{Registry, RegistryOptions};
+use crate::registry::{RegistryClient, RegistryOptions};
 
 /// The upstream namespaces Trivy itself uses, in Trivy's order.
 pub const DEFAULT_SOURCES: [&str; 2] = ["mirror.gcr.io/aquasec", "ghcr.io/aquasecurity"];
@@ -19,7 +19,7 @@ pub const DEFAULT_SOURCES: [&str; 2] = ["mirror.gcr.io/aquasec", "ghcr.io/aquase
 /// One upstream registry namespace.
 #[derive(Debug, Clone)]
 pub struct RegistrySource {
-    registry: Arc<Registry>,
+    registry: Arc<RegistryClient>,
     namespace: String,
     label: String,
 }
@@ -42,7 +42,7 @@ impl RegistrySource {
             )
         })?;
         Ok(RegistrySource {
-            registry: Arc::new(Registry::new(host, options)?),
+            registry: Arc::new(RegistryClient::new(host, options)?),
             namespace: namespace.to_string(),
             label: spec.to_string(),
         })

@@ -20,14 +20,14 @@ use futures_util::future::join_all;
 use jiff::Timestamp;
 
 use crate::artifact::{Kind, OCI_ARTIFACTS, OciArtifact};
+use crate::db_metadata::DbMetadata;
 use crate::dest::Destination;
 use crate::error::{Error, Help, Result};
-use crate::inspect::DbMetadata;
 use crate::manifest::CheckedManifest;
 use crate::oci::{Descriptor, join_repository};
-use crate::report::{Entry, Outcome, Report};
 use crate::source::{Source, checked_manifest, verified_blob};
 use crate::stream::{Upload, fan_out_with};
+use crate::summary::{Entry, Outcome, Report};
 
 /// Attempts at one blob transfer before the source is given up on.
 const BLOB_ATTEMPTS: u32 = 3;
@@ -84,7 +84,7 @@ pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Rep
             extra.push(failed("/v2/ ping", dest.name(), Instant::now(), &e));
         }
         if let Some(files) = dest.files()
-            && let Err(e) = crate::status::update(files, &mine, now).await
+            && let Err(e) = crate::status_file::update(files, &mine, now).await
         {
             extra.push(failed("status.json", dest.name(), Instant::now(), &e));
         }
@@ -259,7 +259,7 @@ async fn copy_blob(
         let uploads = need.iter().zip(branches).map(|(&i, branch)| pending[i].dest.put_blob(repo, blob, branch));
         let inspected = async {
             match inspector {
-                Some(b) => crate::inspect::metadata_from_stream(b).await,
+                Some(b) => crate::db_metadata::metadata_from_stream(b).await,
                 None => None,
             }
         };

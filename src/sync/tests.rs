@@ -192,7 +192,7 @@ async fn a_first_run_publishes_every_artifact_byte_exact_and_in_order() {
     }
     assert!(dest.get(layout::PING_KEY).await.is_some(), "the /v2/ ping is written");
     let status: serde_json::Value =
-        serde_json::from_slice(&dest.get(crate::status::STATUS_KEY).await.unwrap()).unwrap();
+        serde_json::from_slice(&dest.get(crate::status_file::STATUS_KEY).await.unwrap()).unwrap();
     assert!(status.to_string().contains(&s.db.manifest_digest()), "status.json names the published digest");
 
     // Per artifact: layer, then config, then the manifest; the ping comes last.

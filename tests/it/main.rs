@@ -8,6 +8,8 @@ mod cli;
 
 /// ECR, Artifact Registry and ACR credentials from the job's cloud identity.
 mod cloud_credentials;
+/// The destination conformance routine against every real backend.
+mod conformance;
 /// The AWS Lambda handler under cargo lambda watch.
 mod lambda;
 /// Local directory + `serve`: the main job.

@@ -7,7 +7,7 @@ locals {
   # Viewer path of the VEX repository ("" or "vexhub/").
   vex_path = var.vex_prefix == "" ? "" : "${var.vex_prefix}/"
 
-  # Repositories and tags the publisher writes (see docs: TRIVY-PROTOCOL.md section 1.1).
+  # Repositories and tags the publisher writes (docs/TRIVY.md, "Pulling a database").
   repositories = {
     db      = "aquasecurity/trivy-db"
     java_db = "aquasecurity/trivy-java-db"

@@ -223,6 +223,12 @@ impl Moto {
     }
 }
 
+/// Azurite's well-known development account.
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+/// Its well-known key (public, in Azurite's documentation).
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
 /// Azurite's blob service.
 pub struct Azurite {
     /// `127.0.0.1:PORT`.
@@ -250,7 +256,7 @@ impl Azurite {
         proc.wait_http(port);
         let script = format!(
             "const {{ BlobServiceClient }} = require('@azure/storage-blob');\n\
-             const conn = 'DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;';\n\
+             const conn = 'DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};';\n\
              BlobServiceClient.fromConnectionString(conn).getContainerClient('{container}').create({{ access: 'blob' }}).then(() => process.exit(0), e => {{ console.error(e); process.exit(1); }});\n"
         );
         run_ok("creating the Azurite container", Command::new("node").arg("-e").arg(script).env("NODE_PATH", &node));

@@ -2,7 +2,7 @@
 //! streams, for `status.json`, dated snapshot tags and `verify`'s freshness check.
 //!
 //! Trivy re-downloads a database whose `NextUpdate` has passed on every run more than an
-//! hour apart (TRIVY-PROTOCOL.md §3.4), so a mirror serving a stale DB multiplies its
+//! hour apart (docs/TRIVY.md, "When clients download again"; Trivy pkg/db/db.go), so a mirror serving a stale DB multiplies its
 //! traffic: this is what lets an operator see that coming.
 
 use std::io::Read;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::dest::Files;
 use crate::error::Result;
 use crate::layout::ObjectClass;
-use crate::report::{Entry, Outcome};
+use crate::summary::{Entry, Outcome};
 
 /// The key of the status file, at the layout root.
 pub const STATUS_KEY: &str = "status.json";
