@@ -114,6 +114,16 @@ impl DestinationUrl {
             if s.is_empty() {
                 return Err(bad("empty"));
             }
+            // `s3:/bucket` or `gs:bucket` is a mistyped URL, not a directory to create in
+            // the working directory.
+            if let Some((scheme, _)) = s.split_once(':')
+                && looks_like_scheme(scheme)
+            {
+                return Err(bad(&format!(
+                    "{scheme}: looks like a mistyped URL; expected {SCHEMES}, or a directory (write a local path \
+                     with a colon as ./{s} or file:///…)"
+                )));
+            }
             return Ok(DestinationUrl::Local(PathBuf::from(s)));
         };
         if scheme == "file" {
@@ -153,9 +163,21 @@ impl DestinationUrl {
                 Ok(DestinationUrl::Registry { host: authority.into(), namespace: prefix })
             }
             "s3" | "s3a" | "gs" | "gcs" | "az" | "azure" => Err(bad("invalid bucket or container name")),
-            _ => Err(bad("expected a directory, file://, s3://, gs://, az:// or oci:// URL")),
+            _ => Err(bad(&format!("unknown scheme {scheme}://; expected {SCHEMES}, or a directory"))),
         }
     }
+}
+
+/// The destination URL forms, for messages.
+const SCHEMES: &str = "file:///path, s3://bucket[/prefix], gs://bucket[/prefix], az://container[/prefix] or \
+                       oci://registry[/namespace]";
+
+/// Whether `word` (what comes before the first `:`) reads as a URL scheme: letters first,
+/// then letters, digits, `+`, `-`, `.` (RFC 3986), and no path separator.
+fn looks_like_scheme(word: &str) -> bool {
+    let mut chars = word.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// `s3://user:pass@bucket/x` → `s3://***@bucket/x`, so a mistaken URL never echoes a secret.
@@ -231,6 +253,9 @@ mod tests {
     fn destination_urls() {
         use DestinationUrl::*;
         assert_eq!(DestinationUrl::parse("./mirror").unwrap(), Local("./mirror".into()));
+        assert_eq!(DestinationUrl::parse("./a:b").unwrap(), Local("./a:b".into()));
+        assert_eq!(DestinationUrl::parse("/srv/a:b").unwrap(), Local("/srv/a:b".into()));
+        assert_eq!(DestinationUrl::parse("mirror").unwrap(), Local("mirror".into()));
         assert_eq!(DestinationUrl::parse("file:///srv/m").unwrap(), Local("/srv/m".into()));
         assert_eq!(DestinationUrl::parse("s3://b").unwrap(), S3 { bucket: "b".into(), prefix: "".into() });
         assert_eq!(
@@ -254,6 +279,10 @@ mod tests {
             "file://relative",
             "s3://bad bucket",
             "oci://reg/UPPER",
+            "s3:/mybucket",
+            "gs:b",
+            "trivy-cache:/srv/cache",
+            "foo://x",
         ] {
             let err = DestinationUrl::parse(bad).unwrap_err().to_string();
             assert!(!err.contains("secret"), "{err}");

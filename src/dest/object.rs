@@ -266,7 +266,7 @@ impl Destination for ObjectDestination {
             return self.put_multipart(&path, attrs, body).await.map(Upload::Stored);
         }
         // Small blob: collect (bounded by the verified size) and send in one PUT, which
-        // every store and emulator supports, including fake-gcs-server.
+        // every store and emulator supports.
         let mut buf = BytesMut::with_capacity(blob.size as usize);
         while let Some(chunk) = body.next().await {
             buf.extend_from_slice(&chunk?);

@@ -34,6 +34,16 @@ impl RegistrySource {
         if spec.contains("://") {
             return Err(Error::config(Setting::Source, spec, "give REGISTRY/NAMESPACE without a scheme"));
         }
+        // `host:port` only: `s3:/x` or `oci:dir` is not a registry.
+        if let Some((_, port)) = host.split_once(':')
+            && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(Error::config(
+                Setting::Source,
+                spec,
+                "expected REGISTRY[:PORT]/NAMESPACE, e.g. ghcr.io/aquasecurity or 127.0.0.1:5000/aquasecurity",
+            ));
+        }
         validate_repository(namespace).map_err(|_| {
             Error::config(
                 Setting::Source,

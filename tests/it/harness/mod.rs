@@ -7,6 +7,7 @@
 //! machine would fail instead of reaching out.
 
 pub mod fault;
+pub mod gcs;
 pub mod services;
 pub mod trivy;
 
@@ -16,6 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub use fault::*;
+pub use gcs::*;
 pub use services::*;
 pub use trivy::*;
 
