@@ -283,6 +283,17 @@ pub struct SyncArgs {
     #[arg(long, env = "TRIVY_MIRROR_SNAPSHOT_TAGS", help_heading = DESTINATIONS)]
     pub snapshot_tags: bool,
 
+    /// Publish a version built before the one a destination serves (a deliberate
+    /// rollback). Without it an older build is refused and the newer one stays.
+    #[arg(long, env = "TRIVY_MIRROR_ALLOW_DOWNGRADE", help_heading = DESTINATIONS)]
+    pub allow_downgrade: bool,
+
+    /// Also read back and hash every published blob and manifest, and repair whatever does
+    /// not hash to its digest (costs one full read of the mirror; e.g. weekly). Without
+    /// it, each run checks that every blob is present with the right size.
+    #[arg(long, env = "TRIVY_MIRROR_RECHECK", help_heading = DESTINATIONS)]
+    pub recheck: bool,
+
     /// Retries of a failed request or blob transfer (429, 5xx, timeouts, resets).
     #[arg(long, env = "TRIVY_MIRROR_RETRIES", default_value_t = 3, help_heading = TRANSFER)]
     pub retries: u32,
@@ -402,6 +413,8 @@ impl SyncArgs {
             only,
             vex,
             snapshot_tags: self.snapshot_tags,
+            allow_downgrade: self.allow_downgrade,
+            recheck: self.recheck,
             retry: self.retry_policy(),
             progress: Arc::new(trivy_mirror::progress::Silent),
         };

@@ -83,6 +83,18 @@ pub enum Error {
         help: Option<Box<Help>>,
     },
 
+    /// A source offers an older version than a destination already serves: replacing it
+    /// would roll every scanner behind the mirror back (a freeze attack, or a stale edge).
+    #[error("refused to replace {artifact} built {published} with the older build {offered}")]
+    Downgrade {
+        /// The artifact (`trivy-db:2`).
+        artifact: String,
+        /// Build time of the published version.
+        published: jiff::Timestamp,
+        /// Build time of the version offered.
+        offered: jiff::Timestamp,
+    },
+
     /// Writing to or reading from a destination store failed.
     #[error("{destination}: {operation} {key}: {source}")]
     Store {
@@ -225,6 +237,10 @@ pub enum Help {
     NoChunkedUploads,
     /// An Azure Container Registry refused the Entra ID token.
     GrantAcrPush,
+    /// No source host could be reached at all: no network, or no DNS.
+    Offline,
+    /// A downgrade was refused; allowing it rolls the mirror back on purpose.
+    AllowDowngrade,
 }
 
 impl fmt::Display for Help {
@@ -241,6 +257,14 @@ impl fmt::Display for Help {
                 f,
                 "the registry refused the manifest: allow the artifact media types {config} and {layer} — Quay \
                  needs FEATURE_GENERAL_OCI_SUPPORT and ALLOWED_OCI_ARTIFACT_TYPES, Harbor ≥ 2.0 accepts them"
+            ),
+            Help::AllowDowngrade => f.write_str(
+                "the destination keeps serving the newer build; a source serving the older one is stale or \
+                 replaying an old tag. To roll back on purpose, allow the downgrade",
+            ),
+            Help::Offline => f.write_str(
+                "no source host could be reached: this machine looks offline, or cannot resolve names (check DNS \
+                 and HTTPS_PROXY); to mirror from a registry inside your network, name it as the source",
             ),
             Help::GrantAcrPush => {
                 f.write_str("the registry refused the Entra ID token; grant the identity AcrPush on the registry")
@@ -267,6 +291,40 @@ impl Error {
         }
     }
 
+    /// Whether the failure says the host cannot be reached at all: its name does not
+    /// resolve, or a remote host refuses connections.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Error::Transport { cause: Cause::Dns, .. })
+            || matches!(self, Error::Transport { cause: Cause::Refused, transient: false, .. })
+    }
+
+    /// Whether the host that answered this way will answer the same for every other
+    /// request of the run: unreachable, an untrusted certificate, or refused credentials.
+    /// The engine then stops asking that source.
+    pub fn condemns_host(&self) -> bool {
+        self.is_unreachable()
+            || matches!(self, Error::Transport { cause: Cause::Certificate, .. })
+            || matches!(self, Error::Http { status: 401 | 403, .. })
+    }
+
+    /// The cause in a few words, for the one-line summary of a source that failed.
+    pub fn brief(&self) -> String {
+        match self {
+            Error::Transport { cause, .. } => cause.to_string(),
+            Error::Http { status, codes, .. } if codes.is_empty() => format!("HTTP {status}"),
+            Error::Http { status, codes, .. } => {
+                let first = codes.split(';').next().unwrap_or_default();
+                format!("HTTP {status} {}", first.split_whitespace().next().unwrap_or_default())
+            }
+            Error::NotFound { what, .. } => format!("no {what}"),
+            Error::Rejected { reason, .. } => format!("refused: {reason}"),
+            Error::Downgrade { published, offered, .. } => {
+                format!("offers the older build {offered}, {published} is published")
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// The delay the server asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -279,6 +337,10 @@ impl Error {
     pub fn help(&self) -> Option<&Help> {
         match self {
             Error::Http { help, .. } | Error::Transport { help, .. } | Error::Rejected { help, .. } => help.as_deref(),
+            Error::Downgrade { .. } => {
+                static ALLOW: Help = Help::AllowDowngrade;
+                Some(&ALLOW)
+            }
             _ => None,
         }
     }

@@ -191,12 +191,27 @@ pub fn transport_error(method: &'static str, url: &str, err: &reqwest::Error) ->
     }
     let cause = classify(err, &message);
     // A builder or redirect-policy error will not go away by itself; anything on the
-    // wire (connect, timeout, reset, truncated body) may. A certificate the client does
-    // not trust stays untrusted on the next attempt.
-    let transient = cause != Cause::Certificate
-        && (err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() || err.is_decode());
+    // wire (timeout, reset, truncated body) may. Three failures stay as they are for the
+    // length of a run, so retrying them only delays the error: a name that does not
+    // resolve, a certificate the client does not trust, and a refused connection to a
+    // remote host (a local one may be a service still starting).
+    let permanent = match cause {
+        Cause::Dns | Cause::Certificate => true,
+        Cause::Refused => !url_is_local(url),
+        _ => false,
+    };
+    let transient =
+        !permanent && (err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() || err.is_decode());
     let help = (cause == Cause::Certificate).then(|| Box::new(Help::TrustCertificate));
     Error::Transport { method, url: strip_query(url), cause, message, transient, help }
+}
+
+/// Whether the host of `url` is this machine.
+fn url_is_local(url: &str) -> bool {
+    url::Url::parse(url).ok().is_some_and(|u| {
+        let host = u.host_str().unwrap_or_default();
+        is_local_host(&format!("{host}:{}", u.port_or_known_default().unwrap_or(0)))
+    })
 }
 
 fn classify(err: &reqwest::Error, chain: &str) -> Cause {

@@ -19,7 +19,9 @@ pub(crate) struct Logging<'a> {
 pub(crate) fn init(logging: &Logging<'_>) {
     let filter = EnvFilter::try_from_env("TRIVY_MIRROR_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,trivy_mirror={}", logging.level)));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal, never into a log file or a pipe.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if !logging.json {
         builder.with_target(false).compact().init();
     } else if logging.span_fields {

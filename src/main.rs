@@ -63,6 +63,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
                 LogFormat::Text => print!("{}", render::table(report)),
             }
+            // Each distinct hint once on stderr, after the one log line per failure.
+            for h in report.hints() {
+                eprintln!("hint: {}", render::hint(h));
+            }
             let mut ok = report.success();
             for pruned in run.pruned {
                 ok &= print_prune(&pruned.destination, pruned.result, cli.log_format);

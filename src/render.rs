@@ -19,6 +19,12 @@ pub(crate) fn hint(help: &Help) -> String {
         Help::NoChunkedUploads => "the registry does not support chunked uploads; drop --dest-chunk-size, or \
                                    lift the proxy's body limit so that blobs go in one request"
             .into(),
+        Help::AllowDowngrade => "the destination keeps serving the newer build; a source serving the older one \
+                                 is stale or replaying an old tag. To roll back on purpose, rerun with --allow-downgrade"
+            .into(),
+        Help::Offline => "no source host could be reached: this machine looks offline, or cannot resolve names \
+                          (check DNS and HTTPS_PROXY); to mirror from a registry inside your network, use --source"
+            .into(),
         other => other.to_string(),
     }
 }

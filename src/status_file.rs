@@ -53,6 +53,9 @@ pub struct ArtifactStatus {
     pub last_checked: Option<Timestamp>,
     /// Last run that published a new version.
     pub last_changed: Option<Timestamp>,
+    /// Last run that found this version damaged (blobs missing) and repaired it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_repaired: Option<Timestamp>,
     /// The error of the last failed run, cleared by the next success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -73,7 +76,10 @@ pub fn merge(previous: Status, entries: &[&Entry], now: Timestamp) -> Status {
                 a.last_error = e.error.clone();
                 a.last_failed = Some(now);
             }
-            Outcome::Written | Outcome::Unchanged => {
+            Outcome::Written | Outcome::Unchanged | Outcome::Repaired => {
+                if e.outcome == Outcome::Repaired {
+                    a.last_repaired = Some(now);
+                }
                 let changed = e.outcome == Outcome::Written || a.digest.as_deref() != e.digest.as_deref();
                 a.repository = e.repository.clone().or(a.repository.take());
                 a.source = e.source.clone().or(a.source.take());

@@ -13,6 +13,9 @@ pub enum Outcome {
     Unchanged,
     /// New content was published.
     Written,
+    /// The destination already pointed at this version but lacked some of its blobs (lost
+    /// behind the publisher's back); they were copied again.
+    Repaired,
     /// Publishing failed; the destination keeps serving what it had.
     Failed,
 }
@@ -94,13 +97,24 @@ impl Report {
         self.entries.iter().all(|e| e.outcome != Outcome::Failed)
     }
 
-    /// Entries that wrote something.
-    pub fn written(&self) -> usize {
-        self.entries.iter().filter(|e| e.outcome == Outcome::Written).count()
+    /// The distinct hints of the failed entries, in order of first appearance.
+    pub fn hints(&self) -> Vec<&crate::error::Help> {
+        let mut out: Vec<&crate::error::Help> = Vec::new();
+        for h in self.entries.iter().filter_map(|e| e.help.as_ref()) {
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        out
     }
 
-    /// A fixed-width table for humans; each failure is followed by its hint, rendered by
-    /// `hint`.
+    /// Entries that wrote something.
+    pub fn written(&self) -> usize {
+        self.entries.iter().filter(|e| matches!(e.outcome, Outcome::Written | Outcome::Repaired)).count()
+    }
+
+    /// A fixed-width table for humans, then one line per failure, then each distinct hint
+    /// once, rendered by `hint`.
     pub fn table(&self, hint: &dyn Fn(&crate::error::Help) -> String) -> String {
         let mut rows = vec![[
             "ARTIFACT".to_string(),
@@ -114,6 +128,7 @@ impl Report {
             let result = match e.outcome {
                 Outcome::Unchanged => "unchanged",
                 Outcome::Written => "written",
+                Outcome::Repaired => "repaired",
                 Outcome::Failed => "FAILED",
             };
             let digest = e.digest.as_deref().map(|d| d.get(..19).unwrap_or(d)).unwrap_or("-");
@@ -136,9 +151,9 @@ impl Report {
         }
         for e in self.entries.iter().filter(|e| e.error.is_some()) {
             let _ = writeln!(out, "error: {} → {}: {}", e.artifact, e.destination, e.error.as_deref().unwrap_or(""));
-            if let Some(help) = &e.help {
-                let _ = writeln!(out, "  hint: {}", hint(help));
-            }
+        }
+        for h in self.hints() {
+            let _ = writeln!(out, "hint: {}", hint(h));
         }
         out
     }

@@ -158,11 +158,7 @@ async fn check_artifact(
     report: &mut VerifyReport,
 ) {
     let label = artifact.label();
-    let repo = if options.namespace.is_empty() {
-        artifact.name.to_string()
-    } else {
-        format!("{}/{}", options.namespace, artifact.name)
-    };
+    let repo = crate::oci::join_repository(&options.namespace, artifact.name);
     let scope = pull_scope(&repo);
     let resp =
         match registry.get_raw(&format!("{repo}/manifests/{}", artifact.tag), &scope, Some(MANIFEST_ACCEPT)).await {
@@ -336,7 +332,7 @@ async fn check_vex(repo_url: &str, options: &VerifyOptions, report: &mut VerifyR
                 "vex-location",
                 &raw_loc,
                 Err(format!(
-                    "points outside the mirror ({base}): Trivy caches this forever; re-run sync with --base-url"
+                    "points outside the mirror ({base}): Trivy caches this forever; sync again with the mirror's base URL"
                 )),
             );
             continue;

@@ -92,7 +92,7 @@ impl VexPlan {
                 return Err(Error::config(
                     Setting::BaseUrl,
                     base_url,
-                    "must be https (Trivy clients fetch from it); pass --allow-http-base-url for local testing",
+                    "must be https (Trivy clients fetch from it); plain http is for local testing only, when allowed explicitly",
                 ));
             }
             _ => {
@@ -154,7 +154,9 @@ fn check_fetch_scheme(url: &url::Url, insecure: bool) -> std::result::Result<(),
     match url.scheme() {
         "https" => Ok(()),
         "http" if local || insecure => Ok(()),
-        "http" => Err("plain http is only used for localhost/127.0.0.1 or with --insecure-source".into()),
+        "http" => {
+            Err("plain http is only used for localhost/127.0.0.1, or when the source is allowed to be insecure".into())
+        }
         other => Err(format!("scheme {other:?} is not supported; use https")),
     }
 }

@@ -11,9 +11,46 @@ use std::fmt;
 
 use base64::Engine as _;
 
-pub use cloud::Cloud;
-
 use crate::error::Result;
+
+/// A cloud whose registry credentials are exchanged from the environment's identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cloud {
+    /// Amazon ECR (`GetAuthorizationToken`; needs the `ecr` cargo feature).
+    Ecr,
+    /// Google Artifact Registry / gcr.io (application default credentials).
+    Gar,
+    /// Azure Container Registry (Entra ID token exchanged for an ACR refresh token).
+    Acr,
+}
+
+impl Cloud {
+    /// The cloud that runs a registry host, recognised by its name.
+    pub fn for_host(host: &str) -> Option<Cloud> {
+        let name = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+        if is_ecr_host(&name) {
+            Some(Cloud::Ecr)
+        } else if name.ends_with("-docker.pkg.dev") || name == "gcr.io" || name.ends_with(".gcr.io") {
+            Some(Cloud::Gar)
+        } else if [".azurecr.io", ".azurecr.cn", ".azurecr.us"].iter().any(|s| name.ends_with(s)) {
+            Some(Cloud::Acr)
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether a host is an Amazon ECR private registry (`<account>.dkr.ecr.<region>.amazonaws.com[.cn]`).
+pub fn is_ecr_host(host: &str) -> bool {
+    let host = host.split(':').next().unwrap_or(host);
+    let parts: Vec<&str> = host.split('.').collect();
+    parts.len() >= 6
+        && parts[0].len() == 12
+        && parts[0].bytes().all(|b| b.is_ascii_digit())
+        && parts[1] == "dkr"
+        && parts[2] == "ecr"
+        && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
+}
 
 /// Reads an environment variable: the process environment in the binary
 /// ([`process_env`]), a fixed map in tests.
@@ -139,6 +176,20 @@ pub fn resolve(host: &str, explicit: Option<Credentials>, mode: AuthMode, env: E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cloud_hosts() {
+        assert_eq!(Cloud::for_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com"), Some(Cloud::Ecr));
+        assert_eq!(Cloud::for_host("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"), Some(Cloud::Ecr));
+        assert_eq!(Cloud::for_host("public.ecr.aws"), None);
+        assert_eq!(Cloud::for_host("123.dkr.ecr.eu-west-1.amazonaws.com"), None);
+        assert_eq!(Cloud::for_host("europe-west1-docker.pkg.dev"), Some(Cloud::Gar));
+        assert_eq!(Cloud::for_host("eu.gcr.io"), Some(Cloud::Gar));
+        assert_eq!(Cloud::for_host("myreg.azurecr.io"), Some(Cloud::Acr));
+        assert_eq!(Cloud::for_host("myreg.azurecr.io:443"), Some(Cloud::Acr));
+        assert_eq!(Cloud::for_host("ghcr.io"), None);
+        assert_eq!(Cloud::for_host("azurecr.io.evil.example"), None);
+    }
 
     #[test]
     fn secrets_do_not_print() {

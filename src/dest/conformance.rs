@@ -37,7 +37,7 @@ pub async fn run(dest: &dyn Destination, run: &str, large: bool) {
     let artifact = &OCI_ARTIFACTS[0];
     let ok = |what: &str, r: Result<bool>| r.unwrap_or_else(|e| panic!("{name}: {what}: {e}"));
 
-    assert_eq!(dest.tag_digest(&repo, "2").await.unwrap_or_else(|e| panic!("{name}: tag_digest: {e}")), None);
+    assert_eq!(dest.manifest(&repo, "2").await.unwrap_or_else(|e| panic!("{name}: manifest: {e}")), None);
 
     let layer_bytes = pattern(if large { LARGE_BLOB } else { 4096 }, 7);
     let layer = descriptor(artifact.layer_media_type, &layer_bytes);
@@ -80,8 +80,8 @@ pub async fn run(dest: &dyn Destination, run: &str, large: bool) {
     let tags = ["2".to_string(), "2-20260101T0000Z".to_string()];
     dest.put_manifest(&repo, &manifest, &tags).await.unwrap_or_else(|e| panic!("{name}: put_manifest: {e}"));
     for tag in &tags {
-        let got = dest.tag_digest(&repo, tag).await.unwrap_or_else(|e| panic!("{name}: tag_digest {tag}: {e}"));
-        assert_eq!(got.as_ref(), Some(&manifest.digest), "{name}: tag {tag} resolves to the manifest");
+        let got = dest.manifest(&repo, tag).await.unwrap_or_else(|e| panic!("{name}: manifest {tag}: {e}"));
+        assert_eq!(got.as_ref(), Some(&manifest.raw), "{name}: tag {tag} resolves to the exact manifest bytes");
     }
     dest.finish().await.unwrap_or_else(|e| panic!("{name}: finish: {e}"));
 

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result, Setting};
 use crate::layout::ObjectClass;
 use crate::manifest::CheckedManifest;
-use crate::oci::{Descriptor, Digest};
+use crate::oci::Descriptor;
 use crate::stream::{BlobStream, Upload};
 
 /// A place a sync publishes to.
@@ -35,8 +35,11 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// How the user named it (`s3://bucket/prefix`), for messages. Never holds secrets.
     fn name(&self) -> &str;
 
-    /// The digest of the manifest `repo:tag` currently resolves to, if any.
-    async fn tag_digest(&self, repo: &str, tag: &str) -> Result<Option<Digest>>;
+    /// The manifest stored under `reference` (a tag or a digest) in `repo`, as stored.
+    async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Bytes>>;
+
+    /// Read a stored blob back, unverified (`sync --recheck` hashes it). `Ok(None)` if absent.
+    async fn read_blob(&self, repo: &str, blob: &Descriptor) -> Result<Option<crate::source::RawBlob>>;
 
     /// Whether the blob is already there with the right size. A destination may make it so
     /// cheaply first (a registry mounts it from another repository it holds).

@@ -25,7 +25,7 @@ use super::{Destination, DestinationUrl, Files};
 use crate::error::{Error, Result};
 use crate::layout::{self, Layout, ObjectClass};
 use crate::manifest::CheckedManifest;
-use crate::oci::{Descriptor, Digest, MAX_MANIFEST_BYTES, validate_tag};
+use crate::oci::{Descriptor, MAX_MANIFEST_BYTES, validate_tag};
 use crate::stream::{BlobStream, Upload};
 
 /// Blobs up to this size are sent in a single PUT.
@@ -246,8 +246,28 @@ impl Destination for ObjectDestination {
         &self.name
     }
 
-    async fn tag_digest(&self, repo: &str, tag: &str) -> Result<Option<Digest>> {
-        Ok(self.get_bounded(&layout::manifest_key(repo, tag), MAX_MANIFEST_BYTES).await?.map(|b| Digest::of(&b)))
+    async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Bytes>> {
+        self.get_bounded(&layout::manifest_key(repo, reference), MAX_MANIFEST_BYTES).await
+    }
+
+    async fn read_blob(&self, repo: &str, blob: &Descriptor) -> Result<Option<crate::source::RawBlob>> {
+        let path = self.path(&layout::blob_key(repo, &blob.digest))?;
+        match self.store.get(&path).await {
+            Ok(r) => {
+                let (destination, key) = (self.name.clone(), path.to_string());
+                let stream = r.into_stream().map(move |item| {
+                    item.map_err(|source| Error::Store {
+                        destination: destination.clone(),
+                        operation: "read",
+                        key: key.clone(),
+                        source: Box::new(source),
+                    })
+                });
+                Ok(Some(Box::pin(stream)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("get", &path)(e)),
+        }
     }
 
     async fn has_blob(&self, repo: &str, blob: &Descriptor) -> Result<bool> {

@@ -9,6 +9,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use bytes::Bytes;
+use futures_util::TryStreamExt as _;
+
 use super::Destination;
 use crate::error::{Error, Help, Result};
 use crate::manifest::CheckedManifest;
@@ -53,8 +56,18 @@ impl Destination for RegistryDestination {
         &self.name
     }
 
-    async fn tag_digest(&self, repo: &str, tag: &str) -> Result<Option<Digest>> {
-        Ok(self.registry.get_manifest(&self.repo(repo), tag).await?.map(|(b, _)| Digest::of(&b)))
+    async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Bytes>> {
+        Ok(self.registry.get_manifest(&self.repo(repo), reference).await?.map(|(b, _)| b))
+    }
+
+    async fn read_blob(&self, repo: &str, blob: &Descriptor) -> Result<Option<crate::source::RawBlob>> {
+        let repo = self.repo(repo);
+        if !self.registry.blob_exists(&repo, blob).await? {
+            return Ok(None);
+        }
+        let resp = self.registry.get_blob(&repo, &blob.digest).await?;
+        let url = resp.url().to_string();
+        Ok(Some(Box::pin(resp.bytes_stream().map_err(move |e| crate::http::transport_error("GET", &url, &e)))))
     }
 
     async fn has_blob(&self, repo: &str, blob: &Descriptor) -> Result<bool> {

@@ -61,7 +61,7 @@ impl MemorySource {
         self.faults.lock().unwrap().insert(Digest::parse(digest).unwrap(), (fault, times));
     }
 
-    /// Every request fails as a refused connection would.
+    /// Every request fails as a host name that does not resolve would.
     pub(crate) fn set_unreachable(&self) {
         self.unreachable.store(true, Ordering::SeqCst);
     }
@@ -71,9 +71,9 @@ impl MemorySource {
             return Err(Error::Transport {
                 method: "GET",
                 url,
-                cause: Cause::Refused,
-                message: "connection refused".into(),
-                transient: true,
+                cause: Cause::Dns,
+                message: "dns error: failed to lookup address information".into(),
+                transient: false,
                 help: None,
             });
         }

@@ -5,32 +5,34 @@
 //! Order is what keeps readers safe: blobs, then manifest by digest, then the tag, then
 //! tags/list, then (once per run) the `/v2/` ping and `status.json`. A run killed at any
 //! point leaves the previous tag pointing at complete content. A destination whose tag
-//! already resolves to the upstream digest costs one small GET (plus the run's single
-//! `status.json` update).
+//! already resolves to the upstream digest costs one small GET plus one HEAD per blob
+//! (the health check of [`guard`]), and is repaired if a blob went missing.
 //!
 //! Sources are tried in order; any failure on the source side (unreachable, 404, 429,
-//! 5xx, corrupt content) moves on to the next. A failure on one destination does not
-//! stop the others; transient upload failures are retried.
+//! 5xx, corrupt content, an older build than the one published) moves on to the next.
+//! A source whose host cannot be reached, refuses its certificate or the credentials is
+//! not asked again in the same run. A failure on one destination does not stop the
+//! others; transient failures are retried as the run's retry policy says.
+//!
+//! Files: [`copy`] moves one blob; [`guard`] holds the health and downgrade checks.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+mod copy;
+mod guard;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::future::join_all;
 use jiff::Timestamp;
 
 use crate::artifact::{Kind, OCI_ARTIFACTS, OciArtifact};
-use crate::db_metadata::DbMetadata;
 use crate::dest::Destination;
 use crate::error::{Error, Help, Result};
-use crate::manifest::CheckedManifest;
-use crate::oci::{Descriptor, join_repository};
-use crate::source::{Source, checked_manifest, verified_blob};
-use crate::stream::{Upload, fan_out_with};
+use crate::oci::{Digest, join_repository};
+use crate::source::{Source, checked_manifest};
 use crate::summary::{Entry, Outcome, Report};
-
-/// Attempts at one blob transfer before the source is given up on.
-const BLOB_ATTEMPTS: u32 = 3;
+use copy::{Pending, copy_blob, publish_manifests};
 
 /// What to mirror, from where, under which names.
 #[derive(Debug)]
@@ -45,6 +47,11 @@ pub struct SyncPlan {
     pub vex: Option<crate::vex::VexPlan>,
     /// Also publish each new version under a dated, immutable tag (`2-20261126T0600Z`).
     pub snapshot_tags: bool,
+    /// Replace a published version with an older build (a deliberate rollback).
+    pub allow_downgrade: bool,
+    /// Read back and hash every published blob and manifest, and repair what does not
+    /// hash to its digest (`sync --recheck`), instead of the size-only health check.
+    pub recheck: bool,
     /// Backoff between attempts at a whole blob transfer.
     pub retry: crate::http::RetryPolicy,
     /// Where transfer progress goes.
@@ -66,8 +73,9 @@ pub fn snapshot_tag(tag: &str, at: Timestamp) -> String {
 /// Run a whole sync into every destination.
 pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Report {
     let mut report = Report::default();
+    let condemned = Condemned::default();
     for artifact in OCI_ARTIFACTS.iter().filter(|a| plan.only.contains(&a.kind)) {
-        report.entries.extend(sync_artifact(plan, artifact, destinations).await);
+        report.entries.extend(sync_artifact(plan, artifact, destinations, &condemned).await);
     }
     if plan.only.contains(&Kind::Vex)
         && let Some(vex) = &plan.vex
@@ -78,7 +86,7 @@ pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Rep
     for dest in destinations {
         let mine: Vec<&Entry> = report.entries.iter().filter(|e| e.destination == dest.name()).collect();
         let mut extra = Vec::new();
-        if mine.iter().any(|e| e.outcome == Outcome::Written)
+        if mine.iter().any(|e| matches!(e.outcome, Outcome::Written | Outcome::Repaired))
             && let Err(e) = dest.finish().await
         {
             extra.push(failed("/v2/ ping", dest.name(), Instant::now(), &e));
@@ -106,43 +114,65 @@ fn failed_with(artifact: &str, destination: &str, start: Instant, error: String,
     e
 }
 
+/// Sources whose host failed in a way that will not change during the run (unreachable,
+/// untrusted certificate, refused credentials), with why: not asked again.
+#[derive(Default)]
+struct Condemned(Mutex<BTreeMap<String, Error>>);
+
 /// Mirror one artifact into every destination.
-async fn sync_artifact(plan: &SyncPlan, artifact: &OciArtifact, dests: &[Arc<dyn Destination>]) -> Vec<Entry> {
+async fn sync_artifact(
+    plan: &SyncPlan,
+    artifact: &OciArtifact,
+    dests: &[Arc<dyn Destination>],
+    condemned: &Condemned,
+) -> Vec<Entry> {
     let start = Instant::now();
     let label = artifact.label();
-    let mut source_errors = Vec::new();
+    // One `label (cause)` per source, the long form at debug level only.
+    let mut causes = Vec::new();
     let mut help = None;
-    for source in &plan.sources {
-        match try_source(plan, artifact, source.as_ref(), dests, start).await {
+    let mut unreachable = true;
+    for (n, source) in plan.sources.iter().enumerate() {
+        let known =
+            condemned.0.lock().expect("not poisoned").get(source.label()).map(|e| (e.brief(), e.is_unreachable()));
+        if let Some((brief, was_unreachable)) = known {
+            causes.push(format!("{} ({brief})", source.label()));
+            unreachable &= was_unreachable;
+            continue;
+        }
+        let last = n + 1 == plan.sources.len();
+        match try_source(plan, artifact, source.as_ref(), dests, start, last).await {
             Ok(entries) => return entries,
             Err(e) => {
-                tracing::warn!(artifact = %label, source = source.label(), error = %e, "source failed, trying the next");
-                source_errors.push(format!("{}: {e}", source.label()));
+                tracing::debug!(artifact = %label, source = source.label(), error = %e, "source failed, trying the next");
+                causes.push(format!("{} ({})", source.label(), e.brief()));
+                unreachable &= e.is_unreachable();
                 help = help.or_else(|| e.help().cloned());
+                if e.condemns_host() {
+                    condemned.0.lock().expect("not poisoned").insert(source.label().to_string(), e);
+                }
             }
         }
     }
-    let why = if source_errors.is_empty() { "no source configured".to_string() } else { source_errors.join("; ") };
-    let why = format!("no source could provide it: {why}");
+    if causes.is_empty() {
+        causes.push("no source configured".into());
+        unreachable = false;
+    }
+    let why = format!("no source could provide it: {}", causes.join(", "));
+    let help = if unreachable { Some(Help::Offline) } else { help };
     dests.iter().map(|d| failed_with(&label, d.name(), start, why.clone(), help.clone())).collect()
 }
 
-/// Per-destination progress within one artifact.
-struct Pending {
-    dest: Arc<dyn Destination>,
-    bytes: u64,
-    skipped: u32,
-    error: Option<Error>,
-}
-
 /// Try one source. `Err` means the source failed and the next should be tried;
-/// destination failures are reported in the entries instead.
+/// destination failures are reported in the entries instead. `last` says no source is
+/// left to try after this one.
 async fn try_source(
     plan: &SyncPlan,
     artifact: &OciArtifact,
     source: &dyn Source,
     dests: &[Arc<dyn Destination>],
     start: Instant,
+    last: bool,
 ) -> Result<Vec<Entry>> {
     let label = artifact.label();
     let manifest = checked_manifest(source, artifact).await?;
@@ -156,24 +186,64 @@ async fn try_source(
         e.seconds = start.elapsed().as_secs_f64();
         e
     };
+    let fail = |dest: &str, err: &Error| {
+        let mut f = entry(dest, Outcome::Failed);
+        f.error = Some(err.to_string());
+        f.help = err.help().cloned();
+        f
+    };
 
     let mut entries = Vec::new();
     let mut pending = Vec::new();
-    let current = join_all(dests.iter().map(|d| d.tag_digest(&repo, artifact.tag))).await;
+    let current = join_all(dests.iter().map(|d| d.manifest(&repo, artifact.tag))).await;
+    let mut downgrades = Vec::new();
     for (dest, current) in dests.iter().zip(current) {
+        let new = |repair, force| Pending { dest: dest.clone(), bytes: 0, skipped: 0, error: None, repair, force };
         match current {
-            Ok(Some(d)) if d == manifest.digest => {
-                tracing::info!(artifact = %label, destination = dest.name(), digest = %d, "unchanged");
-                entries.push(entry(dest.name(), Outcome::Unchanged));
+            Ok(Some(raw)) if Digest::of(&raw) == manifest.digest && plan.recheck => {
+                match guard::recheck(dest.as_ref(), &repo, &manifest).await {
+                    Ok(damage) if damage.is_empty() => {
+                        tracing::info!(artifact = %label, destination = dest.name(), digest = %manifest.digest, "unchanged (rechecked)");
+                        entries.push(entry(dest.name(), Outcome::Unchanged));
+                    }
+                    Ok(damage) => {
+                        tracing::warn!(artifact = %label, destination = dest.name(), blobs = damage.blobs.len(), manifest = damage.manifest, "damage found; repairing");
+                        pending.push(new(true, damage.blobs));
+                    }
+                    Err(e) => entries.push(fail(dest.name(), &e)),
+                }
             }
-            Ok(_) => pending.push(Pending { dest: dest.clone(), bytes: 0, skipped: 0, error: None }),
-            Err(e) => {
-                let mut f = entry(dest.name(), Outcome::Failed);
-                f.error = Some(e.to_string());
-                f.help = e.help().cloned();
-                entries.push(f);
+            Ok(Some(raw)) if Digest::of(&raw) == manifest.digest => {
+                match guard::missing_blobs(dest.as_ref(), &repo, &manifest).await {
+                    Ok(0) => {
+                        tracing::info!(artifact = %label, destination = dest.name(), digest = %manifest.digest, "unchanged");
+                        entries.push(entry(dest.name(), Outcome::Unchanged));
+                    }
+                    Ok(missing) => {
+                        tracing::warn!(artifact = %label, destination = dest.name(), missing, "blobs missing; repairing");
+                        pending.push(new(true, BTreeSet::new()));
+                    }
+                    Err(e) => entries.push(fail(dest.name(), &e)),
+                }
             }
+            Ok(Some(raw)) if !plan.allow_downgrade => {
+                let published = guard::published_build_time(dest.as_ref(), artifact, &raw).await;
+                match guard::check_not_older(artifact, published, manifest.created) {
+                    Ok(()) => pending.push(new(false, BTreeSet::new())),
+                    Err(e) => downgrades.push((dest.clone(), e)),
+                }
+            }
+            Ok(_) => pending.push(new(false, BTreeSet::new())),
+            Err(e) => entries.push(fail(dest.name(), &e)),
         }
+    }
+    if !downgrades.is_empty() && !last {
+        // A stale source must not block a fresh one behind it: try the next source first.
+        return Err(downgrades.swap_remove(0).1);
+    }
+    for (dest, e) in &downgrades {
+        tracing::error!(artifact = %label, destination = dest.name(), error = %e, "refused");
+        entries.push(fail(dest.name(), e));
     }
     if pending.is_empty() {
         return Ok(entries);
@@ -197,11 +267,13 @@ async fn try_source(
     tags.extend(snapshot.clone());
     publish_manifests(&repo, &manifest, &tags, &mut pending).await;
     for p in pending {
-        let mut e = entry(p.dest.name(), if p.error.is_some() { Outcome::Failed } else { Outcome::Written });
+        let done = if p.repair { Outcome::Repaired } else { Outcome::Written };
+        let mut e = entry(p.dest.name(), if p.error.is_some() { Outcome::Failed } else { done });
         if let Some(err) = &p.error {
             tracing::error!(artifact = %label, destination = p.dest.name(), error = %err, "failed");
         } else {
-            tracing::info!(artifact = %label, destination = p.dest.name(), digest = %manifest.digest, bytes = p.bytes, "published");
+            let what = if p.repair { "repaired" } else { "published" };
+            tracing::info!(artifact = %label, destination = p.dest.name(), digest = %manifest.digest, bytes = p.bytes, "{what}");
             e.snapshot_tag = snapshot.clone();
         }
         e.bytes_written = p.bytes;
@@ -213,114 +285,6 @@ async fn try_source(
         entries.push(e);
     }
     Ok(entries)
-}
-
-/// Copy one blob into every pending destination that lacks it, reading the source once.
-/// With `inspect`, also read the database's `metadata.json` from the stream.
-async fn copy_blob(
-    plan: &SyncPlan,
-    source: &dyn Source,
-    artifact: &OciArtifact,
-    repo: &str,
-    blob: &Descriptor,
-    pending: &mut [Pending],
-    inspect: bool,
-) -> Result<Option<DbMetadata>> {
-    let live: Vec<usize> = (0..pending.len()).filter(|&i| pending[i].error.is_none()).collect();
-    let present = join_all(live.iter().map(|&i| pending[i].dest.has_blob(repo, blob))).await;
-    let mut need = Vec::new();
-    for (&i, present) in live.iter().zip(present) {
-        match present {
-            Ok(true) => pending[i].skipped += 1,
-            Ok(false) => need.push(i),
-            Err(e) => pending[i].error = Some(e),
-        }
-    }
-    let mut metadata = None;
-    let mut attempt = 0;
-    // Destinations that already asked for the blob again after changing upload mode: a
-    // second such answer for the same blob is an error, not a loop.
-    let mut resent = BTreeSet::new();
-    while !need.is_empty() {
-        attempt += 1;
-        let body = match verified_blob(source, artifact, blob).await {
-            Ok(b) => b,
-            Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
-                backoff(&plan.retry, attempt, &e).await;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let label = format!("{artifact} {}", &blob.digest.hex()[..12]);
-        let body = crate::progress::track(body, plan.progress.start(&label, blob.size));
-        let inspectors = usize::from(inspect);
-        let (mut branches, driver) = fan_out_with(body, need.len() + inspectors, inspectors);
-        let inspector = if inspect { branches.pop() } else { None };
-        let uploads = need.iter().zip(branches).map(|(&i, branch)| pending[i].dest.put_blob(repo, blob, branch));
-        let inspected = async {
-            match inspector {
-                Some(b) => crate::db_metadata::metadata_from_stream(b).await,
-                None => None,
-            }
-        };
-        let (results, pulled, found) = tokio::join!(join_all(uploads), driver, inspected);
-        if let Err(e) = pulled {
-            // The source failed (or sent bad bytes): every branch was aborted.
-            if e.is_transient() && attempt < BLOB_ATTEMPTS {
-                backoff(&plan.retry, attempt, &e).await;
-                continue;
-            }
-            return Err(e);
-        }
-        metadata = metadata.or(found);
-        // The source was fine; send again only to the destinations that failed transiently
-        // or changed their upload mode.
-        let mut retry = Vec::new();
-        let mut last = None;
-        for (&i, r) in need.iter().zip(results) {
-            match r {
-                Ok(Upload::Stored(n)) => pending[i].bytes += n,
-                Ok(Upload::Resend { reason }) if resent.insert(i) => {
-                    tracing::info!(destination = pending[i].dest.name(), %reason, "sending the blob again");
-                    retry.push(i);
-                }
-                Ok(Upload::Resend { reason }) => {
-                    let what = format!("upload of blob {} to {}", blob.digest, pending[i].dest.name());
-                    pending[i].error = Some(Error::rejected(what, format!("asked for it twice: {reason}")))
-                }
-                Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
-                    tracing::warn!(destination = pending[i].dest.name(), error = %e, "upload failed, retrying");
-                    retry.push(i);
-                    last = Some(e);
-                }
-                Err(e) => pending[i].error = Some(e),
-            }
-        }
-        match last {
-            Some(e) => backoff(&plan.retry, attempt, &e).await,
-            // A round in which destinations only switched upload mode is not a failed attempt.
-            None => attempt -= 1,
-        }
-        need = retry;
-    }
-    Ok(metadata)
-}
-
-async fn backoff(policy: &crate::http::RetryPolicy, attempt: u32, err: &Error) {
-    let wait = policy.backoff(attempt - 1, err.retry_after());
-    tracing::warn!(error = %err, attempt, wait_ms = wait.as_millis() as u64, "transfer failed, retrying");
-    tokio::time::sleep(wait).await;
-}
-
-/// Manifest by digest, then the tags, on every destination that has all the blobs.
-async fn publish_manifests(repo: &str, manifest: &CheckedManifest, tags: &[String], pending: &mut [Pending]) {
-    let live: Vec<usize> = (0..pending.len()).filter(|&i| pending[i].error.is_none()).collect();
-    let results = join_all(live.iter().map(|&i| pending[i].dest.put_manifest(repo, manifest, tags))).await;
-    for (&i, r) in live.iter().zip(results) {
-        if let Err(e) = r {
-            pending[i].error = Some(e);
-        }
-    }
 }
 
 #[cfg(test)]

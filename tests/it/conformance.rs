@@ -22,15 +22,7 @@ pub fn layout(name: &str, store: Arc<dyn ObjectStore>, prefix: &str) {
 #[test]
 fn s3_moto() {
     let moto = Moto::start("conformance");
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(&moto.endpoint)
-        .with_allow_http(true)
-        .with_bucket_name("conformance")
-        .with_region("us-east-1")
-        .with_access_key_id("testing")
-        .with_secret_access_key("testing")
-        .build()
-        .unwrap();
+    let store = moto.store("conformance");
     layout("s3://conformance/p", Arc::new(store), "p");
 }
 

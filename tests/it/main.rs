@@ -10,6 +10,8 @@ mod cli;
 mod cloud_credentials;
 /// The destination conformance routine against every real backend.
 mod conformance;
+/// Repair of damaged mirrors, rollback protection, offline failures, mistyped URLs.
+mod healing;
 /// The AWS Lambda handler under cargo lambda watch.
 mod lambda;
 /// Local directory + `serve`: the main job.

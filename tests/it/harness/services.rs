@@ -202,6 +202,21 @@ impl Moto {
         ]
     }
 
+    /// An object_store client for `bucket` on this server, built in process (no
+    /// environment), for writing behind trivy-mirror's back or running the conformance
+    /// routine.
+    pub fn store(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id("testing")
+            .with_secret_access_key("testing")
+            .build()
+            .unwrap()
+    }
+
     /// Everything moto logged.
     pub fn log(&self) -> String {
         self.proc.log()

@@ -1,0 +1,150 @@
+//! What the engine checks at a destination before it writes there:
+//! - **health**: a tag already at the upstream digest still needs every blob its manifest
+//!   references, present with the descriptor's size (one HEAD or metadata read per blob);
+//!   damage done behind the publisher's back (a truncated restore, a lifecycle rule) is
+//!   then repaired by the normal copy instead of being reported `unchanged` forever;
+//! - **no downgrade**: a source offering an older build than the one published is refused
+//!   (a stale edge of mirror.gcr.io, trivy-db#517, or an old tag replayed by a compromised
+//!   source would otherwise roll every scanner behind the mirror back). Build times come
+//!   from the manifests' `org.opencontainers.image.created`, else from the `updated_at`
+//!   that `status.json` recorded from the layer's `metadata.json`;
+//! - **recheck** (`sync --recheck`): every published blob and the manifest are read back
+//!   and hashed, for damage that keeps the size (a flipped byte), which the health check
+//!   cannot see.
+
+use std::collections::BTreeSet;
+
+use futures_util::StreamExt as _;
+use futures_util::future::join_all;
+use jiff::Timestamp;
+
+use crate::artifact::OciArtifact;
+use crate::dest::Destination;
+use crate::error::{Error, Result};
+use crate::manifest::CheckedManifest;
+use crate::oci::Digest;
+use crate::stream::verify;
+
+/// How many of `manifest`'s blobs `dest` lacks (absent, or of another size).
+pub(super) async fn missing_blobs(dest: &dyn Destination, repo: &str, manifest: &CheckedManifest) -> Result<usize> {
+    let present = join_all(manifest.blobs().map(|b| dest.has_blob(repo, b))).await;
+    let mut missing = 0;
+    for p in present {
+        missing += usize::from(!p?);
+    }
+    Ok(missing)
+}
+
+/// What `sync --recheck` found wrong with a version a destination's tag points at.
+#[derive(Debug, Default)]
+pub(super) struct Damage {
+    /// Blobs absent, of the wrong size, or not hashing to their digest: copied again.
+    pub(super) blobs: BTreeSet<Digest>,
+    /// The manifest stored by digest is absent or not the exact bytes: written again.
+    pub(super) manifest: bool,
+}
+
+impl Damage {
+    pub(super) fn is_empty(&self) -> bool {
+        self.blobs.is_empty() && !self.manifest
+    }
+}
+
+/// Read back and hash every blob of `manifest` at `dest`, and the manifest stored by
+/// digest, streaming (memory stays at one chunk per blob in flight).
+pub(super) async fn recheck(dest: &dyn Destination, repo: &str, manifest: &CheckedManifest) -> Result<Damage> {
+    let mut damage = Damage::default();
+    for blob in manifest.blobs() {
+        let intact = match dest.read_blob(repo, blob).await? {
+            None => false,
+            Some(body) => {
+                let mut stream =
+                    verify(body, blob.clone(), format!("published blob {} in {}", blob.digest, dest.name()));
+                let mut ok = true;
+                while let Some(chunk) = stream.next().await {
+                    if let Err(e) = chunk {
+                        match e {
+                            Error::Rejected { .. } => {
+                                tracing::warn!(destination = dest.name(), error = %e, "damaged blob");
+                                ok = false;
+                                break;
+                            }
+                            other => return Err(other),
+                        }
+                    }
+                }
+                ok
+            }
+        };
+        if !intact {
+            damage.blobs.insert(blob.digest.clone());
+        }
+    }
+    let stored = dest.manifest(repo, manifest.digest.as_str()).await?;
+    damage.manifest = stored.as_ref() != Some(&manifest.raw);
+    Ok(damage)
+}
+
+/// The `org.opencontainers.image.created` annotation of stored manifest bytes.
+fn created(raw: &[u8]) -> Option<Timestamp> {
+    let doc: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    doc.get("annotations")?.get("org.opencontainers.image.created")?.as_str()?.parse().ok()
+}
+
+/// When the version `published` (the bytes the destination's tag holds) was built.
+pub(super) async fn published_build_time(
+    dest: &dyn Destination,
+    artifact: &OciArtifact,
+    published: &[u8],
+) -> Option<Timestamp> {
+    if let Some(t) = created(published) {
+        return Some(t);
+    }
+    let status = dest.files()?.get_file(crate::status_file::STATUS_KEY).await.ok()??;
+    let status: crate::status_file::Status = serde_json::from_slice(&status).ok()?;
+    let known = status.artifacts.get(&artifact.label())?;
+    (known.digest.as_deref() == Some(Digest::of(published).as_str())).then_some(known.updated_at).flatten()
+}
+
+/// Refuse `offered` when it was built before `published`. Unknown times allow the update:
+/// without them nothing can be compared, and a mirror must still follow upstream.
+pub(super) fn check_not_older(
+    artifact: &OciArtifact,
+    published: Option<Timestamp>,
+    offered: Option<Timestamp>,
+) -> Result<()> {
+    match (published, offered) {
+        (Some(published), Some(offered)) if offered < published => {
+            Err(Error::Downgrade { artifact: artifact.label(), published, offered })
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_older_build_is_a_downgrade() {
+        let a = &crate::artifact::OCI_ARTIFACTS[0];
+        let t = |s: &str| Some(s.parse::<Timestamp>().unwrap());
+        let err = check_not_older(a, t("2026-11-26T06:00:00Z"), t("2026-11-25T06:00:00Z")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("2026-11-26T06:00:00Z") && text.contains("2026-11-25T06:00:00Z"), "{text}");
+        assert!(text.contains("trivy-db:2"), "{text}");
+        assert_eq!(err.help(), Some(&crate::error::Help::AllowDowngrade));
+        assert!(check_not_older(a, t("2026-11-26T06:00:00Z"), t("2026-11-26T06:00:00Z")).is_ok());
+        assert!(check_not_older(a, t("2026-11-25T06:00:00Z"), t("2026-11-26T06:00:00Z")).is_ok());
+        assert!(check_not_older(a, None, t("2026-11-26T06:00:00Z")).is_ok());
+        assert!(check_not_older(a, t("2026-11-26T06:00:00Z"), None).is_ok());
+    }
+
+    #[test]
+    fn the_build_time_is_the_created_annotation() {
+        let raw = br#"{"schemaVersion":2,"annotations":{"org.opencontainers.image.created":"2026-01-01T00:00:00Z"}}"#;
+        assert_eq!(created(raw), Some("2026-01-01T00:00:00Z".parse().unwrap()));
+        assert_eq!(created(br#"{"schemaVersion":2}"#), None);
+        assert_eq!(created(b"not json"), None);
+    }
+}
