@@ -206,3 +206,58 @@ fn retries_zero_makes_exactly_one_attempt_at_a_blob() {
     let blob_gets = proxy.log().iter().filter(|l| l.starts_with("GET ") && l.contains(&layer)).count();
     assert_eq!(blob_gets, 1 + 3, "--retries 2 is three attempts in all: {:#?}", proxy.log());
 }
+
+#[test]
+fn a_blob_deleted_from_a_registry_destination_is_pushed_again() {
+    let (upstream, registry) = Upstream::seeded();
+    let source = format!("{}/aquasecurity", registry.addr);
+    let target = Registry::start();
+    let to = format!("oci://{}/mirror", target.addr);
+    sync(&["--to", &to, "--source", &source, "--only", "db"], &[]).assert_ok();
+    let url = format!("http://{}/v2/mirror/aquasecurity/trivy-db/blobs/{}", target.addr, upstream.db.layer_digest());
+    let resp = http().delete(&url).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 202, "deleting the blob through the registry API");
+    assert_eq!(http().head(&url).send().unwrap().status().as_u16(), 404);
+
+    let run = sync(&["--to", &to, "--source", &source, "--only", "db"], &[]);
+    run.assert_ok();
+    assert_eq!(run.outcomes(), ["repaired"]);
+    assert_eq!(http().head(&url).send().unwrap().status().as_u16(), 200);
+    let trivy = Trivy::new(TRIVY_CURRENT);
+    let out = trivy.run(&[
+        "image",
+        "--download-db-only",
+        "--db-repository",
+        &format!("{}/mirror/aquasecurity/trivy-db:2", target.addr),
+    ]);
+    assert!(out.status.success(), "trivy-db download after the repair:\n{}", text(&out.stderr));
+}
+
+#[test]
+fn a_flipped_byte_is_found_only_by_recheck_and_repaired() {
+    let (upstream, registry) = Upstream::seeded();
+    let source = format!("{}/aquasecurity", registry.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let mirror_dir = dir.path().join("mirror");
+    let to = mirror_dir.to_str().unwrap();
+    sync(&["--to", to, "--source", &source, "--only", "db"], &[]).assert_ok();
+    let blob = mirror_dir.join(format!("v2/aquasecurity/trivy-db/blobs/{}", upstream.db.layer_digest()));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(&blob, &bytes).unwrap();
+
+    // Same size: the cheap health check does not notice, by design.
+    let plain = sync(&["--to", to, "--source", &source, "--only", "db"], &[]);
+    plain.assert_ok();
+    assert_eq!(plain.outcomes(), ["unchanged"]);
+    let serve = Serve::start(&mirror_dir);
+    let (ok, out) = crate::operate::verify(&[&serve.addr, "--only", "db"]);
+    assert!(!ok, "verify should see the flipped byte:\n{out}");
+
+    let rechecked = sync(&["--to", to, "--source", &source, "--only", "db", "--recheck"], &[]);
+    rechecked.assert_ok();
+    assert_eq!(rechecked.outcomes(), ["repaired"]);
+    assert_eq!(std::fs::read(&blob).unwrap(), upstream.db.layer);
+    let (ok, out) = crate::operate::verify(&[&serve.addr, "--only", "db"]);
+    assert!(ok, "verify after the recheck:\n{out}");
+}
