@@ -63,9 +63,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
                 LogFormat::Text => print!("{}", render::table(report)),
             }
-            // Each distinct hint once on stderr, after the one log line per failure.
-            for h in report.hints() {
-                eprintln!("hint: {}", render::hint(h));
+            // Each distinct hint once on stderr, after the one log line per failure, unless
+            // a person already reads the table (which ends with the same hints) on a terminal.
+            if cli.log_format == LogFormat::Json || !std::io::stdout().is_terminal() {
+                for h in report.hints() {
+                    eprintln!("hint: {}", render::hint(h));
+                }
             }
             let mut ok = report.success();
             for pruned in run.pruned {
