@@ -14,6 +14,7 @@
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod local;
 pub mod object;
 pub mod registry;
 

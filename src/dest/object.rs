@@ -11,7 +11,8 @@
 //! bounded by `PART_SIZE × (PART_CONCURRENCY + 1)` ≈ 24 MiB per destination whatever the
 //! blob size. The upload is completed only after the verifying stream ended cleanly and
 //! aborted otherwise, so a corrupt or truncated blob never becomes visible. On a local
-//! directory every object is written to a staging file and renamed into place.
+//! directory every object is written to a staging file, flushed to disk and renamed into
+//! place (see [`super::local`]).
 
 use std::sync::Arc;
 
@@ -54,6 +55,8 @@ pub struct ObjectDestination {
     layout: Layout,
     /// Whether the store keeps Content-Type/Cache-Control (not for a local directory).
     attributes: bool,
+    /// For a local directory: the writer that flushes each object before publishing it.
+    durable: Option<super::local::DurableWriter>,
     tag_ttl: u32,
 }
 
@@ -72,7 +75,9 @@ impl ObjectDestination {
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| Error::Io { context: format!("creating {}", dir.display()), source: e })?;
                 let store = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(store_err)?;
-                (Arc::new(store), String::new(), false)
+                let mut dest = Self::with_store(name, Arc::new(store), "", false, tag_ttl);
+                dest.durable = Some(super::local::DurableWriter::new(&dir));
+                return Ok(dest);
             }
             DestinationUrl::S3 { bucket, prefix } => {
                 let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
@@ -112,7 +117,14 @@ impl ObjectDestination {
 
     /// Wrap an already-built store (tests use `InMemory`).
     pub fn with_store(name: &str, store: Arc<dyn ObjectStore>, prefix: &str, attributes: bool, tag_ttl: u32) -> Self {
-        ObjectDestination { name: name.to_string(), store, layout: Layout::new(prefix), attributes, tag_ttl }
+        ObjectDestination {
+            name: name.to_string(),
+            store,
+            layout: Layout::new(prefix),
+            attributes,
+            tag_ttl,
+            durable: None,
+        }
     }
 
     /// Every object below `rel_dir` (relative to the layout root), for retention.
@@ -167,6 +179,9 @@ impl ObjectDestination {
 
     async fn put_small(&self, rel: &str, body: Bytes, class: ObjectClass, media_type: Option<&str>) -> Result<()> {
         let path = self.path(rel)?;
+        if let Some(durable) = &self.durable {
+            return durable.put(path.as_ref(), body).await.map(|_| ());
+        }
         let opts = PutOptions::from(self.attributes(class, media_type));
         self.store.put_opts(&path, PutPayload::from(body), opts).await.map_err(self.err("put", &path))?;
         Ok(())
@@ -281,6 +296,9 @@ impl Destination for ObjectDestination {
 
     async fn put_blob(&self, repo: &str, blob: &Descriptor, mut body: BlobStream) -> Result<Upload> {
         let path = self.path(&layout::blob_key(repo, &blob.digest))?;
+        if let Some(durable) = &self.durable {
+            return durable.put_stream(path.as_ref(), body).await.map(Upload::Stored);
+        }
         let attrs = self.attributes(ObjectClass::Blob, None);
         if blob.size > SINGLE_PUT_MAX {
             return self.put_multipart(&path, attrs, body).await.map(Upload::Stored);
