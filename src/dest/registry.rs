@@ -61,11 +61,11 @@ impl Destination for RegistryDestination {
     }
 
     async fn read_blob(&self, repo: &str, blob: &Descriptor) -> Result<Option<crate::source::RawBlob>> {
-        let repo = self.repo(repo);
-        if !self.registry.blob_exists(&repo, blob).await? {
-            return Ok(None);
-        }
-        let resp = self.registry.get_blob(&repo, &blob.digest).await?;
+        let resp = match self.registry.get_blob(&self.repo(repo), &blob.digest).await {
+            Ok(resp) => resp,
+            Err(Error::Http { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let url = resp.url().to_string();
         Ok(Some(Box::pin(resp.bytes_stream().map_err(move |e| crate::http::transport_error("GET", &url, &e)))))
     }

@@ -199,34 +199,31 @@ async fn try_source(
     let mut downgrades = Vec::new();
     for (dest, current) in dests.iter().zip(current) {
         let new = |repair, force| Pending { dest: dest.clone(), bytes: 0, skipped: 0, error: None, repair, force };
-        match current {
-            Ok(Some(raw)) if Digest::of(&raw) == manifest.digest && plan.recheck => {
-                match guard::recheck(dest.as_ref(), &repo, &manifest).await {
-                    Ok(damage) if damage.is_empty() => {
-                        tracing::info!(artifact = %label, destination = dest.name(), digest = %manifest.digest, "unchanged (rechecked)");
-                        entries.push(entry(dest.name(), Outcome::Unchanged));
-                    }
-                    Ok(damage) => {
-                        tracing::warn!(artifact = %label, destination = dest.name(), blobs = damage.blobs.len(), manifest = damage.manifest, "damage found; repairing");
-                        pending.push(new(true, damage.blobs));
-                    }
-                    Err(e) => entries.push(fail(dest.name(), &e)),
+        let current_version = current.map(|c| c.map(|raw| (Digest::of(&raw) == manifest.digest, raw)));
+        match current_version {
+            Ok(Some((true, _))) if plan.recheck => match guard::recheck(dest.as_ref(), &repo, &manifest).await {
+                Ok(damage) if damage.is_empty() => {
+                    tracing::info!(artifact = %label, destination = dest.name(), digest = %manifest.digest, "unchanged (rechecked)");
+                    entries.push(entry(dest.name(), Outcome::Unchanged));
                 }
-            }
-            Ok(Some(raw)) if Digest::of(&raw) == manifest.digest => {
-                match guard::missing_blobs(dest.as_ref(), &repo, &manifest).await {
-                    Ok(0) => {
-                        tracing::info!(artifact = %label, destination = dest.name(), digest = %manifest.digest, "unchanged");
-                        entries.push(entry(dest.name(), Outcome::Unchanged));
-                    }
-                    Ok(missing) => {
-                        tracing::warn!(artifact = %label, destination = dest.name(), missing, "blobs missing; repairing");
-                        pending.push(new(true, BTreeSet::new()));
-                    }
-                    Err(e) => entries.push(fail(dest.name(), &e)),
+                Ok(damage) => {
+                    tracing::warn!(artifact = %label, destination = dest.name(), blobs = damage.blobs.len(), manifest = damage.manifest, "damage found; repairing");
+                    pending.push(new(true, damage.blobs));
                 }
-            }
-            Ok(Some(raw)) if !plan.allow_downgrade => {
+                Err(e) => entries.push(fail(dest.name(), &e)),
+            },
+            Ok(Some((true, _))) => match guard::missing_blobs(dest.as_ref(), &repo, &manifest).await {
+                Ok(0) => {
+                    tracing::info!(artifact = %label, destination = dest.name(), digest = %manifest.digest, "unchanged");
+                    entries.push(entry(dest.name(), Outcome::Unchanged));
+                }
+                Ok(missing) => {
+                    tracing::warn!(artifact = %label, destination = dest.name(), missing, "blobs missing; repairing");
+                    pending.push(new(true, BTreeSet::new()));
+                }
+                Err(e) => entries.push(fail(dest.name(), &e)),
+            },
+            Ok(Some((false, raw))) if !plan.allow_downgrade => {
                 let published = guard::published_build_time(dest.as_ref(), artifact, &raw).await;
                 match guard::check_not_older(artifact, published, manifest.created) {
                     Ok(()) => pending.push(new(false, BTreeSet::new())),
@@ -260,7 +257,8 @@ async fn try_source(
         metadata = metadata.or(m);
     }
     let mut tags = vec![artifact.tag.to_string()];
-    let snapshot = plan.snapshot_tags.then(|| {
+    // A repair restores a version already published, with its dated tag if it got one.
+    let snapshot = (plan.snapshot_tags && pending.iter().any(|p| !p.repair)).then(|| {
         let at = metadata.as_ref().and_then(|m| m.updated_at).or(manifest.created).unwrap_or_else(Timestamp::now);
         snapshot_tag(artifact.tag, at)
     });
