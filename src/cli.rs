@@ -12,11 +12,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use trivy_mirror::artifact::Kind;
 use trivy_mirror::credentials::{self, AuthMode, Cloud, Credentials, Env, Secret};
+use trivy_mirror::dest::{LocalForm, OpenOptions};
 use trivy_mirror::error::Setting;
 use trivy_mirror::http::RetryPolicy;
 use trivy_mirror::registry::RegistryOptions;
 use trivy_mirror::run::SyncConfig;
-use trivy_mirror::source::{DEFAULT_SOURCES, RegistrySource, Source};
+use trivy_mirror::source::{BundleSource, DEFAULT_SOURCES, RegistrySource, Source};
 use trivy_mirror::sync::SyncPlan;
 use trivy_mirror::{Error, Result};
 
@@ -182,12 +183,15 @@ impl VerifyArgs {
 #[derive(Debug, Args, Clone)]
 pub struct SyncArgs {
     /// Where to publish: a directory, file:///path, s3://bucket[/prefix], gs://bucket[/prefix],
-    /// az://container[/prefix] or oci://registry[/namespace]. Repeat (or comma-separate) for several.
+    /// az://container[/prefix], oci://registry[/namespace]; an air-gap bundle oci:DIR or
+    /// oci-archive:FILE; or trivy-cache:DIR, Trivy's own cache (--cache-dir). Repeat (or
+    /// comma-separate) for several.
     #[arg(long = "to", env = "TRIVY_MIRROR_TO", value_delimiter = ',', required = true, value_name = "DEST", help_heading = DESTINATIONS)]
     pub to: Vec<String>,
 
-    /// Upstream REGISTRY/NAMESPACE, tried in order.
-    #[arg(long = "source", env = "TRIVY_MIRROR_SOURCE", value_delimiter = ',', value_name = "REGISTRY/NAMESPACE",
+    /// Upstream REGISTRY/NAMESPACE, or an air-gap bundle oci:DIR or oci-archive:FILE (read
+    /// with no network at all; VEX comes from the bundle too), tried in order.
+    #[arg(long = "source", env = "TRIVY_MIRROR_SOURCE", value_delimiter = ',', value_name = "SOURCE",
           default_values_t = DEFAULT_SOURCES.map(String::from), help_heading = SOURCES)]
     pub source: Vec<String>,
 
@@ -279,6 +283,11 @@ pub struct SyncArgs {
     #[command(flatten)]
     pub retention: RetentionArgs,
 
+    /// Which trivy-checks bundle a trivy-cache: destination holds: 2 for Trivy 0.69 and
+    /// later, 1 for older clients.
+    #[arg(long, env = "TRIVY_MIRROR_CACHE_CHECKS", default_value = "2", value_parser = ["1", "2"], help_heading = DESTINATIONS)]
+    pub cache_checks: String,
+
     /// Also publish each new version under a dated, immutable tag such as 2-20261126T0600Z.
     #[arg(long, env = "TRIVY_MIRROR_SNAPSHOT_TAGS", help_heading = DESTINATIONS)]
     pub snapshot_tags: bool,
@@ -347,13 +356,20 @@ impl SyncArgs {
         }
     }
 
-    /// `--only`, or its default: the three databases, plus VEX when `--base-url` is set.
-    fn kinds(&self) -> BTreeSet<Kind> {
+    /// `--only`, or its default: the three databases, plus VEX when `--base-url` is set or
+    /// a bundle or Trivy cache is written (where VEX needs no public URL), and the bundle
+    /// read from, if any, carries it.
+    fn kinds(&self, bundles: &[Arc<BundleSource>]) -> BTreeSet<Kind> {
         if !self.only.is_empty() {
             return self.only.iter().copied().collect();
         }
         let mut k: BTreeSet<Kind> = [Kind::Db, Kind::JavaDb, Kind::Checks].into();
-        if self.base_url.is_some() {
+        let local_output = self.to.iter().any(|t| trivy_mirror::dest::local_form(t).is_some());
+        let bundle_has_vex = bundles.first().is_none_or(|b| {
+            trivy_mirror::bundle::find(b.entries(), trivy_mirror::bundle::VEX_NAME, trivy_mirror::bundle::VEX_TAG)
+                .is_ok_and(|e| e.is_some())
+        });
+        if (self.base_url.is_some() || local_output) && bundle_has_vex {
             k.insert(Kind::Vex);
         }
         k
@@ -364,7 +380,6 @@ impl SyncArgs {
     /// credential helpers).
     pub fn config(&self, env: Env<'_>) -> Result<SyncConfig> {
         let read_timeout = Some(Duration::from_secs(self.read_timeout.max(1)));
-        let only = self.kinds();
         if !self.namespace.is_empty() {
             trivy_mirror::oci::validate_repository(&self.namespace)?;
         }
@@ -374,7 +389,27 @@ impl SyncArgs {
         };
         let source_credentials = basic(&self.source_username, &self.source_password);
         let mut sources: Vec<Arc<dyn Source>> = Vec::new();
+        let mut bundles = Vec::new();
         for spec in &self.source {
+            if let Some((form, path)) = trivy_mirror::dest::local_form(spec) {
+                let archive = match form {
+                    LocalForm::Layout => false,
+                    LocalForm::Archive => true,
+                    LocalForm::Cache => {
+                        return Err(Error::Config {
+                            setting: Setting::Source,
+                            value: spec.clone(),
+                            reason:
+                                "a Trivy cache is a destination only; give the bundle (oci:DIR or oci-archive:FILE)"
+                                    .into(),
+                        });
+                    }
+                };
+                let bundle = Arc::new(BundleSource::open(std::path::Path::new(path), archive)?);
+                bundles.push(bundle.clone());
+                sources.push(bundle);
+                continue;
+            }
             let host = spec.split('/').next().unwrap_or_default();
             let options = RegistryOptions {
                 credentials: credentials::resolve(host, source_credentials.clone(), AuthMode::Docker, env)?,
@@ -386,24 +421,40 @@ impl SyncArgs {
             };
             sources.push(Arc::new(RegistrySource::parse(spec, options)?));
         }
+        let only = self.kinds(&bundles);
+        let static_output = self.to.iter().any(|t| {
+            !matches!(
+                trivy_mirror::dest::DestinationUrl::parse(t),
+                Ok(trivy_mirror::dest::DestinationUrl::Registry { .. }
+                    | trivy_mirror::dest::DestinationUrl::OciLayout(_)
+                    | trivy_mirror::dest::DestinationUrl::OciArchive(_)
+                    | trivy_mirror::dest::DestinationUrl::TrivyCache(_))
+            )
+        });
         let vex = if only.contains(&Kind::Vex) {
-            let base_url = self.base_url.as_deref().ok_or_else(|| Error::Config {
-                setting: Setting::BaseUrl,
-                value: String::new(),
-                reason: "mirroring VEX needs the mirror's public URL, because the rewritten manifest points \
-                         Trivy there; or leave vex out of --only"
-                    .into(),
-            })?;
-            Some(trivy_mirror::vex::VexPlan::new(
+            if static_output && self.base_url.is_none() {
+                return Err(Error::Config {
+                    setting: Setting::BaseUrl,
+                    value: String::new(),
+                    reason: "mirroring VEX to a static mirror needs the mirror's public URL, because the rewritten \
+                             manifest points Trivy there; or leave vex out of --only"
+                        .into(),
+                });
+            }
+            let plan = trivy_mirror::vex::VexPlan::new(
                 &self.vex_source,
-                base_url,
+                self.base_url.as_deref(),
                 &self.vex_prefix,
                 self.vex_archive,
                 self.allow_http_base_url,
                 self.insecure_source,
                 self.source_ca_file.clone(),
                 read_timeout,
-            )?)
+            )?;
+            Some(match bundles.first() {
+                Some(bundle) => plan.from_bundle(bundle.clone()),
+                None => plan,
+            })
         } else {
             None
         };
@@ -439,7 +490,9 @@ impl SyncArgs {
                 registry.credentials =
                     credentials::resolve(&host, dest_credentials.clone(), self.dest_auth.mode(), env)?;
             }
-            targets.push(trivy_mirror::dest::open(url, self.tag_cache_seconds, registry)?);
+            let cache_checks_tag = if self.cache_checks == "1" { "1" } else { "2" };
+            let options = OpenOptions { tag_ttl: self.tag_cache_seconds, registry, cache_checks_tag };
+            targets.push(trivy_mirror::dest::open(url, options)?);
         }
         let prune = self.prune.then(|| self.retention.options(&self.namespace, false));
         Ok(SyncConfig { plan, targets, prune })

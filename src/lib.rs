@@ -12,11 +12,13 @@
 //! - [`oci`]: digests, names, media types; [`manifest`], [`artifact`]: what valid Trivy
 //!   content looks like.
 //! - [`vex`]: VEX Hub archive and manifest mirroring.
+//! - [`bundle`]: the air-gap bundle format (an OCI image layout, as a directory or a tar).
 //! - [`summary`]: the per-artifact summary of a run; [`verify`] checks a served mirror;
 //!   [`db_metadata`] reads a database layer's `metadata.json`.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod artifact;
+pub mod bundle;
 pub mod credentials;
 pub mod db_metadata;
 pub mod dest;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::dest::{Destination, Files};
+use crate::dest::{Destination, Files, VexTarget};
 use crate::error::{Error, Result, Setting};
 use crate::http::{ClientOptions, is_local_host, read_bounded, status_error, transport_error};
 use crate::layout::ObjectClass;
@@ -57,11 +57,21 @@ pub(crate) enum Format {
     Zip,
 }
 
+/// Where the VEX repository comes from.
+#[derive(Debug, Clone)]
+pub enum VexInput {
+    /// The upstream manifest URL; archives are downloaded from its locations.
+    Http(url::Url),
+    /// The VEX artifact of an air-gap bundle (no network at all).
+    Bundle(std::sync::Arc<crate::source::BundleSource>),
+}
+
 /// Validated VEX settings.
 #[derive(Debug, Clone)]
 pub struct VexPlan {
-    source: url::Url,
-    base_url: String,
+    source: VexInput,
+    /// Public URL of the mirror; needed only where the manifest is published for clients.
+    base_url: Option<String>,
     prefix: String,
     choice: ArchiveChoice,
     http: reqwest::Client,
@@ -73,7 +83,7 @@ impl VexPlan {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         source: &str,
-        base_url: &str,
+        base_url: Option<&str>,
         prefix: &str,
         choice: ArchiveChoice,
         allow_http_base_url: bool,
@@ -84,28 +94,7 @@ impl VexPlan {
         let source_url =
             url::Url::parse(source).map_err(|e| Error::config(Setting::VexSource, source, e.to_string()))?;
         check_fetch_scheme(&source_url, insecure_source).map_err(|r| Error::config(Setting::VexSource, source, r))?;
-        let base = url::Url::parse(base_url).map_err(|e| Error::config(Setting::BaseUrl, base_url, e.to_string()))?;
-        match base.scheme() {
-            "https" => {}
-            "http" if allow_http_base_url => {}
-            "http" => {
-                return Err(Error::config(
-                    Setting::BaseUrl,
-                    base_url,
-                    "must be https (Trivy clients fetch from it); plain http is for local testing only, when allowed explicitly",
-                ));
-            }
-            _ => {
-                return Err(Error::config(Setting::BaseUrl, base_url, "must be an https:// URL"));
-            }
-        }
-        if base.query().is_some()
-            || base.fragment().is_some()
-            || !base.username().is_empty()
-            || base.password().is_some()
-        {
-            return Err(Error::config(Setting::BaseUrl, base_url, "no credentials, query or fragment allowed"));
-        }
+        let base_url = base_url.map(|b| check_base_url(b, allow_http_base_url)).transpose()?;
         let prefix = prefix.trim_matches('/').to_string();
         if !prefix.is_empty()
             && !prefix.split('/').all(|s| {
@@ -123,17 +112,29 @@ impl VexPlan {
             read_timeout,
             ..ClientOptions::default()
         })?;
-        Ok(VexPlan {
-            source: source_url,
-            base_url: base_url.trim_end_matches('/').to_string(),
-            prefix,
-            choice,
-            http,
-            insecure: insecure_source,
-        })
+        Ok(VexPlan { source: VexInput::Http(source_url), base_url, prefix, choice, http, insecure: insecure_source })
     }
 
-    fn key(&self, name: &str) -> String {
+    /// Take the VEX repository from a bundle instead of the network.
+    pub fn from_bundle(mut self, bundle: std::sync::Arc<crate::source::BundleSource>) -> Self {
+        self.source = VexInput::Bundle(bundle);
+        self
+    }
+
+    /// Whether a public base URL was given (static destinations need one).
+    pub fn has_base_url(&self) -> bool {
+        self.base_url.is_some()
+    }
+
+    /// Where the VEX repository is read from, for messages and the summary.
+    pub fn source_label(&self) -> String {
+        match &self.source {
+            VexInput::Http(url) => crate::http::strip_query(url.as_str()),
+            VexInput::Bundle(b) => crate::source::Source::label(b.as_ref()).to_string(),
+        }
+    }
+
+    pub(crate) fn key(&self, name: &str) -> String {
         if self.prefix.is_empty() { name.to_string() } else { format!("{}/{name}", self.prefix) }
     }
 
@@ -144,6 +145,28 @@ impl VexPlan {
         }
         read_bounded(resp, limit, "GET", url.as_str()).await
     }
+}
+
+/// Check the mirror's public base URL: https (http only when allowed), no credentials,
+/// query or fragment. Returns it without a trailing slash.
+fn check_base_url(base_url: &str, allow_http: bool) -> Result<String> {
+    let base = url::Url::parse(base_url).map_err(|e| Error::config(Setting::BaseUrl, base_url, e.to_string()))?;
+    match base.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        "http" => {
+            return Err(Error::config(
+                Setting::BaseUrl,
+                base_url,
+                "must be https (Trivy clients fetch from it); plain http is for local testing only, when allowed explicitly",
+            ));
+        }
+        _ => return Err(Error::config(Setting::BaseUrl, base_url, "must be an https:// URL")),
+    }
+    if base.query().is_some() || base.fragment().is_some() || !base.username().is_empty() || base.password().is_some() {
+        return Err(Error::config(Setting::BaseUrl, base_url, "no credentials, query or fragment allowed"));
+    }
+    Ok(base_url.trim_end_matches('/').to_string())
 }
 
 fn check_fetch_scheme(url: &url::Url, insecure: bool) -> std::result::Result<(), String> {
@@ -372,13 +395,18 @@ pub(crate) fn parse_manifest(raw: &[u8], source: &str) -> Result<(Value, Vec<Str
     Ok((doc, locations))
 }
 
-/// Mirror VEX into every destination that can hold plain files.
-pub async fn sync(plan: &VexPlan, dests: &[Arc<dyn Destination>]) -> Vec<Entry> {
+/// Mirror VEX into every destination that takes it: the files of a static layout (the
+/// manifest rewritten to the base URL), the VEX artifact of a bundle (under `namespace`),
+/// or Trivy's own repository cache. A registry takes none.
+pub async fn sync(plan: &VexPlan, namespace: &str, dests: &[Arc<dyn Destination>]) -> Vec<Entry> {
     let start = Instant::now();
-    let dests: Vec<_> = dests.iter().filter(|d| d.files().is_some()).cloned().collect();
+    let dests: Vec<_> = dests.iter().filter(|d| !matches!(d.vex(), VexTarget::None)).cloned().collect();
+    if dests.is_empty() {
+        return Vec::new();
+    }
     let fail_all = |e: &Error| -> Vec<Entry> {
         tracing::error!(error = %e, "VEX mirroring failed");
-        dests.iter().map(|d| entry(d.name(), plan, None, Outcome::Failed, 0, start, Some(e.to_string()))).collect()
+        dests.iter().map(|d| entry(d.name(), plan, None, Outcome::Failed, 0, start, Some(e))).collect()
     };
     let prepared = match prepare(plan).await {
         Ok(p) => p,
@@ -386,13 +414,18 @@ pub async fn sync(plan: &VexPlan, dests: &[Arc<dyn Destination>]) -> Vec<Entry> 
     };
     let mut entries = Vec::new();
     for dest in &dests {
-        let files = dest.files().expect("filtered above");
-        let (outcome, bytes, error) = match publish(plan, &prepared, files).await {
+        let published = match dest.vex() {
+            VexTarget::Files(files) => publish(plan, &prepared, files).await,
+            VexTarget::Bundle(bundle) => bundle.put_vex(namespace, &prepared).await,
+            VexTarget::Cache(cache) => cache.put_vex(&prepared).await,
+            VexTarget::None => continue,
+        };
+        let (outcome, bytes, error) = match published {
             Ok(0) => (Outcome::Unchanged, 0, None),
             Ok(n) => (Outcome::Written, n, None),
-            Err(e) => (Outcome::Failed, 0, Some(e.to_string())),
+            Err(e) => (Outcome::Failed, 0, Some(e)),
         };
-        entries.push(entry(dest.name(), plan, Some(&prepared.digest), outcome, bytes, start, error));
+        entries.push(entry(dest.name(), plan, Some(&prepared.digest), outcome, bytes, start, error.as_ref()));
     }
     entries
 }
@@ -404,77 +437,160 @@ fn entry(
     outcome: Outcome,
     bytes: u64,
     start: Instant,
-    error: Option<String>,
+    error: Option<&Error>,
 ) -> Entry {
     let mut e = Entry::new("vex", dest, outcome);
-    e.source = Some(crate::http::strip_query(plan.source.as_str()));
+    e.source = Some(plan.source_label());
     e.digest = digest.map(|d| d.to_string());
     e.bytes_written = bytes;
     e.seconds = start.elapsed().as_secs_f64();
-    e.error = error;
+    e.error = error.map(|e| e.to_string());
+    e.help = error.and_then(|e| e.help().cloned());
     e
 }
 
 /// Everything fetched and checked, ready to publish.
-struct Prepared {
-    archives: Vec<(String, Bytes)>,
-    manifest: Bytes,
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The upstream repository manifest, exact bytes.
+    pub(crate) upstream: Bytes,
+    /// The archives, in the order of the manifest's locations.
+    pub(crate) archives: Vec<Archive>,
+    /// The manifest rewritten to the mirror's base URL, when one is set.
+    manifest: Option<Bytes>,
     /// Digest of the first archive, for the summary.
     digest: Digest,
 }
 
+/// One checked archive.
+#[derive(Debug)]
+pub(crate) struct Archive {
+    /// Key under the static layout (`<vex-prefix>/main.tar.gz`).
+    key: String,
+    /// Published file name (`main.tar.gz`).
+    pub(crate) file: String,
+    /// Its format.
+    pub(crate) format: Format,
+    /// The location's `//subdir`.
+    pub(crate) subdir: String,
+    /// The `spec_version` of the manifest version the location belongs to.
+    pub(crate) spec_version: String,
+    /// The bytes.
+    pub(crate) bytes: Bytes,
+}
+
+/// The `spec_version` of each location, in order.
+fn location_versions(doc: &Value) -> Vec<String> {
+    let versions = doc.get("versions").and_then(Value::as_array).into_iter().flatten();
+    versions
+        .flat_map(|v| {
+            let spec = v.get("spec_version").and_then(Value::as_str).unwrap_or_default().to_string();
+            let n = v.get("locations").and_then(Value::as_array).map_or(0, Vec::len);
+            std::iter::repeat_n(spec, n)
+        })
+        .collect()
+}
+
 async fn prepare(plan: &VexPlan) -> Result<Prepared> {
-    let source = crate::http::strip_query(plan.source.as_str());
-    let raw = plan.fetch(&plan.source, MAX_VEX_MANIFEST).await?;
+    let source = plan.source_label();
+    let (raw, bundled) = match &plan.source {
+        VexInput::Http(url) => (plan.fetch(url, MAX_VEX_MANIFEST).await?, None),
+        VexInput::Bundle(bundle) => {
+            let vex = bundle
+                .vex()
+                .await?
+                .ok_or_else(|| Error::NotFound { what: "VEX repository".into(), place: source.clone() })?;
+            (vex.manifest, Some(vex.archives))
+        }
+    };
     let (mut doc, locations) = parse_manifest(&raw, &source)?;
+    if let Some(bundled) = &bundled
+        && bundled.len() != locations.len()
+    {
+        let reason = format!("{} archives for {} locations", bundled.len(), locations.len());
+        return Err(Error::rejected(format!("VEX artifact in {source}"), reason));
+    }
+    let specs = location_versions(&doc);
     let mut rewritten = Vec::new();
-    let mut archives: Vec<(String, Bytes)> = Vec::new();
-    for raw_loc in &locations {
-        let loc = parse_location(raw_loc, plan.choice, plan.insecure)?;
+    let mut archives: Vec<Archive> = Vec::new();
+    for (i, raw_loc) in locations.iter().enumerate() {
+        let (loc, bytes) = match &bundled {
+            None => {
+                let loc = parse_location(raw_loc, plan.choice, plan.insecure)?;
+                let bytes = plan.fetch(&loc.fetch, MAX_VEX_ARCHIVE).await?;
+                (loc, bytes)
+            }
+            Some(bundled) => {
+                // Nothing is fetched: the location only names the file and the subdir, in
+                // the format the exporting run chose.
+                let (desc, bytes) = &bundled[i];
+                let as_stored = if desc.media_type == crate::bundle::VEX_ZIP_TYPE {
+                    ArchiveChoice::Zip
+                } else {
+                    ArchiveChoice::TarGz
+                };
+                (parse_location(raw_loc, as_stored, true)?, bytes.clone())
+            }
+        };
         let mut file = loc.file.clone();
-        if archives.iter().any(|(k, _)| *k == plan.key(&file)) {
+        if archives.iter().any(|a| a.file == file) {
             file = format!("{}-{}", archives.len() + 1, file);
         }
         let what = format!("VEX archive {}", crate::http::strip_query(loc.fetch.as_str()));
-        let bytes = plan.fetch(&loc.fetch, MAX_VEX_ARCHIVE).await?;
         let (format, subdir) = (loc.format, loc.subdir.clone());
         let checked = bytes.clone();
         tokio::task::spawn_blocking(move || validate_archive(&checked, format, &subdir, &what))
             .await
             .map_err(|e| Error::rejected("VEX archive", e.to_string()))??;
-        let mut url = format!("{}/{}", plan.base_url, plan.key(&file));
-        if !loc.subdir.is_empty() {
-            url.push_str("//");
-            url.push_str(&loc.subdir);
+        if let Some(base_url) = &plan.base_url {
+            let mut url = format!("{base_url}/{}", plan.key(&file));
+            if !loc.subdir.is_empty() {
+                url.push_str("//");
+                url.push_str(&loc.subdir);
+            }
+            if let Some(hint) = &loc.archive_hint {
+                url.push_str("?archive=");
+                url.push_str(hint);
+            }
+            rewritten.push(url);
         }
-        if let Some(hint) = &loc.archive_hint {
-            url.push_str("?archive=");
-            url.push_str(hint);
-        }
-        rewritten.push(url);
-        archives.push((plan.key(&file), bytes));
+        let spec_version = specs.get(i).cloned().unwrap_or_default();
+        archives.push(Archive {
+            key: plan.key(&file),
+            file,
+            format: loc.format,
+            subdir: loc.subdir,
+            spec_version,
+            bytes,
+        });
     }
-    let mut next = rewritten.into_iter();
-    for v in doc.get_mut("versions").and_then(Value::as_array_mut).into_iter().flatten() {
-        for l in v.get_mut("locations").and_then(Value::as_array_mut).into_iter().flatten() {
-            if let Some(url) = next.next() {
-                l["url"] = Value::String(url);
+    let manifest = plan.base_url.is_some().then(|| {
+        let mut next = rewritten.into_iter();
+        for v in doc.get_mut("versions").and_then(Value::as_array_mut).into_iter().flatten() {
+            for l in v.get_mut("locations").and_then(Value::as_array_mut).into_iter().flatten() {
+                if let Some(url) = next.next() {
+                    l["url"] = Value::String(url);
+                }
             }
         }
-    }
-    let mut manifest = serde_json::to_vec_pretty(&doc).expect("JSON value serializes");
-    manifest.push(b'\n');
-    let digest = Digest::of(&archives[0].1);
-    Ok(Prepared { archives, manifest: Bytes::from(manifest), digest })
+        let mut manifest = serde_json::to_vec_pretty(&doc).expect("JSON value serializes");
+        manifest.push(b'\n');
+        Bytes::from(manifest)
+    });
+    let digest = Digest::of(&archives[0].bytes);
+    Ok(Prepared { upstream: raw, archives, manifest, digest })
 }
 
 /// Publish archives then the manifest, skipping whatever is already identical.
 /// Returns the bytes written (0 = unchanged).
 async fn publish(plan: &VexPlan, prepared: &Prepared, dest: &dyn Files) -> Result<u64> {
+    let manifest = prepared.manifest.as_ref().ok_or_else(|| {
+        Error::config(Setting::BaseUrl, "", "publishing VEX for clients needs the mirror's public URL")
+    })?;
     let mut written = 0;
-    let mut files: Vec<(&String, &Bytes)> = prepared.archives.iter().map(|(k, b)| (k, b)).collect();
+    let mut files: Vec<(&String, &Bytes)> = prepared.archives.iter().map(|a| (&a.key, &a.bytes)).collect();
     let manifest_key = plan.key(MANIFEST_KEY);
-    files.push((&manifest_key, &prepared.manifest));
+    files.push((&manifest_key, manifest));
     for (key, body) in files {
         let current = dest.get_file(key).await?;
         if current.as_ref().is_some_and(|c| Digest::of(c) == Digest::of(body)) {

@@ -15,6 +15,10 @@
 //! - `dest_url`: a parsed prefix or namespace never has empty, `.` or `..` segments, a
 //!   bucket name is plain, and an error message never echoes URL userinfo.
 //! - `serve_path`: a served key never escapes the mirror root.
+//! - `bundle`: the air-gap bundle reader. A tar accepted by `bundle::tar::scan` names only
+//!   clean relative paths whose data lies inside the input; an `index.json` accepted by
+//!   `bundle::parse_index` has only grammar-valid `repository:tag` names, each once, and
+//!   renders back to an index that parses to the same entries.
 //! - `reference`: digests round-trip, and tag and repository grammars equal the OCI
 //!   distribution spec's (checked against independent implementations).
 
@@ -44,6 +48,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("dest_url", dest_url),
     ("serve_path", serve_path),
     ("reference", reference),
+    ("bundle", bundle),
 ];
 
 /// Content-Types a registry may send with a manifest (selected by bits 2–3 of the first byte).
@@ -221,7 +226,12 @@ pub fn dest_url(data: &[u8]) {
     };
     let bucket_ok = |b: &str| !b.is_empty() && b.bytes().all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c));
     match DestinationUrl::parse(s) {
-        Ok(DestinationUrl::Local(p)) => assert!(!p.as_os_str().is_empty(), "empty local path from {s:?}"),
+        Ok(
+            DestinationUrl::Local(p)
+            | DestinationUrl::OciLayout(p)
+            | DestinationUrl::OciArchive(p)
+            | DestinationUrl::TrivyCache(p),
+        ) => assert!(!p.as_os_str().is_empty(), "empty local path from {s:?}"),
         Ok(
             DestinationUrl::S3 { bucket, prefix }
             | DestinationUrl::Gcs { bucket, prefix }
@@ -346,4 +356,30 @@ pub fn reference(data: &[u8]) {
         spec_repository(s),
         "repository {s:?}: library and OCI grammar disagree"
     );
+}
+
+/// The bundle reader. Input: one selector byte (even: a tar, odd: an `index.json`), then
+/// the bytes.
+pub fn bundle(data: &[u8]) {
+    use trivy_mirror::bundle;
+    let Some((&sel, raw)) = data.split_first() else { return };
+    if sel % 2 == 0 {
+        let Ok(members) = bundle::tar::scan(std::io::Cursor::new(raw), raw.len() as u64, "fuzz") else { return };
+        for (name, m) in &members {
+            assert!(!name.starts_with('/') && !name.is_empty(), "member name {name:?}");
+            assert!(Path::new(name).components().all(|c| matches!(c, Component::Normal(_))), "member name {name:?}");
+            assert!(m.offset + m.size <= raw.len() as u64, "{name}: data outside the input");
+        }
+        return;
+    }
+    let Ok(entries) = bundle::parse_index(raw) else { return };
+    let mut seen = BTreeSet::new();
+    for e in &entries {
+        assert!(bundle::validate_ref_name(&e.ref_name()).is_ok(), "ref {:?}", e.ref_name());
+        assert!(validate_repository(&e.repository).is_ok() && validate_tag(&e.tag).is_ok(), "{:?}", e.ref_name());
+        assert!(seen.insert(e.ref_name()), "{:?} twice", e.ref_name());
+    }
+    let again = bundle::parse_index(&bundle::render_index(&entries)).expect("a rendered index parses");
+    assert_eq!(again.len(), entries.len());
+    assert!(entries.iter().all(|e| again.contains(e)), "the index does not round-trip");
 }

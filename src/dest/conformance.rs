@@ -178,6 +178,19 @@ mod tests {
         assert!(stray.is_empty(), "{stray:?}");
     }
 
+    #[tokio::test]
+    async fn bundle_directory_and_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = crate::dest::bundle::BundleDestination::open("oci:x", &dir.path().join("x"), false).unwrap();
+        super::run(&layout, "oci", true).await;
+        let archive = dir.path().join("b.tar");
+        let tar = crate::dest::bundle::BundleDestination::open("oci-archive:b.tar", &archive, true).unwrap();
+        super::run(&tar, "tar", true).await;
+        // The archive reads back as a bundle naming what was written.
+        let read = crate::source::BundleSource::open(&archive, true).unwrap();
+        assert_eq!(read.entries().len(), 2, "both tags are named");
+    }
+
     fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         let mut out = Vec::new();
         for e in std::fs::read_dir(dir).unwrap() {

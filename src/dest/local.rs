@@ -18,6 +18,12 @@ use tokio::io::AsyncWriteExt as _;
 use crate::error::{Error, Result};
 use crate::stream::BlobStream;
 
+/// An [`Error::Io`] maker for `what` (`writing`, `renaming into`) on `path`.
+pub(super) fn io_error(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let context = format!("{what} {}", path.display());
+    move |source| Error::Io { context, source }
+}
+
 /// Writes objects under a root directory durably.
 #[derive(Debug)]
 pub(super) struct DurableWriter {

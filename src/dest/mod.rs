@@ -12,11 +12,13 @@
 //! - a manifest is stored as the exact bytes given;
 //! - a tag is written only after everything it references.
 
+pub mod bundle;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod local;
 pub mod object;
 pub mod registry;
+pub mod trivy_cache;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,6 +64,41 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     fn files(&self) -> Option<&dyn Files> {
         None
     }
+
+    /// Whether this destination takes `artifact` at all (Trivy's cache holds one checks
+    /// bundle, not both majors).
+    fn carries(&self, _artifact: &crate::artifact::OciArtifact) -> bool {
+        true
+    }
+
+    /// What this destination does with VEX.
+    fn vex(&self) -> VexTarget<'_> {
+        self.files().map_or(VexTarget::None, VexTarget::Files)
+    }
+}
+
+/// Where VEX goes at a destination.
+#[derive(Clone, Copy)]
+pub enum VexTarget<'a> {
+    /// Nowhere (a registry).
+    None,
+    /// The archives and the rewritten manifest as files of a static layout.
+    Files(&'a dyn Files),
+    /// The VEX artifact of a bundle.
+    Bundle(&'a bundle::BundleDestination),
+    /// Trivy's own VEX repository cache.
+    Cache(&'a trivy_cache::TrivyCache),
+}
+
+impl std::fmt::Debug for VexTarget<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VexTarget::None => "None",
+            VexTarget::Files(_) => "Files",
+            VexTarget::Bundle(_) => "Bundle",
+            VexTarget::Cache(_) => "Cache",
+        })
+    }
 }
 
 /// Plain files of a static layout, beside the registry paths: VEX archives and manifest,
@@ -101,6 +138,12 @@ pub enum DestinationUrl {
         /// Key prefix.
         prefix: String,
     },
+    /// `oci:DIR`: an OCI image layout directory (an air-gap bundle).
+    OciLayout(PathBuf),
+    /// `oci-archive:FILE`: a tar of an OCI image layout.
+    OciArchive(PathBuf),
+    /// `trivy-cache:DIR`: Trivy's own cache directory (`--cache-dir`).
+    TrivyCache(PathBuf),
     /// `oci://host[/namespace]`.
     Registry {
         /// Registry host with optional port.
@@ -117,6 +160,17 @@ impl DestinationUrl {
         let Some((scheme, rest)) = s.split_once("://") else {
             if s.is_empty() {
                 return Err(bad("empty"));
+            }
+            if let Some((kind, path)) = local_form(s) {
+                if path.is_empty() {
+                    return Err(bad("the path is missing"));
+                }
+                let path = PathBuf::from(path);
+                return Ok(match kind {
+                    LocalForm::Layout => DestinationUrl::OciLayout(path),
+                    LocalForm::Archive => DestinationUrl::OciArchive(path),
+                    LocalForm::Cache => DestinationUrl::TrivyCache(path),
+                });
             }
             // `s3:/bucket` or `gs:bucket` is a mistyped URL, not a directory to create in
             // the working directory.
@@ -173,8 +227,34 @@ impl DestinationUrl {
 }
 
 /// The destination URL forms, for messages.
-const SCHEMES: &str = "file:///path, s3://bucket[/prefix], gs://bucket[/prefix], az://container[/prefix] or \
-                       oci://registry[/namespace]";
+const SCHEMES: &str = "file:///path, s3://bucket[/prefix], gs://bucket[/prefix], az://container[/prefix], \
+                       oci://registry[/namespace], oci:DIR, oci-archive:FILE or trivy-cache:DIR";
+
+/// The local forms written `kind:PATH` (skopeo's transport names for layouts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalForm {
+    /// `oci:DIR`.
+    Layout,
+    /// `oci-archive:FILE`.
+    Archive,
+    /// `trivy-cache:DIR` (a destination only).
+    Cache,
+}
+
+/// Split `oci:DIR`, `oci-archive:FILE` or `trivy-cache:DIR` (not `oci://…`).
+pub fn local_form(s: &str) -> Option<(LocalForm, &str)> {
+    if s.contains("://") {
+        return None;
+    }
+    let (kind, path) = s.split_once(':')?;
+    let kind = match kind {
+        "oci" => LocalForm::Layout,
+        "oci-archive" => LocalForm::Archive,
+        "trivy-cache" => LocalForm::Cache,
+        _ => return None,
+    };
+    Some((kind, path))
+}
 
 /// Whether `word` (what comes before the first `:`) reads as a URL scheme: letters first,
 /// then letters, digits, `+`, `-`, `.` (RFC 3986), and no path separator.
@@ -206,6 +286,8 @@ pub enum Target {
     Layout(Arc<object::ObjectDestination>),
     /// An OCI registry.
     Registry(Arc<registry::RegistryDestination>),
+    /// An air-gap bundle or Trivy's cache: neither is pruned.
+    Local(Arc<dyn Destination>),
 }
 
 impl Target {
@@ -214,6 +296,7 @@ impl Target {
         match self {
             Target::Layout(d) => d.clone(),
             Target::Registry(d) => d.clone(),
+            Target::Local(d) => d.clone(),
         }
     }
 
@@ -221,7 +304,7 @@ impl Target {
     pub fn layout(&self) -> Option<&object::ObjectDestination> {
         match self {
             Target::Layout(d) => Some(d),
-            Target::Registry(_) => None,
+            Target::Registry(_) | Target::Local(_) => None,
         }
     }
 }
@@ -229,6 +312,9 @@ impl Target {
 /// Open a static-layout destination (retention works on these only).
 pub fn open_layout(url: &str, tag_ttl: u32) -> Result<object::ObjectDestination> {
     match DestinationUrl::parse(url)? {
+        DestinationUrl::OciLayout(_) | DestinationUrl::OciArchive(_) | DestinationUrl::TrivyCache(_) => {
+            Err(Error::config(Setting::Destination, url, "retention applies to static mirrors"))
+        }
         DestinationUrl::Registry { .. } => Err(Error::config(
             Setting::Destination,
             url,
@@ -238,14 +324,29 @@ pub fn open_layout(url: &str, tag_ttl: u32) -> Result<object::ObjectDestination>
     }
 }
 
-/// Open a destination. `registry` holds the settings (credentials included) used if `url`
-/// names a registry.
-pub fn open(url: &str, tag_ttl: u32, registry: crate::registry::RegistryOptions) -> Result<Target> {
+/// How destinations are opened.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// max-age of mutable objects in a static layout.
+    pub tag_ttl: u32,
+    /// The settings (credentials included) used if the URL names a registry.
+    pub registry: crate::registry::RegistryOptions,
+    /// Which trivy-checks tag a `trivy-cache:` destination holds (`2` for Trivy ≥ 0.69).
+    pub cache_checks_tag: &'static str,
+}
+
+/// Open a destination.
+pub fn open(url: &str, options: OpenOptions) -> Result<Target> {
     Ok(match DestinationUrl::parse(url)? {
         DestinationUrl::Registry { host, namespace } => {
-            Target::Registry(Arc::new(registry::RegistryDestination::new(url, &host, &namespace, registry)?))
+            Target::Registry(Arc::new(registry::RegistryDestination::new(url, &host, &namespace, options.registry)?))
         }
-        parsed => Target::Layout(Arc::new(object::ObjectDestination::open(url, parsed, tag_ttl)?)),
+        DestinationUrl::OciLayout(path) => Target::Local(Arc::new(bundle::BundleDestination::open(url, &path, false)?)),
+        DestinationUrl::OciArchive(path) => Target::Local(Arc::new(bundle::BundleDestination::open(url, &path, true)?)),
+        DestinationUrl::TrivyCache(path) => {
+            Target::Local(Arc::new(trivy_cache::TrivyCache::open(url, &path, options.cache_checks_tag)?))
+        }
+        parsed => Target::Layout(Arc::new(object::ObjectDestination::open(url, parsed, options.tag_ttl)?)),
     })
 }
 
@@ -261,6 +362,9 @@ mod tests {
         assert_eq!(DestinationUrl::parse("/srv/a:b").unwrap(), Local("/srv/a:b".into()));
         assert_eq!(DestinationUrl::parse("mirror").unwrap(), Local("mirror".into()));
         assert_eq!(DestinationUrl::parse("file:///srv/m").unwrap(), Local("/srv/m".into()));
+        assert_eq!(DestinationUrl::parse("oci:/b/dir").unwrap(), OciLayout("/b/dir".into()));
+        assert_eq!(DestinationUrl::parse("oci-archive:b.tar").unwrap(), OciArchive("b.tar".into()));
+        assert_eq!(DestinationUrl::parse("trivy-cache:/srv/c").unwrap(), TrivyCache("/srv/c".into()));
         assert_eq!(DestinationUrl::parse("s3://b").unwrap(), S3 { bucket: "b".into(), prefix: "".into() });
         assert_eq!(
             DestinationUrl::parse("s3://b/mirror/").unwrap(),
@@ -285,7 +389,9 @@ mod tests {
             "oci://reg/UPPER",
             "s3:/mybucket",
             "gs:b",
-            "trivy-cache:/srv/cache",
+            "trivy-cache:",
+            "oci:",
+            "trivy-cache://srv/cache",
             "foo://x",
         ] {
             let err = DestinationUrl::parse(bad).unwrap_err().to_string();

@@ -108,8 +108,11 @@ impl ObjectDestination {
                     .map_err(store_err)?;
                 (Arc::new(s), prefix, true)
             }
-            DestinationUrl::Registry { .. } => {
-                unreachable!("registry destinations are opened by dest::open")
+            DestinationUrl::Registry { .. }
+            | DestinationUrl::OciLayout(_)
+            | DestinationUrl::OciArchive(_)
+            | DestinationUrl::TrivyCache(_) => {
+                unreachable!("registry, bundle and cache destinations are opened by dest::open")
             }
         };
         Ok(Self::with_store(name, store, &prefix, attributes, tag_ttl))

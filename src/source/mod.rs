@@ -9,8 +9,10 @@
 //! air-gap bundle, an in-memory fake in the engine tests) implements the two fetches and
 //! inherits every guarantee.
 //!
-//! Implementations: [`registry::RegistrySource`] (a namespace on an OCI registry).
+//! Implementations: [`registry::RegistrySource`] (a namespace on an OCI registry) and
+//! [`bundle::BundleSource`] (an air-gap bundle: an OCI layout directory or tar).
 
+pub mod bundle;
 pub mod registry;
 
 #[cfg(test)]
@@ -26,6 +28,7 @@ use crate::manifest::{self, CheckedManifest};
 use crate::oci::Descriptor;
 use crate::stream::{BlobStream, verify};
 
+pub use bundle::BundleSource;
 pub use registry::{DEFAULT_SOURCES, RegistrySource};
 
 /// A manifest as a source served it: the exact bytes and the Content-Type, if any.

@@ -75,12 +75,15 @@ pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Rep
     let mut report = Report::default();
     let condemned = Condemned::default();
     for artifact in OCI_ARTIFACTS.iter().filter(|a| plan.only.contains(&a.kind)) {
-        report.entries.extend(sync_artifact(plan, artifact, destinations, &condemned).await);
+        let carriers: Vec<_> = destinations.iter().filter(|d| d.carries(artifact)).cloned().collect();
+        if !carriers.is_empty() {
+            report.entries.extend(sync_artifact(plan, artifact, &carriers, &condemned).await);
+        }
     }
     if plan.only.contains(&Kind::Vex)
         && let Some(vex) = &plan.vex
     {
-        report.entries.extend(crate::vex::sync(vex, destinations).await);
+        report.entries.extend(crate::vex::sync(vex, &plan.namespace, destinations).await);
     }
     let now = Timestamp::now();
     for dest in destinations {

@@ -3,6 +3,9 @@
 
 mod harness;
 
+/// Air-gap bundles (oci:, oci-archive:) and Trivy's cache (trivy-cache:).
+mod airgap;
+
 /// Help texts and the summary, against snapshots.
 mod cli;
 

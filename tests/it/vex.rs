@@ -10,12 +10,12 @@ use crate::harness::*;
 
 /// An nginx serving a VEX repository the way GitHub does: the manifest, and the archive
 /// in tar.gz and zip forms with a `vexhub-main/` top directory.
-struct UpstreamVex {
+pub(crate) struct UpstreamVex {
     nginx: Nginx,
 }
 
 impl UpstreamVex {
-    fn start() -> UpstreamVex {
+    pub(crate) fn start() -> UpstreamVex {
         let nginx = Nginx::start("    root @WWW@;\n    location / { }");
         let root = nginx.static_root();
         let repo = fx::vex_repository(&fx::VexOptions::default());
@@ -27,7 +27,7 @@ impl UpstreamVex {
         UpstreamVex { nginx }
     }
 
-    fn manifest_url(&self) -> String {
+    pub(crate) fn manifest_url(&self) -> String {
         format!("http://{}/vex-repository.json", self.nginx.addr)
     }
 
@@ -48,7 +48,7 @@ fn configure_vex_repo(trivy: &Trivy, url: &str) {
 }
 
 /// Trivy downloads the mirrored VEX repository, and the fixture CVE is then suppressed.
-fn assert_trivy_applies_vex(version: &str, repo_url: &str) {
+pub(crate) fn assert_trivy_applies_vex(version: &str, repo_url: &str) {
     let trivy = Trivy::new(version);
     configure_vex_repo(&trivy, repo_url);
     // The vulnerability DB comes straight from a local fixture registry: only VEX is under test.
