@@ -11,8 +11,12 @@
 #   registry -> registry     trivy-mirror sync --to oci://…      vs  skopeo copy docker:// docker://
 #   registry -> S3 emulator  trivy-mirror sync --to s3://…       (s3s-fs, else moto; no skopeo route),
 #                            also with AWS_UNSIGNED_PAYLOAD=true
+#   registry -> bundle       trivy-mirror sync --to oci-archive:FILE  vs  skopeo copy docker:// oci-archive:
+#   bundle -> dir            trivy-mirror sync --source oci-archive:FILE --to DIR  vs  tar -xf FILE
+#   bundle -> trivy-cache    trivy-mirror sync --source oci-archive:FILE --to trivy-cache:DIR (tar.gz layer)
+#                            vs  tar -xzf of the layer
 #   floors                   sha256sum / openssl dgst -sha256 of the same blob file, curl GET of it,
-#                            gzip -dc of the tar.gz layer
+#                            cp of it, gzip -dc of the tar.gz layer
 #
 # and a rerun where nothing changed (time and requests on the source and destination).
 # Every destination is fresh for each repetition. The table gives the median wall time,
@@ -332,9 +336,10 @@ check() { # check OUT WHAT: the measured command must have succeeded
 rows_for() { # KIND
   local r=(floor-sha256sum)
   [ "$HAVE_OPENSSL" = 1 ] && r+=(floor-openssl)
-  r+=(floor-curl)
-  [ "$1" = targz ] && r+=(floor-gunzip)
-  r+=(dir-trivy-mirror dir-skopeo oci-trivy-mirror oci-skopeo)
+  r+=(floor-curl floor-cp)
+  [ "$1" = targz ] && r+=(floor-gunzip floor-untar)
+  r+=(dir-trivy-mirror dir-skopeo oci-trivy-mirror oci-skopeo export-tm export-skopeo import-tm import-tar)
+  [ "$1" = targz ] && r+=(cache-tm)
   [ "$S3_BACKEND" != none ] && r+=(s3-trivy-mirror s3-trivy-mirror-unsigned)
   echo "${r[@]}"
 }
@@ -345,6 +350,9 @@ route_of() {
     dir-*) echo "registry -> dir" ;;
     oci-*) echo "registry -> registry" ;;
     s3-*) echo "registry -> S3 ($S3_BACKEND)" ;;
+    export-*) echo "registry -> bundle" ;;
+    import-*) echo "bundle -> dir" ;;
+    cache-*) echo "bundle -> trivy-cache" ;;
   esac
 }
 tool_of() {
@@ -353,6 +361,13 @@ tool_of() {
     floor-openssl) echo "openssl dgst -sha256 FILE" ;;
     floor-curl) echo "curl GET -> /dev/null" ;;
     floor-gunzip) echo "gzip -dc FILE (inflate)" ;;
+    floor-cp) echo "cp FILE DIR/" ;;
+    floor-untar) echo "tar -xzf FILE (unpack the layer)" ;;
+    export-tm) echo "trivy-mirror --to oci-archive:" ;;
+    export-skopeo) echo "skopeo copy oci-archive:" ;;
+    import-tm) echo "trivy-mirror --source oci-archive:" ;;
+    import-tar) echo "tar -xf BUNDLE" ;;
+    cache-tm) echo "trivy-mirror --to trivy-cache:" ;;
     *-trivy-mirror-unsigned) echo "trivy-mirror AWS_UNSIGNED_PAYLOAD=true" ;;
     *-trivy-mirror) echo "trivy-mirror" ;;
     *-skopeo) echo "skopeo" ;;
@@ -387,6 +402,20 @@ sample() {
                    grep -q "$BLOB_HEX" "$out.stdout" || die "openssl: wrong digest" ;;
     floor-curl) measure "$out" curl -sS -o /dev/null "$BLOB_URL"; check "$out" curl ;;
     floor-gunzip) measure "$out" sh -c 'gzip -dc "$1" >/dev/null' sh "$BLOB_FILE"; check "$out" "gzip -dc" ;;
+    floor-cp) measure "$out" cp "$BLOB_FILE" "$WORK/dest/copy"; check "$out" cp ;;
+    floor-untar) mkdir -p "$WORK/dest/untar"; measure "$out" tar -xzf "$BLOB_FILE" -C "$WORK/dest/untar"; check "$out" "tar -xzf" ;;
+    export-tm) measure "$out" "${tm_cmd[@]}" --to "oci-archive:$WORK/dest/bundle.tar"; check "$out" "trivy-mirror → oci-archive"
+      [ "$(stat -c %s "$WORK/dest/bundle.tar")" -gt "$SIZE" ] || die "trivy-mirror → oci-archive: bundle missing or short" ;;
+    export-skopeo) measure "$out" skopeo copy --quiet --preserve-digests --src-tls-verify=false \
+        "docker://127.0.0.1:$SRC_PORT/aquasecurity/trivy-db:2" "oci-archive:$WORK/dest/skopeo.tar:aquasecurity/trivy-db:2"
+      check "$out" "skopeo → oci-archive" ;;
+    import-tm) measure "$out" "$TM" -q sync --only db --source "oci-archive:$BUNDLE" --to "$WORK/dest/dir"
+      check "$out" "trivy-mirror oci-archive: → dir"
+      [ "$(stat -c %s "$WORK/dest/dir/v2/aquasecurity/trivy-db/blobs/sha256:$BLOB_HEX")" = "$SIZE" ] || die "import: blob missing or wrong size" ;;
+    import-tar) mkdir -p "$WORK/dest/x"; measure "$out" tar -xf "$BUNDLE" -C "$WORK/dest/x"; check "$out" "tar -xf" ;;
+    cache-tm) measure "$out" "$TM" -q sync --only db --source "oci-archive:$BUNDLE" --to "trivy-cache:$WORK/dest/cache"
+      check "$out" "trivy-mirror → trivy-cache"
+      [ -s "$WORK/dest/cache/db/trivy.db" ] || die "trivy-cache: no db/trivy.db" ;;
     dir-trivy-mirror) measure "$out" "${tm_cmd[@]}" --to "$dest"; check "$out" "trivy-mirror → dir"
       [ "$(stat -c %s "$dest/v2/aquasecurity/trivy-db/blobs/sha256:$BLOB_HEX")" = "$SIZE" ] || die "trivy-mirror → dir: blob missing or wrong size" ;;
     dir-skopeo) measure "$out" skopeo copy --quiet --preserve-digests --src-tls-verify=false \
@@ -398,12 +427,12 @@ sample() {
       check "$out" "skopeo → registry" ;;
     s3-*) measure "$out" "${tm_cmd[@]}" --to s3://bench/mirror; check "$out" "trivy-mirror → S3" ;;
   esac
-  case $row in *-trivy-mirror*) grep -q ' written ' "$out.stdout" || die "$row: summary does not say written: $(cat "$out.stdout")" ;; esac
+  case $row in *-trivy-mirror*|*-tm) grep -q ' written ' "$out.stdout" || die "$row: summary does not say written: $(cat "$out.stdout")" ;; esac
   local wall=$M_WALL rss=$M_RSS cpu=$M_CPU noise=$M_NOISE srv=$M_SRV
   sleep 0.3 # distribution writes its access-log line after the response
   src_n=$(( $(lines "$SRC_LOG") - src0 ))
   [ -n "$cnt_dst" ] && dst_n=$(( $($cnt_dst) - dst0 ))
-  case $row in floor-sha256sum|floor-openssl|floor-gunzip) src_n="-" ;; esac
+  case $row in floor-sha256sum|floor-openssl|floor-gunzip|floor-cp|floor-untar|import-*|cache-*) src_n="-" ;; esac
 
   # The rerun: same command, same destination, nothing changed upstream.
   case $row in *-trivy-mirror*)
@@ -453,6 +482,9 @@ for SC in "${SCENARIOS[@]}"; do
   skopeo copy --quiet --preserve-digests --dest-tls-verify=false "oci:$WORK/fixture:2" \
     "docker://127.0.0.1:$SRC_PORT/aquasecurity/trivy-db:2" >&2 || die "seeding with skopeo failed"
   rm -rf "$WORK/fixture"
+  # The bundle the import rows read, written once per layer.
+  BUNDLE=$WORK/bundle.tar
+  "$TM" -q sync --only db --source "127.0.0.1:$SRC_PORT/aquasecurity" --to "oci-archive:$BUNDLE" >/dev/null || die "writing the bundle failed"
   BLOB_FILE=$(find "$WORK/source/data/docker/registry/v2/blobs/sha256" -type f -name data -size +1M)
   [ "$(printf '%s\n' "$BLOB_FILE" | wc -l)" = 1 ] || die "expected one layer blob in the source registry"
   BLOB_HEX=$(basename "$(dirname "$BLOB_FILE")")
@@ -477,7 +509,7 @@ for SC in "${SCENARIOS[@]}"; do
   done
   UPTIMES+=("$LABEL end:   $(uptime)")
   stop_pid "$SRC_PID"
-  rm -rf "$WORK/source"
+  rm -rf "$WORK/source" "$BUNDLE"
 done
 
 # ---------------------------------------------------------------- no-op rerun of everything
@@ -567,7 +599,7 @@ for SC in "${SCENARIOS[@]}"; do
     mibs=$(awk -v s="$SIZE" -v t="$med" 'BEGIN{ printf "%.0f", (t > 0 ? s / 1048576 / t : 0) }')
     rss=$(mib "$(maxcol "$f" 2)")
     vs_sk="-"
-    case $row in dir-*|oci-*) vs_sk=$(ratio "$med" "$(col "$RES/${row%%-*}-skopeo" 1 | median)") ;; esac
+    case $row in dir-*|oci-*|export-*) vs_sk=$(ratio "$med" "$(col "$RES/${row%%-*}-skopeo" 1 | median)") ;; esac
     fmt_row "$LABEL" "$(route_of "$row")" "$(tool_of "$row")" "$med" "$(mincol "$f" 1)-$(maxs "$f" 1)" "$mibs" "$rss" \
       "$(col "$f" 3 | median)" "$(col "$f" 7 | median)" "$vs_sk" "$(ratio "$med" "$sha_med")" "$(tail -n1 "$f" | awk '{print $5 "/" $6}')" "$(maxcol "$f" 4)"
     case $row in
@@ -575,6 +607,15 @@ for SC in "${SCENARIOS[@]}"; do
         TARGET_LINES+=("$(awk -v r="$vs_sk" -v l="$LABEL" -v rt="$(route_of "$row")" 'BEGIN{ printf "%-6s wall time <= skopeo: %s, %s: %.2fx skopeo", (r <= 1 ? "MET" : "MISSED"), rt, l, r }')") ;;
     esac
     case $row in *-trivy-mirror) RSS_BY[$row:$SC]=$rss ;; esac
+    # Air gap: a bundle costs no more than ~1.3x copying the same bytes (cp; tar for the
+    # cache, which must inflate and unpack the layer), within the memory budget.
+    floor=""
+    case $row in export-tm|import-tm) floor=floor-cp ;; cache-tm) floor=floor-untar ;; esac
+    if [ -n "$floor" ]; then
+      fr=$(ratio "$med" "$(col "$RES/$floor" 1 | median)")
+      TARGET_LINES+=("$(awk -v r="$fr" -v l="$LABEL" -v rt="$(route_of "$row")" -v f="$(tool_of "$floor")" 'BEGIN{ printf "%-6s wall time <= 1.3x %s: %s, %s: %.2fx", (r <= 1.3 ? "MET" : "MISSED"), f, rt, l, r }')")
+      TARGET_LINES+=("$(awk -v r="$rss" -v l="$LABEL" -v rt="$(route_of "$row")" 'BEGIN{ printf "%-6s peak RSS <= 64 MiB: %s, %s: %.1f MiB", (r <= 64 ? "MET" : "MISSED"), rt, l, r }')")
+    fi
   done
 done
 echo
@@ -638,7 +679,10 @@ echo
 echo "Commands (SRC: the source registry; DST: a fresh registry or S3 emulator for each repetition):"
 echo
 cat <<EOF
-    trivy-mirror -q sync --only db --source 127.0.0.1:SRC/aquasecurity --to DIR | oci://127.0.0.1:DST/x | s3://bench/mirror
+    trivy-mirror -q sync --only db --source 127.0.0.1:SRC/aquasecurity --to DIR | oci://127.0.0.1:DST/x | s3://bench/mirror | oci-archive:FILE
+    trivy-mirror -q sync --only db --source oci-archive:BUNDLE --to DIR | trivy-cache:DIR
+    skopeo copy --quiet --preserve-digests docker://127.0.0.1:SRC/aquasecurity/trivy-db:2 oci-archive:FILE:aquasecurity/trivy-db:2
+    cp FILE DIR/; tar -xf BUNDLE -C DIR; tar -xzf FILE -C DIR
     skopeo copy --quiet --preserve-digests --src-tls-verify=false docker://127.0.0.1:SRC/aquasecurity/trivy-db:2 dir:DIR
     skopeo copy --quiet --preserve-digests --src-tls-verify=false --dest-tls-verify=false \\
       docker://127.0.0.1:SRC/aquasecurity/trivy-db:2 docker://127.0.0.1:DST/x/aquasecurity/trivy-db:2

@@ -491,3 +491,55 @@ async fn recheck_finds_a_flipped_byte_that_keeps_the_size_and_repairs_it() {
     let report = sync(&p, &dests(&[&dest])).await;
     assert!(report.entries.iter().all(|e| e.outcome == Outcome::Unchanged), "{:?}", report.entries);
 }
+
+/// Export into a tar bundle, import it again: the same bytes arrive, and a rerun from the
+/// same bundle is a no-op.
+#[tokio::test]
+async fn a_bundle_round_trips_and_a_damaged_blob_fails_only_its_artifact() {
+    let s = set();
+    let work = tempfile::tempdir().unwrap();
+    let tar = work.path().join("bundle.tar");
+    let bundle: Arc<dyn Destination> =
+        Arc::new(crate::dest::bundle::BundleDestination::open("oci-archive:bundle.tar", &tar, true).unwrap());
+    let report = sync(&plan(vec![source("upstream", &s)], &OCI_KINDS), &[bundle.clone()]).await;
+    assert!(report.success(), "{:?}", outcomes(&report));
+    drop(bundle);
+    assert!(tar.is_file(), "the tar is renamed into place when complete");
+
+    let import = |path: &std::path::Path| {
+        let src: Arc<dyn Source> = Arc::new(crate::source::BundleSource::open(path, true).unwrap());
+        let mut p = plan(Vec::new(), &OCI_KINDS);
+        p.sources = vec![src];
+        p
+    };
+    let dest = Recorder::new("mem");
+    let report = sync(&import(&tar), &dests(&[&dest])).await;
+    assert!(report.entries.iter().all(|e| e.outcome == Outcome::Written), "{:?}", outcomes(&report));
+    for (repo, tag, fixture) in [("aquasecurity/trivy-db", "2", &s.db), ("aquasecurity/trivy-checks", "2", &s.checks2)]
+    {
+        assert_eq!(dest.get(&layout::manifest_key(repo, tag)).await.unwrap(), fixture.manifest);
+    }
+    let again = sync(&import(&tar), &dests(&[&dest])).await;
+    assert!(again.entries.iter().all(|e| e.outcome == Outcome::Unchanged), "{:?}", outcomes(&again));
+
+    // One flipped byte in the java DB layer, found through the tar's own index.
+    let members = {
+        let f = std::fs::File::open(&tar).unwrap();
+        let len = f.metadata().unwrap().len();
+        crate::bundle::tar::scan(f, len, "t").unwrap()
+    };
+    let layer = Digest::parse(&s.java.layer_digest()).unwrap();
+    let m = members[&crate::bundle::blob_path(&layer)];
+    let mut bytes = std::fs::read(&tar).unwrap();
+    bytes[(m.offset + m.size / 2) as usize] ^= 1;
+    let damaged = work.path().join("damaged.tar");
+    std::fs::write(&damaged, bytes).unwrap();
+    let fresh = Recorder::new("fresh");
+    let report = sync(&import(&damaged), &dests(&[&fresh])).await;
+    let java = report.entries.iter().find(|e| e.artifact == "trivy-java-db:1").unwrap();
+    assert_eq!(java.outcome, Outcome::Failed);
+    assert!(java.error.as_deref().unwrap_or("").contains("damaged.tar"), "{:?}", java.error);
+    assert!(fresh.get(&layout::manifest_key("aquasecurity/trivy-java-db", "1")).await.is_none());
+    assert!(fresh.get(&layout::blob_key("aquasecurity/trivy-java-db", &layer)).await.is_none(), "nothing of it");
+    assert!(fresh.get(&layout::manifest_key("aquasecurity/trivy-db", "2")).await.is_some(), "the others land");
+}
