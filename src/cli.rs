@@ -17,6 +17,7 @@ use trivy_mirror::error::Setting;
 use trivy_mirror::http::RetryPolicy;
 use trivy_mirror::registry::RegistryOptions;
 use trivy_mirror::run::SyncConfig;
+use trivy_mirror::source::ranged::RangeOptions;
 use trivy_mirror::source::{BundleSource, DEFAULT_SOURCES, RegistrySource, Source};
 use trivy_mirror::sync::SyncPlan;
 use trivy_mirror::{Error, Result};
@@ -196,7 +197,7 @@ pub struct SyncArgs {
     pub source: Vec<String>,
 
     /// What to mirror: db, java-db, checks, vex (comma-separated). Default: the three
-    /// databases, plus vex when --base-url is set.
+    /// databases, plus vex when --base-url is set or a bundle or Trivy cache is written.
     #[arg(long, env = "TRIVY_MIRROR_ONLY", value_delimiter = ',', value_name = "KINDS", help_heading = SOURCES)]
     pub only: Vec<Kind>,
 
@@ -312,6 +313,19 @@ pub struct SyncArgs {
     #[arg(long, env = "TRIVY_MIRROR_RETRY_BASE_MS", default_value_t = 500, help_heading = TRANSFER)]
     pub retry_base_ms: u64,
 
+    /// Artifacts copied at the same time.
+    #[arg(long, env = "TRIVY_MIRROR_CONCURRENCY", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16), help_heading = TRANSFER)]
+    pub concurrency: u32,
+
+    /// Range requests in flight per large blob from a registry source (1: one stream per
+    /// blob). Memory per blob: this many parts of --range-size.
+    #[arg(long, env = "TRIVY_MIRROR_RANGE_PARTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32), help_heading = TRANSFER)]
+    pub range_parts: u32,
+
+    /// Bytes per range request (e.g. 4MiB); blobs under two parts take one plain GET.
+    #[arg(long, env = "TRIVY_MIRROR_RANGE_SIZE", default_value = "4MiB", value_parser = parse_size, help_heading = TRANSFER)]
+    pub range_size: u64,
+
     /// Per-request read timeout in seconds (a stalled body fails and is retried).
     #[arg(long, env = "TRIVY_MIRROR_READ_TIMEOUT", default_value_t = 60, help_heading = TRANSFER)]
     pub read_timeout: u64,
@@ -380,6 +394,10 @@ impl SyncArgs {
     /// credential helpers).
     pub fn config(&self, env: Env<'_>) -> Result<SyncConfig> {
         let read_timeout = Some(Duration::from_secs(self.read_timeout.max(1)));
+        // A mistyped destination is the error to report, before anything that depends on it.
+        for url in &self.to {
+            trivy_mirror::dest::DestinationUrl::parse(url)?;
+        }
         if !self.namespace.is_empty() {
             trivy_mirror::oci::validate_repository(&self.namespace)?;
         }
@@ -419,7 +437,8 @@ impl SyncArgs {
                 read_timeout,
                 chunk_size: None,
             };
-            sources.push(Arc::new(RegistrySource::parse(spec, options)?));
+            let ranges = RangeOptions { parts: self.range_parts as usize, part_size: self.range_size.max(64 * 1024) };
+            sources.push(Arc::new(RegistrySource::parse(spec, options)?.with_ranges(ranges)));
         }
         let only = self.kinds(&bundles);
         let static_output = self.to.iter().any(|t| {
@@ -467,6 +486,7 @@ impl SyncArgs {
             allow_downgrade: self.allow_downgrade,
             recheck: self.recheck,
             retry: self.retry_policy(),
+            concurrency: self.concurrency as usize,
             progress: Arc::new(trivy_mirror::progress::Silent),
         };
 

@@ -299,6 +299,13 @@ impl Destination for BundleDestination {
             }
             Mode::Archive { partial, tar, .. } => {
                 let mut tar = tar.lock().await;
+                if tar.blobs.get(&blob.digest) == Some(&blob.size) {
+                    // Two artifacts sharing a blob (the `{}` config) sent it at the same
+                    // time: a tar must name it once. Read it to its end, keep nothing.
+                    drop(tar);
+                    let _: Vec<Bytes> = futures_util::TryStreamExt::try_collect(body).await?;
+                    return Ok(Upload::Stored(0));
+                }
                 self.append(&mut tar, partial, blob, body).await.map(Upload::Stored)
             }
         }

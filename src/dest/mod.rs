@@ -163,7 +163,7 @@ impl DestinationUrl {
             }
             if let Some((kind, path)) = local_form(s) {
                 if path.is_empty() {
-                    return Err(bad("the path is missing"));
+                    return Err(bad(&format!("the path is missing; expected {SCHEMES}")));
                 }
                 let path = PathBuf::from(path);
                 return Ok(match kind {

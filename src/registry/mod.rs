@@ -110,6 +110,17 @@ impl RegistryClient {
         &self.host
     }
 
+    /// The HTTP client (CA bundle, timeouts), for requests that must go out without the
+    /// registry's credentials (ranges of a blob redirected to a CDN).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The run's retry policy.
+    pub(crate) fn retry(&self) -> &RetryPolicy {
+        &self.options.retry
+    }
+
     /// `scheme://host`, decided once by pinging `/v2/`.
     async fn base(&self) -> Result<&str> {
         self.base
@@ -363,6 +374,17 @@ impl RegistryClient {
     pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Response> {
         let url = self.url(&format!("{repo}/blobs/{digest}")).await?;
         self.send(Method::GET, &url, &pull_scope(repo), false, |r| r).await
+    }
+
+    /// GET the first `len` bytes of a blob with `Range` (following the registry's redirect);
+    /// returns the blob URL asked for and the answer, 206 or 200.
+    pub(crate) async fn get_blob_head(&self, repo: &str, digest: &Digest, len: u64) -> Result<(String, Response)> {
+        let url = self.url(&format!("{repo}/blobs/{digest}")).await?;
+        let range = format!("bytes=0-{}", len - 1);
+        let resp = self
+            .send(Method::GET, &url, &pull_scope(repo), false, |r| r.header(reqwest::header::RANGE, range.as_str()))
+            .await?;
+        Ok((url, resp))
     }
 }
 

@@ -13,6 +13,7 @@
 //! [`bundle::BundleSource`] (an air-gap bundle: an OCI layout directory or tar).
 
 pub mod bundle;
+pub mod ranged;
 pub mod registry;
 
 #[cfg(test)]

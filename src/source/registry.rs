@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures_util::TryStreamExt as _;
 
+use super::ranged::{self, RangeOptions};
 use super::{RawBlob, RawManifest, Source};
 use crate::artifact::OciArtifact;
 use crate::error::{Error, Result, Setting};
@@ -22,6 +23,7 @@ pub struct RegistrySource {
     registry: Arc<RegistryClient>,
     namespace: String,
     label: String,
+    ranges: RangeOptions,
 }
 
 impl RegistrySource {
@@ -55,7 +57,14 @@ impl RegistrySource {
             registry: Arc::new(RegistryClient::new(host, options)?),
             namespace: namespace.to_string(),
             label: spec.to_string(),
+            ranges: RangeOptions::default(),
         })
+    }
+
+    /// Fetch large blobs in ranges like this ([`RangeOptions`]; `parts: 1` for one stream).
+    pub fn with_ranges(mut self, ranges: RangeOptions) -> Self {
+        self.ranges = ranges;
+        self
     }
 
     /// The upstream repository of `artifact`, e.g. `aquasec/trivy-db`.
@@ -76,13 +85,37 @@ impl Source for RegistrySource {
     }
 
     async fn blob(&self, artifact: &OciArtifact, desc: &Descriptor) -> Result<RawBlob> {
-        let resp = self.registry.get_blob(&self.repository(artifact), &desc.digest).await?;
+        let repo = self.repository(artifact);
+        let what = format!("blob {} of {artifact} from {}", desc.digest, self.label);
+        let part = self.ranges.part_size.max(1);
+        if self.ranges.parts > 1 && desc.size >= 2 * part {
+            let (blob_url, resp) = self.registry.get_blob_head(&repo, &desc.digest, part).await?;
+            match ranged::classify(resp, desc.size, part) {
+                ranged::First::Ranged(first) => {
+                    let retry = self.registry.retry().clone();
+                    let (registry, d) = (self.registry.clone(), desc.clone());
+                    return Ok(ranged::stream(registry, repo, blob_url, d, first, self.ranges, retry, what));
+                }
+                ranged::First::Whole(resp) => return plain(resp, desc, &what),
+                ranged::First::Refused(reason) => {
+                    tracing::warn!(blob = %desc.digest, source = self.label, %reason, "ranges refused; one stream instead");
+                }
+            }
+        }
+        let resp = self.registry.get_blob(&repo, &desc.digest).await?;
+        plain(resp, desc, &what)
+    }
+}
+
+/// A whole-blob answer as a stream, refused early if its length is not the descriptor's.
+fn plain(resp: reqwest::Response, desc: &Descriptor, what: &str) -> Result<RawBlob> {
+    {
         let url = resp.url().to_string();
         if let Some(len) = resp.content_length()
             && len != desc.size
         {
             return Err(Error::rejected(
-                format!("blob {} of {artifact} from {}", desc.digest, self.label),
+                what,
                 format!("Content-Length {len} differs from the descriptor size {}", desc.size),
             ));
         }

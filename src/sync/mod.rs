@@ -8,6 +8,9 @@
 //! already resolves to the upstream digest costs one small GET plus one HEAD per blob
 //! (the health check of [`guard`]), and is repaired if a blob went missing.
 //!
+//! Up to [`SyncPlan::concurrency`] artifacts are copied at the same time; each keeps its
+//! own order, and the report lists them in the fixed order of [`OCI_ARTIFACTS`].
+//!
 //! Sources are tried in order; any failure on the source side (unreachable, 404, 429,
 //! 5xx, corrupt content, an older build than the one published) moves on to the next.
 //! A source whose host cannot be reached, refuses its certificate or the credentials is
@@ -23,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures_util::StreamExt as _;
 use futures_util::future::join_all;
 use jiff::Timestamp;
 
@@ -54,6 +58,8 @@ pub struct SyncPlan {
     pub recheck: bool,
     /// Backoff between attempts at a whole blob transfer.
     pub retry: crate::http::RetryPolicy,
+    /// Artifacts copied at the same time (each keeps its own publish order).
+    pub concurrency: usize,
     /// Where transfer progress goes.
     pub progress: Arc<dyn crate::progress::Progress>,
 }
@@ -74,12 +80,31 @@ pub fn snapshot_tag(tag: &str, at: Timestamp) -> String {
 pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Report {
     let mut report = Report::default();
     let condemned = Condemned::default();
+    // Artifacts in parallel, bounded; `buffered` yields them in order, so the summary order
+    // does not depend on which finished first. Artifacts of one repository (trivy-checks
+    // :1 and :2) go one after the other: they share blobs and the tag listing.
+    let mut groups: Vec<Vec<&OciArtifact>> = Vec::new();
     for artifact in OCI_ARTIFACTS.iter().filter(|a| plan.only.contains(&a.kind)) {
-        let carriers: Vec<_> = destinations.iter().filter(|d| d.carries(artifact)).cloned().collect();
-        if !carriers.is_empty() {
-            report.entries.extend(sync_artifact(plan, artifact, &carriers, &condemned).await);
+        match groups.iter_mut().find(|g| g[0].name == artifact.name) {
+            Some(g) => g.push(artifact),
+            None => groups.push(vec![artifact]),
         }
     }
+    let runs = futures_util::stream::iter(groups).map(|group| {
+        let condemned = &condemned;
+        async move {
+            let mut entries = Vec::new();
+            for artifact in group {
+                let carriers: Vec<_> = destinations.iter().filter(|d| d.carries(artifact)).cloned().collect();
+                if !carriers.is_empty() {
+                    entries.extend(sync_artifact(plan, artifact, &carriers, condemned).await);
+                }
+            }
+            entries
+        }
+    });
+    let done: Vec<Vec<Entry>> = runs.buffered(plan.concurrency.max(1)).collect().await;
+    report.entries.extend(done.into_iter().flatten());
     if plan.only.contains(&Kind::Vex)
         && let Some(vex) = &plan.vex
     {

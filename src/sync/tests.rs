@@ -62,6 +62,7 @@ fn plan(sources: Vec<Arc<MemorySource>>, only: &[Kind]) -> SyncPlan {
         allow_downgrade: false,
         recheck: false,
         retry: RetryPolicy { attempts: 3, initial_backoff: Duration::ZERO, max_backoff: Duration::ZERO },
+        concurrency: 3,
         progress: Arc::new(crate::progress::Silent),
     }
 }
@@ -142,7 +143,7 @@ impl Destination for Recorder {
             return Ok(Upload::Resend { reason: "switching upload mode".into() });
         }
         let out = self.inner.put_blob(repo, blob, body).await?;
-        self.calls.lock().unwrap().push(Call::Blob(blob.digest.to_string()));
+        self.calls.lock().unwrap().push(Call::Blob(format!("{repo}@{}", blob.digest)));
         Ok(out)
     }
     async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tags: &[String]) -> Result<()> {
@@ -202,18 +203,30 @@ async fn a_first_run_publishes_every_artifact_byte_exact_and_in_order() {
         serde_json::from_slice(&dest.get(crate::status_file::STATUS_KEY).await.unwrap()).unwrap();
     assert!(status.to_string().contains(&s.db.manifest_digest()), "status.json names the published digest");
 
-    // Per artifact: layer, then config, then the manifest; the ping comes last.
+    // Per artifact: layer, then config, then the manifest (artifacts run concurrently, so
+    // their calls interleave); the ping comes last.
     let calls = dest.calls();
-    let db = [
-        Call::Blob(s.db.layer_digest()),
-        Call::Blob(s.db.config_digest()),
-        Call::Manifest(format!("aquasecurity/trivy-db@{}", s.db.manifest_digest()), vec!["2".into()]),
+    let db_repo = "aquasecurity/trivy-db";
+    let db: Vec<_> = calls
+        .iter()
+        .filter(|c| match c {
+            Call::Blob(b) => b.starts_with(&format!("{db_repo}@")),
+            Call::Manifest(m, _) => m.starts_with(&format!("{db_repo}@")),
+            Call::Finish => false,
+        })
+        .cloned()
+        .collect();
+    let expected = [
+        Call::Blob(format!("{db_repo}@{}", s.db.layer_digest())),
+        Call::Blob(format!("{db_repo}@{}", s.db.config_digest())),
+        Call::Manifest(format!("{db_repo}@{}", s.db.manifest_digest()), vec!["2".into()]),
     ];
-    assert_eq!(&calls[..3], &db);
+    assert_eq!(db, expected);
     assert_eq!(calls.last(), Some(&Call::Finish));
-    // Every artifact has the same `{}` config: one upload per repository, so trivy-checks:2
-    // finds it already there after :1.
-    let config_uploads = calls.iter().filter(|c| **c == Call::Blob(s.checks2.config_digest())).count();
+    // Every artifact has the same `{}` config: one upload per repository (trivy-checks:1
+    // and :2 go one after the other), so :2 finds it already there after :1.
+    let config = s.checks2.config_digest();
+    let config_uploads = calls.iter().filter(|c| matches!(c, Call::Blob(b) if b.ends_with(&config))).count();
     assert_eq!(config_uploads, 3, "{calls:?}");
 }
 
@@ -501,7 +514,7 @@ async fn a_bundle_round_trips_and_a_damaged_blob_fails_only_its_artifact() {
     let tar = work.path().join("bundle.tar");
     let bundle: Arc<dyn Destination> =
         Arc::new(crate::dest::bundle::BundleDestination::open("oci-archive:bundle.tar", &tar, true).unwrap());
-    let report = sync(&plan(vec![source("upstream", &s)], &OCI_KINDS), &[bundle.clone()]).await;
+    let report = sync(&plan(vec![source("upstream", &s)], &OCI_KINDS), std::slice::from_ref(&bundle)).await;
     assert!(report.success(), "{:?}", outcomes(&report));
     drop(bundle);
     assert!(tar.is_file(), "the tar is renamed into place when complete");
@@ -542,4 +555,67 @@ async fn a_bundle_round_trips_and_a_damaged_blob_fails_only_its_artifact() {
     assert!(fresh.get(&layout::manifest_key("aquasecurity/trivy-java-db", "1")).await.is_none());
     assert!(fresh.get(&layout::blob_key("aquasecurity/trivy-java-db", &layer)).await.is_none(), "nothing of it");
     assert!(fresh.get(&layout::manifest_key("aquasecurity/trivy-db", "2")).await.is_some(), "the others land");
+}
+
+/// A source whose layer fetches wait until three are in flight at once: a sequential
+/// engine never gets past the first.
+#[derive(Debug)]
+struct Gate {
+    inner: Arc<MemorySource>,
+    barrier: tokio::sync::Barrier,
+}
+
+#[async_trait]
+impl Source for Gate {
+    fn label(&self) -> &str {
+        self.inner.label()
+    }
+    async fn manifest(&self, artifact: &OciArtifact) -> crate::Result<Option<crate::source::RawManifest>> {
+        self.inner.manifest(artifact).await
+    }
+    async fn blob(&self, artifact: &OciArtifact, desc: &Descriptor) -> crate::Result<crate::source::RawBlob> {
+        // trivy-checks:2 follows :1 (same repository), so it is not held.
+        let second_checks = artifact.name == "trivy-checks" && artifact.tag == "2";
+        if desc.media_type == artifact.layer_media_type && !second_checks {
+            self.barrier.wait().await;
+        }
+        self.inner.blob(artifact, desc).await
+    }
+}
+
+#[tokio::test]
+async fn three_artifacts_in_flight_into_two_destinations_one_failing() {
+    let s = set();
+    // trivy-db, trivy-java-db and trivy-checks:1 reach their layer at the same time.
+    let gate = Arc::new(Gate { inner: source("upstream", &s), barrier: tokio::sync::Barrier::new(3) });
+    let mut p = plan(Vec::new(), &OCI_KINDS);
+    p.sources = vec![gate];
+    let good = Recorder::new("good");
+    let bad = Recorder::new("bad");
+    *bad.refuse_blobs.lock().unwrap() = usize::MAX;
+    let report = tokio::time::timeout(Duration::from_secs(20), sync(&p, &dests(&[&good, &bad])))
+        .await
+        .expect("the three layers were not fetched at the same time");
+
+    // The summary keeps the fixed order whatever finished first.
+    let want: Vec<(String, String, Outcome)> = ["trivy-db:2", "trivy-java-db:1", "trivy-checks:1", "trivy-checks:2"]
+        .iter()
+        .flat_map(|a| {
+            [(a.to_string(), "good".into(), Outcome::Written), (a.to_string(), "bad".into(), Outcome::Failed)]
+        })
+        .collect();
+    assert_eq!(outcomes(&report)[..8], want[..]);
+    // On the good destination each artifact still published blobs, then manifest, then tag.
+    let calls = good.calls();
+    for (repo, f) in [("aquasecurity/trivy-db", &s.db), ("aquasecurity/trivy-java-db", &s.java)] {
+        let at = |c: &Call| calls.iter().position(|x| x == c).unwrap_or_else(|| panic!("{c:?} missing: {calls:?}"));
+        let layer = at(&Call::Blob(format!("{repo}@{}", f.layer_digest())));
+        let manifest = at(&Call::Manifest(format!("{repo}@{}", f.manifest_digest()), vec![f_tag(repo).into()]));
+        assert!(layer < manifest, "{repo}: manifest before its layer: {calls:?}");
+    }
+    assert!(bad.calls().iter().all(|c| !matches!(c, Call::Manifest(..))), "the failing destination got a manifest");
+}
+
+fn f_tag(repo: &str) -> &'static str {
+    if repo.ends_with("trivy-db") { "2" } else { "1" }
 }

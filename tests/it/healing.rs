@@ -168,7 +168,7 @@ fn offline_the_default_sync_fails_within_seconds_in_one_line_per_artifact() {
 #[test]
 fn mistyped_destinations_are_refused_and_nothing_is_created() {
     let cwd = tempfile::tempdir().unwrap();
-    for to in ["s3:/mybucket", "gs:b", "foo://x", "trivy-cache:/srv/cache"] {
+    for to in ["s3:/mybucket", "gs:b", "foo://x", "trivy-cache://srv/cache", "oci-archive:"] {
         let out = mirror().current_dir(cwd.path()).args(["sync", "--to", to]).output().unwrap();
         assert!(!out.status.success(), "{to} was accepted");
         let stderr = text(&out.stderr);

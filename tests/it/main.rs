@@ -17,6 +17,8 @@ mod conformance;
 mod healing;
 /// The AWS Lambda handler under cargo lambda watch.
 mod lambda;
+/// Ranged, resumable downloads through a redirecting, rate-limited CDN stand-in.
+mod link;
 /// Local directory + `serve`: the main job.
 mod local;
 /// S3 and Azure Blob emulators behind the CDN stand-in.

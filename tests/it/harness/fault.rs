@@ -4,7 +4,7 @@
 //! resets the connection mid-body, truncates the body, stalls, or corrupts a byte.
 //! It counts every request it sees.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ pub enum Action {
     Corrupt,
     /// Forward at a limited rate: pause this long per 64 KiB of body (a slow link).
     Slow(Duration),
+    /// Forward, but answer a `Content-Range` that does not match the request.
+    WrongRange,
 }
 
 /// Apply `action` to the `nth` (1-based) request whose method and path match.
@@ -50,6 +52,8 @@ struct Shared {
     public: String,
     rules: Mutex<Vec<(Rule, usize)>>,
     requests: AtomicUsize,
+    /// Body bytes sent to clients for blob GETs.
+    blob_bytes: Arc<AtomicU64>,
     log: Mutex<Vec<String>>,
     client: reqwest::Client,
 }
@@ -73,6 +77,7 @@ impl FaultProxy {
             public: addr.clone(),
             rules: Mutex::new(rules.into_iter().map(|r| (r, 0)).collect()),
             requests: AtomicUsize::new(0),
+            blob_bytes: Arc::default(),
             log: Mutex::default(),
             client: reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         });
@@ -86,6 +91,11 @@ impl FaultProxy {
     /// Requests seen so far.
     pub fn requests(&self) -> usize {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Body bytes sent to clients in answers to blob GETs (whole or ranged).
+    pub fn blob_bytes(&self) -> u64 {
+        self.shared.blob_bytes.load(Ordering::SeqCst)
     }
 
     /// `METHOD path -> outcome` for every request seen.
@@ -111,7 +121,9 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         }
         hit
     };
-    shared.log.lock().unwrap().push(format!("{method} {path_and_query} -> {action:?}"));
+    let range = req.headers().get("range").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    shared.log.lock().unwrap().push(format!("{method} {path_and_query} [{range}] -> {action:?}"));
+    let is_blob = method == "GET" && path_and_query.contains("/blobs/sha256:");
     if let Some(Action::Status(code, retry_after)) = &action {
         let mut resp =
             (StatusCode::from_u16(*code).unwrap(), r#"{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}"#)
@@ -139,13 +151,20 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         if k == "location" {
             let rewritten = v.to_str().unwrap_or("").replace(&shared.upstream, &shared.public);
             out = out.header(k, rewritten);
+        } else if k == "content-range" && matches!(action, Some(Action::WrongRange)) {
+            out = out.header(k, "bytes 1-2/3");
         } else {
             out = out.header(k, v);
         }
     }
-    let stream = upstream.bytes_stream();
+    let counter = shared.blob_bytes.clone();
+    let stream = upstream.bytes_stream().inspect(move |c| {
+        if let (true, Ok(c)) = (is_blob, c) {
+            counter.fetch_add(c.len() as u64, Ordering::SeqCst);
+        }
+    });
     let body = match action {
-        None => Body::from_stream(stream),
+        None | Some(Action::WrongRange) => Body::from_stream(stream),
         Some(Action::Stall(d)) => {
             tokio::time::sleep(d).await;
             Body::from_stream(stream)
