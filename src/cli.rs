@@ -319,7 +319,7 @@ pub struct SyncArgs {
 
     /// Range requests in flight per large blob from a registry source (1: one stream per
     /// blob). Memory per blob: this many parts of --range-size.
-    #[arg(long, env = "TRIVY_MIRROR_RANGE_PARTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32), help_heading = TRANSFER)]
+    #[arg(long, env = "TRIVY_MIRROR_RANGE_PARTS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=32), help_heading = TRANSFER)]
     pub range_parts: u32,
 
     /// Bytes per range request (e.g. 4MiB); blobs under two parts take one plain GET.

@@ -19,13 +19,16 @@
 //! - A server that ignores `Range` (200 instead of 206) is read as one plain stream; one that
 //!   answers a wrong `Content-Range` is refused and the blob is fetched as one plain stream.
 //!
-//! Memory: at most `parts` × `part_size` bytes are held (4 × 4 MiB = 16 MiB by default),
-//! whatever the blob size. Small blobs (under two parts) take one plain GET.
+//! Memory: at most `parts` × `part_size` bytes are in flight (6 × 4 MiB = 24 MiB by
+//! default) per source, over all the blobs it serves at the same time (a semaphore of
+//! `parts` slots), plus the parts being handed on, whatever the blob size; parts leave in 256 KiB
+//! slices so the fan-out's per-destination queue stays a few MiB. Small blobs (under two
+//! parts) take one plain GET.
 
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::StreamExt as _;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{Method, Response, StatusCode};
 
@@ -46,7 +49,7 @@ pub struct RangeOptions {
 
 impl Default for RangeOptions {
     fn default() -> Self {
-        RangeOptions { parts: 4, part_size: 4 * 1024 * 1024 }
+        RangeOptions { parts: 6, part_size: 4 * 1024 * 1024 }
     }
 }
 
@@ -89,6 +92,8 @@ struct Parts {
     direct: bool,
     retry: RetryPolicy,
     what: String,
+    /// Range requests this source may have in flight, over all its blobs.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Parts {
@@ -132,6 +137,9 @@ impl Parts {
 
     /// Fetch `[start, end)`, resuming from where a broken body stopped.
     async fn part(&self, start: u64, end: u64, mut first: Option<Response>) -> Result<Bytes> {
+        // Held until the part is complete: artifacts copied at the same time share the
+        // budget instead of multiplying it.
+        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
         let len = (end - start) as usize;
         let mut buf = BytesMut::with_capacity(len);
         let mut attempt = 0;
@@ -193,6 +201,7 @@ pub(crate) fn stream(
     desc: Descriptor,
     first: Response,
     options: RangeOptions,
+    slots: Arc<tokio::sync::Semaphore>,
     retry: RetryPolicy,
     what: String,
 ) -> RawBlob {
@@ -202,7 +211,8 @@ pub(crate) fn stream(
     let direct = origin(&final_url) == origin(&blob_url);
     let size = desc.size;
     let part = options.part_size.max(1);
-    let parts = Arc::new(Parts { registry, repo, blob_url, desc, target: Mutex::new(final_url), direct, retry, what });
+    let parts =
+        Arc::new(Parts { registry, repo, blob_url, desc, target: Mutex::new(final_url), direct, retry, what, slots });
     let first = Arc::new(Mutex::new(Some(first)));
     let ranges = (0..size.div_ceil(part)).map(move |i| (i * part, ((i + 1) * part).min(size)));
     let fetches = futures_util::stream::iter(ranges).map(move |(start, end)| {
@@ -210,8 +220,22 @@ pub(crate) fn stream(
         let initial = if start == 0 { first.lock().expect("not poisoned").take() } else { None };
         async move { parts.part(start, end, initial).await }
     });
-    Box::pin(fetches.buffered(options.parts.max(1)).into_stream())
+    // Each part is handed on in 256 KiB slices (zero-copy): the fan-out downstream counts
+    // chunks, and whole parts would let it queue many megabytes per destination.
+    let slices = fetches.buffered(options.parts.max(1)).flat_map(|part| {
+        let items: Vec<Result<Bytes>> = match part {
+            Ok(bytes) => {
+                (0..bytes.len()).step_by(SLICE).map(|i| Ok(bytes.slice(i..(i + SLICE).min(bytes.len())))).collect()
+            }
+            Err(e) => vec![Err(e)],
+        };
+        futures_util::stream::iter(items)
+    });
+    Box::pin(slices)
 }
+
+/// Size of the slices a part is handed on in.
+const SLICE: usize = 256 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -220,6 +244,6 @@ mod tests {
     #[test]
     fn the_default_budget_is_small() {
         let o = RangeOptions::default();
-        assert!(o.parts as u64 * o.part_size <= 16 * 1024 * 1024);
+        assert!(o.parts as u64 * o.part_size <= 24 * 1024 * 1024);
     }
 }

@@ -24,6 +24,8 @@ pub struct RegistrySource {
     namespace: String,
     label: String,
     ranges: RangeOptions,
+    /// Range requests in flight over all blobs of this source (`ranges.parts`).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl RegistrySource {
@@ -58,12 +60,14 @@ impl RegistrySource {
             namespace: namespace.to_string(),
             label: spec.to_string(),
             ranges: RangeOptions::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(RangeOptions::default().parts)),
         })
     }
 
     /// Fetch large blobs in ranges like this ([`RangeOptions`]; `parts: 1` for one stream).
     pub fn with_ranges(mut self, ranges: RangeOptions) -> Self {
         self.ranges = ranges;
+        self.slots = Arc::new(tokio::sync::Semaphore::new(ranges.parts.max(1)));
         self
     }
 
@@ -94,7 +98,8 @@ impl Source for RegistrySource {
                 ranged::First::Ranged(first) => {
                     let retry = self.registry.retry().clone();
                     let (registry, d) = (self.registry.clone(), desc.clone());
-                    return Ok(ranged::stream(registry, repo, blob_url, d, first, self.ranges, retry, what));
+                    let slots = self.slots.clone();
+                    return Ok(ranged::stream(registry, repo, blob_url, d, first, self.ranges, slots, retry, what));
                 }
                 ranged::First::Whole(resp) => return plain(resp, desc, &what),
                 ranged::First::Refused(reason) => {

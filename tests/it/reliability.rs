@@ -72,7 +72,10 @@ fn a_sync_killed_at_random_points_leaves_the_previous_version_served() {
     let mut killed_mid_upload = 0;
     for point in 0..20 {
         let mut child = mirror()
+            // Even points fetch the layer in ranges, odd ones as one slow stream (so that
+            // a kill lands while the upload's staging file exists).
             .args(["sync", "--to", dir.to_str().unwrap(), "--source", &through, "--only", "db", "-q"])
+            .args(["--range-parts", if point % 2 == 0 { "6" } else { "1" }, "--range-size", "64KiB"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
