@@ -323,7 +323,7 @@ pub struct SyncArgs {
     pub range_parts: u32,
 
     /// Bytes per range request (e.g. 4MiB); blobs under two parts take one plain GET.
-    #[arg(long, env = "TRIVY_MIRROR_RANGE_SIZE", default_value = "4MiB", value_parser = parse_size, help_heading = TRANSFER)]
+    #[arg(long, env = "TRIVY_MIRROR_RANGE_SIZE", default_value = "2MiB", value_parser = parse_size, help_heading = TRANSFER)]
     pub range_size: u64,
 
     /// Per-request read timeout in seconds (a stalled body fails and is retried).

@@ -19,7 +19,7 @@
 //! - A server that ignores `Range` (200 instead of 206) is read as one plain stream; one that
 //!   answers a wrong `Content-Range` is refused and the blob is fetched as one plain stream.
 //!
-//! Memory: at most `parts` × `part_size` bytes are in flight (6 × 4 MiB = 24 MiB by
+//! Memory: at most `parts` × `part_size` bytes are in flight (6 × 2 MiB = 12 MiB by
 //! default) per source, over all the blobs it serves at the same time (a semaphore of
 //! `parts` slots), plus the parts being handed on, whatever the blob size; parts leave in 256 KiB
 //! slices so the fan-out's per-destination queue stays a few MiB. Small blobs (under two
@@ -49,7 +49,7 @@ pub struct RangeOptions {
 
 impl Default for RangeOptions {
     fn default() -> Self {
-        RangeOptions { parts: 6, part_size: 4 * 1024 * 1024 }
+        RangeOptions { parts: 6, part_size: 2 * 1024 * 1024 }
     }
 }
 
@@ -136,10 +136,16 @@ impl Parts {
     }
 
     /// Fetch `[start, end)`, resuming from where a broken body stopped.
-    async fn part(&self, start: u64, end: u64, mut first: Option<Response>) -> Result<Bytes> {
-        // Held until the part is complete: artifacts copied at the same time share the
-        // budget instead of multiplying it.
-        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+    async fn part(
+        &self,
+        start: u64,
+        end: u64,
+        mut first: Option<Response>,
+    ) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit)> {
+        // Held until the part has been handed on, so that parts in flight plus parts
+        // waiting their turn stay within the budget, and artifacts copied at the same time
+        // share it instead of multiplying it.
+        let slot = self.slots.clone().acquire_owned().await.expect("the semaphore is never closed");
         let len = (end - start) as usize;
         let mut buf = BytesMut::with_capacity(len);
         let mut attempt = 0;
@@ -165,7 +171,7 @@ impl Parts {
                         }
                     }
                     match broke {
-                        None if buf.len() == len => return Ok(buf.freeze()),
+                        None if buf.len() == len => return Ok((buf.freeze(), slot)),
                         None => Error::Transport {
                             method: "GET",
                             url,
@@ -224,7 +230,8 @@ pub(crate) fn stream(
     // chunks, and whole parts would let it queue many megabytes per destination.
     let slices = fetches.buffered(options.parts.max(1)).flat_map(|part| {
         let items: Vec<Result<Bytes>> = match part {
-            Ok(bytes) => {
+            // The slot goes back here: what is left of this part is the slices below.
+            Ok((bytes, _slot)) => {
                 (0..bytes.len()).step_by(SLICE).map(|i| Ok(bytes.slice(i..(i + SLICE).min(bytes.len())))).collect()
             }
             Err(e) => vec![Err(e)],
@@ -244,6 +251,6 @@ mod tests {
     #[test]
     fn the_default_budget_is_small() {
         let o = RangeOptions::default();
-        assert!(o.parts as u64 * o.part_size <= 24 * 1024 * 1024);
+        assert!(o.parts as u64 * o.part_size <= 12 * 1024 * 1024);
     }
 }
