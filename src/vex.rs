@@ -134,7 +134,7 @@ impl VexPlan {
         }
     }
 
-    pub(crate) fn key(&self, name: &str) -> String {
+    fn key(&self, name: &str) -> String {
         if self.prefix.is_empty() { name.to_string() } else { format!("{}/{name}", self.prefix) }
     }
 
