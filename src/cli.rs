@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use trivy_mirror::artifact::Kind;
 use trivy_mirror::credentials::{self, AuthMode, Cloud, Credentials, Env, Secret};
-use trivy_mirror::dest::{LocalForm, OpenOptions};
+use trivy_mirror::dest::{DestinationUrl, LocalForm, OpenOptions};
 use trivy_mirror::error::Setting;
 use trivy_mirror::http::RetryPolicy;
 use trivy_mirror::registry::RegistryOptions;
@@ -373,12 +373,14 @@ impl SyncArgs {
     /// `--only`, or its default: the three databases, plus VEX when `--base-url` is set or
     /// a bundle or Trivy cache is written (where VEX needs no public URL), and the bundle
     /// read from, if any, carries it.
-    fn kinds(&self, bundles: &[Arc<BundleSource>]) -> BTreeSet<Kind> {
+    fn kinds(&self, bundles: &[Arc<BundleSource>], urls: &[DestinationUrl]) -> BTreeSet<Kind> {
         if !self.only.is_empty() {
             return self.only.iter().copied().collect();
         }
         let mut k: BTreeSet<Kind> = [Kind::Db, Kind::JavaDb, Kind::Checks].into();
-        let local_output = self.to.iter().any(|t| trivy_mirror::dest::local_form(t).is_some());
+        let local_output = urls.iter().any(|u| {
+            matches!(u, DestinationUrl::OciLayout(_) | DestinationUrl::OciArchive(_) | DestinationUrl::TrivyCache(_))
+        });
         let bundle_has_vex = bundles.first().is_none_or(|b| {
             trivy_mirror::bundle::find(b.entries(), trivy_mirror::bundle::VEX_NAME, trivy_mirror::bundle::VEX_TAG)
                 .is_ok_and(|e| e.is_some())
@@ -394,10 +396,6 @@ impl SyncArgs {
     /// credential helpers).
     pub fn config(&self, env: Env<'_>) -> Result<SyncConfig> {
         let read_timeout = Some(Duration::from_secs(self.read_timeout.max(1)));
-        // A mistyped destination is the error to report, before anything that depends on it.
-        for url in &self.to {
-            trivy_mirror::dest::DestinationUrl::parse(url)?;
-        }
         if !self.namespace.is_empty() {
             trivy_mirror::oci::validate_repository(&self.namespace)?;
         }
@@ -405,6 +403,9 @@ impl SyncArgs {
             (Some(u), Some(p)) => Some(Credentials::Basic { username: u.clone(), password: Secret::new(p.clone()) }),
             _ => None,
         };
+        // Destinations are parsed first (a mistyped one is the error to report, and their
+        // kinds decide the VEX defaults) and opened last, so a refused setting creates nothing.
+        let urls = self.to.iter().map(|u| DestinationUrl::parse(u)).collect::<Result<Vec<_>>>()?;
         let source_credentials = basic(&self.source_username, &self.source_password);
         let mut sources: Vec<Arc<dyn Source>> = Vec::new();
         let mut bundles = Vec::new();
@@ -440,14 +441,14 @@ impl SyncArgs {
             let ranges = RangeOptions { parts: self.range_parts as usize, part_size: self.range_size.max(64 * 1024) };
             sources.push(Arc::new(RegistrySource::parse(spec, options)?.with_ranges(ranges)));
         }
-        let only = self.kinds(&bundles);
-        let static_output = self.to.iter().any(|t| {
-            !matches!(
-                trivy_mirror::dest::DestinationUrl::parse(t),
-                Ok(trivy_mirror::dest::DestinationUrl::Registry { .. }
-                    | trivy_mirror::dest::DestinationUrl::OciLayout(_)
-                    | trivy_mirror::dest::DestinationUrl::OciArchive(_)
-                    | trivy_mirror::dest::DestinationUrl::TrivyCache(_))
+        let only = self.kinds(&bundles, &urls);
+        let static_output = urls.iter().any(|u| {
+            matches!(
+                u,
+                DestinationUrl::Local(_)
+                    | DestinationUrl::S3 { .. }
+                    | DestinationUrl::Gcs { .. }
+                    | DestinationUrl::Azure { .. }
             )
         });
         let vex = if only.contains(&Kind::Vex) {
@@ -495,7 +496,7 @@ impl SyncArgs {
             None => basic(&self.dest_username, &self.dest_password),
         };
         let mut targets = Vec::new();
-        for url in &self.to {
+        for (url, parsed) in self.to.iter().zip(&urls) {
             let mut registry = RegistryOptions {
                 credentials: Credentials::Anonymous,
                 insecure: self.insecure_destination,
@@ -504,11 +505,9 @@ impl SyncArgs {
                 read_timeout,
                 chunk_size: self.dest_chunk_size,
             };
-            if let Ok(trivy_mirror::dest::DestinationUrl::Registry { host, .. }) =
-                trivy_mirror::dest::DestinationUrl::parse(url)
-            {
+            if let DestinationUrl::Registry { host, .. } = parsed {
                 registry.credentials =
-                    credentials::resolve(&host, dest_credentials.clone(), self.dest_auth.mode(), env)?;
+                    credentials::resolve(host, dest_credentials.clone(), self.dest_auth.mode(), env)?;
             }
             let cache_checks_tag = if self.cache_checks == "1" { "1" } else { "2" };
             let options = OpenOptions { tag_ttl: self.tag_cache_seconds, registry, cache_checks_tag };

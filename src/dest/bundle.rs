@@ -38,6 +38,8 @@ pub struct BundleDestination {
     name: String,
     mode: Mode,
     index: Mutex<Vec<IndexEntry>>,
+    /// Held while `index.json` is updated and written.
+    index_turn: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -72,7 +74,12 @@ impl BundleDestination {
             }
             Mode::Dir { root: path.to_path_buf(), writer: DurableWriter::new(path) }
         };
-        Ok(BundleDestination { name: name.to_string(), mode, index: Mutex::new(index) })
+        Ok(BundleDestination {
+            name: name.to_string(),
+            mode,
+            index: Mutex::new(index),
+            index_turn: tokio::sync::Mutex::new(()),
+        })
     }
 
     fn entry(&self, repo: &str, reference: &str) -> Option<Descriptor> {
@@ -163,6 +170,9 @@ impl BundleDestination {
         if let Mode::Archive { tar, .. } = &self.mode {
             tar.lock().await.manifests.insert(desc.digest.clone(), raw);
         }
+        // One index update at a time, render and write together: artifacts publish
+        // concurrently, and an older rendering must never land after a newer one.
+        let _turn = self.index_turn.lock().await;
         let rendered = {
             let mut index = self.index.lock().expect("not poisoned");
             for tag in tags {

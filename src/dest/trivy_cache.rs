@@ -33,7 +33,7 @@ use bytes::Bytes;
 use futures_util::TryStreamExt as _;
 use serde_json::{Value, json};
 
-use super::local::io_error;
+use super::local::{DurableWriter, io_error};
 use super::{Destination, VexTarget};
 use crate::artifact::{Kind, OCI_ARTIFACTS, OciArtifact};
 use crate::error::{Error, Result};
@@ -60,6 +60,8 @@ pub struct TrivyCache {
     /// Unpacked layers waiting for their manifest, by layer digest.
     staged: Mutex<HashMap<Digest, PathBuf>>,
     next: AtomicU64,
+    /// Small files (metadata.json, cache.json, records): staged beside, flushed, renamed.
+    writer: DurableWriter,
 }
 
 /// Where an artifact goes in the cache.
@@ -92,17 +94,23 @@ impl TrivyCache {
             checks_tag,
             staged: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
+            writer: DurableWriter::new(root),
         })
     }
 
     fn artifact(&self, repo: &str, tag: &str) -> Option<&'static OciArtifact> {
-        let name = repo.rsplit('/').next().unwrap_or(repo);
-        OCI_ARTIFACTS.iter().find(|a| a.name == name && a.tag == tag && self.carries(a))
+        self.artifact_of_repo(repo).filter(|a| a.tag == tag)
     }
 
     fn artifact_of_repo(&self, repo: &str) -> Option<&'static OciArtifact> {
         let name = repo.rsplit('/').next().unwrap_or(repo);
         OCI_ARTIFACTS.iter().find(|a| a.name == name && self.carries(a))
+    }
+
+    /// Write a small file under the cache root durably.
+    async fn write_file(&self, path: &Path, body: &[u8]) -> Result<()> {
+        let key = path.strip_prefix(&self.root).expect("written under the root").to_string_lossy().into_owned();
+        self.writer.put(&key, Bytes::copy_from_slice(body)).await.map(drop)
     }
 
     fn record(&self, artifact: &OciArtifact) -> PathBuf {
@@ -151,13 +159,13 @@ impl TrivyCache {
             return Err(Error::rejected(format!("VEX archive {}", archive.file), e.to_string()));
         }
         tokio::fs::create_dir_all(&repo_dir).await.map_err(io_error("creating", &repo_dir))?;
-        write_file(&repo_dir.join("vex-repository.json"), &vex.upstream).await?;
+        self.write_file(&repo_dir.join("vex-repository.json"), &vex.upstream).await?;
         swap_dir(&staging, &content).await?;
         // Trivy's cache.json: when it last updated, and no ETags (the next online update
         // downloads in full).
         let cache = json!({"UpdatedAt": now(), "ETags": {}});
-        write_file(&repo_dir.join("cache.json"), cache.to_string().as_bytes()).await?;
-        write_file(&record_path, record.to_string().as_bytes()).await?;
+        self.write_file(&repo_dir.join("cache.json"), cache.to_string().as_bytes()).await?;
+        self.write_file(&record_path, record.to_string().as_bytes()).await?;
         Ok(archive.bytes.len() as u64)
     }
 }
@@ -278,14 +286,14 @@ impl Destination for TrivyCache {
                 };
                 let mut out = serde_json::to_vec(&metadata).expect("JSON serializes");
                 out.push(b'\n');
-                write_file(&dir.join("metadata.json"), &out).await?;
+                self.write_file(&dir.join("metadata.json"), &out).await?;
             }
             None if self.complete(artifact) => {} // the files are in place; only the record was missing
             None => {
                 return Err(Error::rejected(format!("{artifact}"), "its layer was not unpacked before its manifest"));
             }
         }
-        write_file(&self.record(artifact), &manifest.raw).await
+        self.write_file(&self.record(artifact), &manifest.raw).await
     }
 
     async fn finish(&self) -> Result<()> {
@@ -299,21 +307,6 @@ impl Drop for TrivyCache {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-}
-
-/// Write a small file durably: beside, flushed, renamed.
-async fn write_file(path: &Path, body: &[u8]) -> Result<()> {
-    let staging = PathBuf::from(format!("{}#{}", path.display(), std::process::id()));
-    let write = async {
-        let mut f = tokio::fs::File::create(&staging).await?;
-        tokio::io::AsyncWriteExt::write_all(&mut f, body).await?;
-        f.sync_all().await
-    };
-    if let Err(e) = write.await {
-        let _ = tokio::fs::remove_file(&staging).await;
-        return Err(io_error("writing", &staging)(e));
-    }
-    rename(&staging, path).await
 }
 
 async fn rename(from: &Path, to: &Path) -> Result<()> {

@@ -114,16 +114,14 @@ impl Source for RegistrySource {
 
 /// A whole-blob answer as a stream, refused early if its length is not the descriptor's.
 fn plain(resp: reqwest::Response, desc: &Descriptor, what: &str) -> Result<RawBlob> {
+    let url = resp.url().to_string();
+    if let Some(len) = resp.content_length()
+        && len != desc.size
     {
-        let url = resp.url().to_string();
-        if let Some(len) = resp.content_length()
-            && len != desc.size
-        {
-            return Err(Error::rejected(
-                what,
-                format!("Content-Length {len} differs from the descriptor size {}", desc.size),
-            ));
-        }
-        Ok(Box::pin(resp.bytes_stream().map_err(move |e| crate::http::transport_error("GET", &url, &e))))
+        return Err(Error::rejected(
+            what,
+            format!("Content-Length {len} differs from the descriptor size {}", desc.size),
+        ));
     }
+    Ok(Box::pin(resp.bytes_stream().map_err(move |e| crate::http::transport_error("GET", &url, &e))))
 }
