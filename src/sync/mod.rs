@@ -104,6 +104,12 @@ pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Rep
         }
     });
     let done: Vec<Vec<Entry>> = runs.buffered(plan.concurrency.max(1)).collect().await;
+    // Artifacts no source could provide are logged here, in the report's order, not as
+    // they fail (concurrent artifacts fail in any order).
+    for e in done.iter().flatten().filter(|e| e.outcome == Outcome::Failed && e.source.is_none()) {
+        let (artifact, destination) = (e.artifact.as_str(), e.destination.as_str());
+        tracing::error!(artifact, destination, error = %e.error.as_deref().unwrap_or(""), "failed");
+    }
     report.entries.extend(done.into_iter().flatten());
     if plan.only.contains(&Kind::Vex)
         && let Some(vex) = &plan.vex
@@ -130,11 +136,11 @@ pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Rep
 }
 
 fn failed(artifact: &str, destination: &str, start: Instant, error: &Error) -> Entry {
+    tracing::error!(artifact, destination, %error, "failed");
     failed_with(artifact, destination, start, error.to_string(), error.help().cloned())
 }
 
 fn failed_with(artifact: &str, destination: &str, start: Instant, error: String, help: Option<Help>) -> Entry {
-    tracing::error!(artifact, destination, %error, "failed");
     let mut e = Entry::new(artifact, destination, Outcome::Failed);
     e.seconds = start.elapsed().as_secs_f64();
     e.error = Some(error);
