@@ -12,6 +12,12 @@
 //!   to the URL the first one ended at, without credentials (or through the registry client,
 //!   with them, when there was no redirect). A 401/403 there (an expired signed URL) resolves
 //!   the redirect again, once.
+//! - Ranges are for slow connections only. A registry that serves the blob itself (no
+//!   redirect to another host) is usually as fast on one connection as on six, and on
+//!   loopback or a LAN the extra requests cost more than they bring: there the first part
+//!   is timed, and unless it came slower than [`SLOW`] (timed only when it is at least
+//!   [`TIMED`] bytes) the rest follows as one open-ended range, resumed from the byte it
+//!   reached when it breaks.
 //! - Parts are yielded strictly in order (`buffered`), so the caller's verifier hashes the
 //!   bytes in order while later parts are still arriving.
 //! - A part whose body breaks (reset, timeout, short body) is re-requested from the byte it
@@ -21,9 +27,10 @@
 //!
 //! Memory: at most `parts` × `part_size` bytes are in flight (6 × 2 MiB = 12 MiB by
 //! default) per source, over all the blobs it serves at the same time (a semaphore of
-//! `parts` slots), plus the parts being handed on, whatever the blob size; parts leave in 256 KiB
-//! slices so the fan-out's per-destination queue stays a few MiB. Small blobs (under two
-//! parts) take one plain GET.
+//! `parts` slots, the first taken before the first request), plus the parts being handed on,
+//! whatever the blob size; parts leave in 256 KiB slices so the fan-out's per-destination
+//! queue stays a few MiB. The one-stream rest holds no part: it flows like a plain GET.
+//! Small blobs (under two parts) take one plain GET.
 
 use std::sync::{Arc, Mutex};
 
@@ -135,17 +142,20 @@ impl Parts {
         self.registry.send(Method::GET, &self.blob_url, &scope, false, |r| r.header(RANGE, range)).await
     }
 
-    /// Fetch `[start, end)`, resuming from where a broken body stopped.
-    async fn part(
-        &self,
-        start: u64,
-        end: u64,
-        mut first: Option<Response>,
-    ) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit)> {
+    /// Fetch `[start, end)` holding a slot (`slot`, or one taken here) until it is handed on.
+    async fn part(&self, start: u64, end: u64, first: Option<(Response, Slot)>) -> Result<(Bytes, Slot)> {
         // Held until the part has been handed on, so that parts in flight plus parts
         // waiting their turn stay within the budget, and artifacts copied at the same time
         // share it instead of multiplying it.
-        let slot = self.slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let (first, slot) = match first {
+            Some((resp, slot)) => (Some(resp), slot),
+            None => (None, take_slot(&self.slots).await),
+        };
+        Ok((self.read(start, end, first).await?, slot))
+    }
+
+    /// Read `[start, end)` into memory, resuming from where a broken body stopped.
+    async fn read(&self, start: u64, end: u64, mut first: Option<Response>) -> Result<Bytes> {
         let len = (end - start) as usize;
         let mut buf = BytesMut::with_capacity(len);
         let mut attempt = 0;
@@ -163,7 +173,7 @@ impl Parts {
                     while let Some(chunk) = body.next().await {
                         match chunk {
                             Ok(c) if buf.len() + c.len() <= len => buf.extend_from_slice(&c),
-                            Ok(_) => return Err(Error::rejected(&self.what, "a range answer is longer than asked")),
+                            Ok(_) => return Err(self.too_long()),
                             Err(e) => {
                                 broke = Some(transport_error("GET", &url, &e));
                                 break;
@@ -171,82 +181,216 @@ impl Parts {
                         }
                     }
                     match broke {
-                        None if buf.len() == len => return Ok((buf.freeze(), slot)),
-                        None => Error::Transport {
-                            method: "GET",
-                            url,
-                            cause: crate::error::Cause::Reset,
-                            message: format!("the range ended after {} of {len} bytes", buf.len()),
-                            transient: true,
-                            help: None,
-                        },
+                        None if buf.len() == len => return Ok(buf.freeze()),
+                        None => short(url, buf.len() as u64, len as u64),
                         Some(e) => e,
                     }
                 }
                 Err(e) => e,
             };
-            attempt += 1;
-            if !err.is_transient() || attempt >= self.retry.attempts.max(1) {
-                return Err(err);
-            }
-            let wait = self.retry.backoff(attempt - 1, err.retry_after());
-            tracing::warn!(blob = %self.desc.digest, from = start + buf.len() as u64, error = %err, "range broke; resuming it");
-            // The next request asks only for what is still missing.
-            tokio::time::sleep(wait).await;
+            self.again(&mut attempt, err, start + buf.len() as u64).await?;
         }
+    }
+
+    /// After a failed request or a broken body: wait and return `Ok` to try again from
+    /// `from`, or the error when it is not transient or the attempts are spent.
+    async fn again(&self, attempt: &mut u32, err: Error, from: u64) -> Result<()> {
+        *attempt += 1;
+        if !err.is_transient() || *attempt >= self.retry.attempts.max(1) {
+            return Err(err);
+        }
+        let wait = self.retry.backoff(*attempt - 1, err.retry_after());
+        tracing::warn!(blob = %self.desc.digest, from, error = %err, "range broke; resuming it");
+        // The next request asks only for what is still missing.
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    fn too_long(&self) -> Error {
+        Error::rejected(&self.what, "a range answer is longer than asked")
     }
 }
 
-/// The blob as a stream of in-order parts, the first answer (`first`, a 206 for the first
-/// part) already in hand. `final_url` is where that answer came from.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn stream(
-    registry: Arc<RegistryClient>,
-    repo: String,
-    blob_url: String,
-    desc: Descriptor,
+/// A body that ended before the bytes its range promised.
+fn short(url: String, got: u64, want: u64) -> Error {
+    Error::Transport {
+        method: "GET",
+        url,
+        cause: crate::error::Cause::Reset,
+        message: format!("the range ended after {got} of {want} bytes"),
+        transient: true,
+        help: None,
+    }
+}
+
+/// One of the source's range slots.
+pub(crate) type Slot = tokio::sync::OwnedSemaphorePermit;
+
+/// Wait for one of the source's range slots.
+pub(crate) async fn take_slot(slots: &Arc<tokio::sync::Semaphore>) -> Slot {
+    slots.clone().acquire_owned().await.expect("the semaphore is never closed")
+}
+
+/// A first part below this rate means one connection is slow: fetch the rest in ranges.
+pub const SLOW: u64 = 32 * 1024 * 1024;
+
+/// A first part is timed only from this size on; a smaller one says nothing about the link.
+pub const TIMED: u64 = 1024 * 1024;
+
+/// Whether `bytes` read in `took` show a slow connection ([`SLOW`], timed from [`TIMED`] bytes).
+fn is_slow(bytes: u64, took: std::time::Duration) -> bool {
+    bytes >= TIMED && (bytes as f64) < SLOW as f64 * took.as_secs_f64()
+}
+
+/// The registry and the blob a ranged download is for.
+pub(crate) struct Blob {
+    pub registry: Arc<RegistryClient>,
+    pub repo: String,
+    /// `/v2/<repo>/blobs/<digest>` on the registry.
+    pub url: String,
+    pub desc: Descriptor,
+    /// For messages: which blob of which artifact from which source.
+    pub what: String,
+}
+
+/// The blob as a stream, the answer to its first range (`first`, a 206 for the first part,
+/// taken holding `slot`) already in hand: in parts when it came from another host than the
+/// registry (a CDN) or slowly, otherwise as the first part and one stream for the rest.
+pub(crate) async fn stream(
+    blob: Blob,
     first: Response,
+    slot: Slot,
     options: RangeOptions,
     slots: Arc<tokio::sync::Semaphore>,
-    retry: RetryPolicy,
-    what: String,
-) -> RawBlob {
+) -> Result<RawBlob> {
     let final_url = first.url().to_string();
     let origin =
         |u: &str| url::Url::parse(u).ok().map(|u| (u.host_str().map(str::to_string), u.port_or_known_default()));
-    let direct = origin(&final_url) == origin(&blob_url);
-    let size = desc.size;
-    let part = options.part_size.max(1);
+    let direct = origin(&final_url) == origin(&blob.url);
+    let retry = blob.registry.retry().clone();
+    let Blob { registry, repo, url: blob_url, desc, what } = blob;
+    let part = options.part_size.max(1).min(desc.size);
     let parts =
         Arc::new(Parts { registry, repo, blob_url, desc, target: Mutex::new(final_url), direct, retry, what, slots });
-    let first = Arc::new(Mutex::new(Some(first)));
+    if !direct {
+        return Ok(in_parts(parts, Head::Answer(first, slot), part, options.parts));
+    }
+    let started = std::time::Instant::now();
+    let head = parts.read(0, part, Some(first)).await?;
+    let slow = is_slow(part, started.elapsed());
+    tracing::debug!(blob = %parts.desc.digest, slow, secs = started.elapsed().as_secs_f64(), "first part from the registry itself");
+    if slow {
+        return Ok(in_parts(parts, Head::Read(head, slot), part, options.parts));
+    }
+    drop(slot);
+    Ok(Box::pin(slices(head).chain(rest(parts, part))))
+}
+
+/// The first part of a blob: the answer still to read, or the bytes already read.
+enum Head {
+    Answer(Response, Slot),
+    Read(Bytes, Slot),
+}
+
+/// The blob as `in_flight` ranges of `part` bytes at a time, yielded in order.
+fn in_parts(parts: Arc<Parts>, head: Head, part: u64, in_flight: usize) -> RawBlob {
+    let size = parts.desc.size;
+    let head = Arc::new(Mutex::new(Some(head)));
     let ranges = (0..size.div_ceil(part)).map(move |i| (i * part, ((i + 1) * part).min(size)));
     let fetches = futures_util::stream::iter(ranges).map(move |(start, end)| {
         let parts = parts.clone();
-        let initial = if start == 0 { first.lock().expect("not poisoned").take() } else { None };
-        async move { parts.part(start, end, initial).await }
-    });
-    // Each part is handed on in 256 KiB slices (zero-copy): the fan-out downstream counts
-    // chunks, and whole parts would let it queue many megabytes per destination.
-    let slices = fetches.buffered(options.parts.max(1)).flat_map(|part| {
-        let items: Vec<Result<Bytes>> = match part {
-            // The slot goes back here: what is left of this part is the slices below.
-            Ok((bytes, _slot)) => {
-                (0..bytes.len()).step_by(SLICE).map(|i| Ok(bytes.slice(i..(i + SLICE).min(bytes.len())))).collect()
+        let head = if start == 0 { head.lock().expect("not poisoned").take() } else { None };
+        async move {
+            match head {
+                Some(Head::Read(bytes, slot)) => Ok((bytes, slot)),
+                Some(Head::Answer(resp, slot)) => parts.part(start, end, Some((resp, slot))).await,
+                None => parts.part(start, end, None).await,
             }
-            Err(e) => vec![Err(e)],
-        };
-        futures_util::stream::iter(items)
+        }
+    });
+    let slices = fetches.buffered(in_flight.max(1)).flat_map(|part| match part {
+        // The slot goes back here: what is left of this part is its slices.
+        Ok((bytes, _slot)) => slices(bytes).left_stream(),
+        Err(e) => futures_util::stream::iter([Err(e)]).right_stream(),
     });
     Box::pin(slices)
+}
+
+/// A part handed on in 256 KiB slices (zero-copy): the fan-out downstream counts chunks,
+/// and whole parts would let it queue many megabytes per destination.
+fn slices(bytes: Bytes) -> impl futures_util::Stream<Item = Result<Bytes>> + Send + 'static {
+    let items: Vec<Result<Bytes>> =
+        (0..bytes.len()).step_by(SLICE).map(|i| Ok(bytes.slice(i..(i + SLICE).min(bytes.len())))).collect();
+    futures_util::stream::iter(items)
 }
 
 /// Size of the slices a part is handed on in.
 const SLICE: usize = 256 * 1024;
 
+/// Where the one-stream rest of a blob is.
+struct Rest {
+    parts: Arc<Parts>,
+    reached: u64,
+    /// Where the request being read started.
+    since: u64,
+    body: Option<(String, futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>)>,
+    attempt: u32,
+    failed: bool,
+}
+
+/// `[from, size)` as one range request, asked again from the byte it reached when it breaks.
+fn rest(parts: Arc<Parts>, from: u64) -> impl futures_util::Stream<Item = Result<Bytes>> + Send + 'static {
+    let size = parts.desc.size;
+    let state = Rest { parts, reached: from, since: from, body: None, attempt: 0, failed: false };
+    futures_util::stream::unfold(state, move |mut s| async move {
+        loop {
+            if s.failed || s.reached >= size {
+                return None;
+            }
+            let err = match &mut s.body {
+                None => match s.parts.request(s.reached, size).await {
+                    Ok(resp) => {
+                        s.since = s.reached;
+                        s.body = Some((strip_query(resp.url().as_str()), Box::pin(resp.bytes_stream())));
+                        continue;
+                    }
+                    Err(e) => e,
+                },
+                Some((url, body)) => match body.next().await {
+                    Some(Ok(c)) if s.reached + c.len() as u64 <= size => {
+                        s.reached += c.len() as u64;
+                        // Progress since the last break: a long stream gets its attempts anew.
+                        s.attempt = 0;
+                        return Some((Ok(c), s));
+                    }
+                    Some(Ok(_)) => s.parts.too_long(),
+                    Some(Err(e)) => transport_error("GET", url, &e),
+                    None => short(url.clone(), s.reached - s.since, size - s.since),
+                },
+            };
+            s.body = None;
+            if let Err(e) = s.parts.again(&mut s.attempt, err, s.reached).await {
+                s.failed = true;
+                return Some((Err(e), s));
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_first_part_large_enough_and_slower_than_the_threshold_is_slow() {
+        let ms = std::time::Duration::from_millis;
+        // 2 MiB in 10 ms (200 MiB/s, loopback or a LAN) and in 200 ms (10 MiB/s, a capped link).
+        assert!(!is_slow(2 * TIMED, ms(10)));
+        assert!(is_slow(2 * TIMED, ms(200)));
+        // Exactly at the threshold is not slow; 64 KiB says nothing however long it took.
+        assert!(!is_slow(SLOW, ms(1000)));
+        assert!(!is_slow(64 * 1024, ms(1000)));
+    }
 
     #[test]
     fn the_default_budget_is_small() {

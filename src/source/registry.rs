@@ -93,13 +93,12 @@ impl Source for RegistrySource {
         let what = format!("blob {} of {artifact} from {}", desc.digest, self.label);
         let part = self.ranges.part_size.max(1);
         if self.ranges.parts > 1 && desc.size >= 2 * part {
-            let (blob_url, resp) = self.registry.get_blob_head(&repo, &desc.digest, part).await?;
+            let slot = ranged::take_slot(&self.slots).await;
+            let (url, resp) = self.registry.get_blob_head(&repo, &desc.digest, part).await?;
             match ranged::classify(resp, desc.size, part) {
                 ranged::First::Ranged(first) => {
-                    let retry = self.registry.retry().clone();
-                    let (registry, d) = (self.registry.clone(), desc.clone());
-                    let slots = self.slots.clone();
-                    return Ok(ranged::stream(registry, repo, blob_url, d, first, self.ranges, slots, retry, what));
+                    let blob = ranged::Blob { registry: self.registry.clone(), repo, url, desc: desc.clone(), what };
+                    return ranged::stream(blob, first, slot, self.ranges, self.slots.clone()).await;
                 }
                 ranged::First::Whole(resp) => return plain(resp, desc, &what),
                 ranged::First::Refused(reason) => {

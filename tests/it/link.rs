@@ -1,10 +1,12 @@
 //! Real networks: a registry whose blob GETs redirect to a rate-limited "CDN" (nginx with
 //! `limit_rate`, serving the registry's own blob files, refusing any Authorization), a CDN
-//! that ignores `Range`, and the fault proxy for what no real server does on demand (a
-//! wrong `Content-Range`, a reset or a corrupt byte in the middle of a range). The layer
-//! under test is a 2 MiB java DB, fetched in 64 KiB ranges.
+//! that ignores `Range`, and the fault proxy in front of the CDN for what no real server
+//! does on demand (a wrong `Content-Range`, a reset or a corrupt byte in the middle of a
+//! range). A registry serving blobs itself gets one resumable stream unless it is slow.
+//! The layer under test is a 2 MiB java DB, fetched in 64 KiB ranges.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::time::Duration;
 
 use trivy_mirror_fixtures as fx;
 
@@ -20,31 +22,6 @@ fn seeded(registry: &Registry) -> Upstream {
     upstream
 }
 
-/// `.../blobs/sha256` of the registry's storage, where nginx finds the blob files.
-fn blob_root(registry: &Registry) -> PathBuf {
-    registry.storage.join("docker/registry/v2/blobs/sha256")
-}
-
-/// The CDN stand-in: `/cdn/<hex>` served from the registry's blob files at `rate`, 403 to
-/// any request that carries credentials; `extra` adds directives (`max_ranges 0;`).
-fn cdn(root: &Path, rate: &str, extra: &str) -> Nginx {
-    Nginx::start(&format!(
-        "    location ~ ^/cdn/(..)(.*)$ {{\n      if ($http_authorization) {{ return 403; }}\n      \
-         alias {}/$1/$1$2/data;\n      limit_rate {rate};\n      {extra}\n    }}",
-        root.display()
-    ))
-}
-
-/// The registry front: blob GETs answer 307 to the CDN, everything else goes to the
-/// registry (with the client's Authorization).
-fn front(registry: &Registry, cdn: &Nginx) -> Nginx {
-    Nginx::start(&format!(
-        "    location ~ ^/v2/.+/blobs/sha256:(.+)$ {{ return 307 http://{}/cdn/$1; }}\n    \
-         location / {{ proxy_pass http://{}; proxy_set_header Host $http_host; }}",
-        cdn.addr, registry.addr
-    ))
-}
-
 fn mirror_sync(source: &str, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> SyncRun {
     let mut args = vec!["--source", source, "--to", dir.to_str().unwrap(), "--range-size", "64KiB"];
     args.extend_from_slice(extra);
@@ -53,15 +30,25 @@ fn mirror_sync(source: &str, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -
 
 /// Ranged requests for the java DB layer in an nginx access log (status 206).
 fn ranged_hits(log: &str, hex: &str) -> usize {
-    log.lines().filter(|l| l.contains(&format!("/cdn/{hex}")) && l.contains("\" 206 ")).count()
+    log.lines().filter(|l| l.contains(&format!("/cdn/blobs/sha256:{hex}")) && l.contains("\" 206 ")).count()
+}
+
+/// The `Range` headers of the layer's GETs in a fault proxy's log.
+fn layer_ranges(proxy: &FaultProxy, hex: &str) -> Vec<String> {
+    proxy
+        .log()
+        .into_iter()
+        .filter(|l| l.contains(hex) && l.starts_with("GET"))
+        .map(|l| l.split_once('[').and_then(|(_, r)| r.split_once(']')).map(|(r, _)| r.to_string()).unwrap_or(l))
+        .collect()
 }
 
 #[test]
 fn ranges_follow_the_redirect_to_a_rate_limited_cdn_without_credentials() {
     let registry = Registry::start_with_auth("puller", "s3cret-pull");
     let upstream = seeded(&registry);
-    let cdn = cdn(&blob_root(&registry), "2m", "");
-    let front = front(&registry, &cdn);
+    let cdn = Nginx::blob_cdn(&registry, "2m", "");
+    let front = Nginx::registry_front(&registry, &cdn.addr);
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("mirror");
     let source = format!("{}/aquasecurity", front.addr);
@@ -95,18 +82,19 @@ fn a_cdn_ignoring_range_or_a_wrong_content_range_gives_one_plain_stream() {
     let work = tempfile::tempdir().unwrap();
 
     // nginx with `max_ranges 0` answers 200 with the whole file: read as one stream.
-    let plain = cdn(&blob_root(&registry), "0", "max_ranges 0;");
-    let front = front(&registry, &plain);
+    let plain = Nginx::blob_cdn(&registry, "0", "max_ranges 0;");
+    let front = Nginx::registry_front(&registry, &plain.addr);
     let run = mirror_sync(&format!("{}/aquasecurity", front.addr), &work.path().join("a"), &["--only", "java-db"], &[]);
     run.assert_ok();
     let log = plain.access_log();
-    let hits: Vec<&str> = log.lines().filter(|l| l.contains(&format!("/cdn/{hex}"))).collect();
+    let hits: Vec<&str> = log.lines().filter(|l| l.contains(&format!("/cdn/blobs/sha256:{hex}"))).collect();
     assert_eq!(hits.len(), 1, "one request for the whole layer: {hits:?}");
     assert!(hits[0].contains("\" 200 "), "{hits:?}");
 
     // A wrong Content-Range on the first range: refused, then one plain GET.
+    let cdn = Nginx::blob_cdn(&registry, "0", "");
     let proxy = FaultProxy::start(
-        &registry.addr,
+        &cdn.addr,
         vec![Rule {
             method: "GET",
             path: format!("/blobs/sha256:{hex}"),
@@ -115,12 +103,10 @@ fn a_cdn_ignoring_range_or_a_wrong_content_range_gives_one_plain_stream() {
         }],
     );
     let dir = work.path().join("b");
-    let run = mirror_sync(&format!("{}/aquasecurity", proxy.addr), &dir, &["--only", "java-db"], &[]);
+    let front = Nginx::registry_front(&registry, &proxy.addr);
+    let run = mirror_sync(&format!("{}/aquasecurity", front.addr), &dir, &["--only", "java-db"], &[]);
     run.assert_ok();
-    let layer_gets: Vec<String> =
-        proxy.log().into_iter().filter(|l| l.contains(&hex) && l.starts_with("GET")).collect();
-    assert_eq!(layer_gets.len(), 2, "{layer_gets:?}");
-    assert!(layer_gets[0].contains("[bytes=0-65535]") && layer_gets[1].contains("[]"), "{layer_gets:?}");
+    assert_eq!(layer_ranges(&proxy, &hex), ["bytes=0-65535", ""], "{:#?}", proxy.log());
     assert!(run.stderr.contains("ranges refused"), "{}", run.stderr);
     let stored = std::fs::read(dir.join(format!("v2/aquasecurity/trivy-java-db/blobs/sha256:{hex}"))).unwrap();
     assert!(stored == upstream.java_db.layer);
@@ -134,15 +120,17 @@ fn a_reset_mid_layer_costs_one_range_and_a_corrupt_range_commits_nothing() {
     let size = upstream.java_db.layer.len() as u64;
     let work = tempfile::tempdir().unwrap();
     let path = format!("/blobs/sha256:{hex}");
+    let cdn = Nginx::blob_cdn(&registry, "0", "");
 
     // The 16th range (the middle of the layer) breaks after 20 KiB.
     let proxy = FaultProxy::start(
-        &registry.addr,
+        &cdn.addr,
         vec![Rule { method: "GET", path: path.clone(), occurrences: vec![16], action: Action::Reset(20 * 1024) }],
     );
+    let front = Nginx::registry_front(&registry, &proxy.addr);
     let dir = work.path().join("reset");
     let run = mirror_sync(
-        &format!("{}/aquasecurity", proxy.addr),
+        &format!("{}/aquasecurity", front.addr),
         &dir,
         &["--only", "java-db", "--retry-base-ms", "10"],
         &[],
@@ -159,7 +147,7 @@ fn a_reset_mid_layer_costs_one_range_and_a_corrupt_range_commits_nothing() {
 
     // A flipped byte in one range, every time: the digest fails, nothing is committed.
     let proxy = FaultProxy::start(
-        &registry.addr,
+        &cdn.addr,
         vec![Rule {
             method: "GET",
             path,
@@ -167,9 +155,10 @@ fn a_reset_mid_layer_costs_one_range_and_a_corrupt_range_commits_nothing() {
             action: Action::Corrupt,
         }],
     );
+    let front = Nginx::registry_front(&registry, &proxy.addr);
     let dir = work.path().join("corrupt");
     let run = mirror_sync(
-        &format!("{}/aquasecurity", proxy.addr),
+        &format!("{}/aquasecurity", front.addr),
         &dir,
         &["--only", "java-db", "--retry-base-ms", "10"],
         &[],
@@ -178,4 +167,53 @@ fn a_reset_mid_layer_costs_one_range_and_a_corrupt_range_commits_nothing() {
     assert!(run.failure(0).contains("sha256"), "{}", run.failure(0));
     assert!(!dir.join(format!("v2/aquasecurity/trivy-java-db/blobs/sha256:{hex}")).exists());
     assert!(!dir.join("v2/aquasecurity/trivy-java-db/manifests/1").exists());
+}
+
+#[test]
+fn a_registry_serving_blobs_itself_gives_one_resumable_stream_unless_it_is_slow() {
+    let registry = Registry::start();
+    let upstream = seeded(&registry);
+    let hex = upstream.java_db.layer_digest().trim_start_matches("sha256:").to_string();
+    let size = upstream.java_db.layer.len() as u64;
+    let path = format!("/blobs/sha256:{hex}");
+    let work = tempfile::tempdir().unwrap();
+    let stored = |dir: &Path| std::fs::read(dir.join(format!("v2/aquasecurity/trivy-java-db/blobs/sha256:{hex}")));
+
+    // No redirect, loopback speed: the first part, then the rest as one range; that breaks
+    // after 256 KiB and is asked again from the byte it reached.
+    let proxy = FaultProxy::start(
+        &registry.addr,
+        vec![Rule { method: "GET", path: path.clone(), occurrences: vec![2], action: Action::Reset(256 * 1024) }],
+    );
+    let dir = work.path().join("fast");
+    let source = format!("{}/aquasecurity", proxy.addr);
+    mirror_sync(&source, &dir, &["--only", "java-db", "--retry-base-ms", "10"], &[]).assert_ok();
+    let ranges = layer_ranges(&proxy, &hex);
+    let last = size - 1;
+    assert_eq!(ranges.len(), 3, "{ranges:#?}");
+    assert_eq!(ranges[..2], [format!("bytes=0-{}", PART - 1), format!("bytes={PART}-{last}")], "{ranges:#?}");
+    let resumed: u64 = ranges[2].trim_start_matches("bytes=").split_once('-').unwrap().0.parse().unwrap();
+    assert!(resumed > PART && resumed <= PART + 256 * 1024 && ranges[2].ends_with(&format!("-{last}")), "{ranges:#?}");
+    assert!(stored(&dir).unwrap() == upstream.java_db.layer, "the layer landed whole");
+
+    // The same registry behind a slow link (4 ms per 64 KiB, at most 16 MiB/s): the 1 MiB
+    // first part is timed, found slow, and the rest comes in ranges.
+    let slow = FaultProxy::start(
+        &registry.addr,
+        vec![Rule {
+            method: "GET",
+            path,
+            occurrences: (1..100).collect(),
+            action: Action::Slow(Duration::from_millis(4)),
+        }],
+    );
+    let dir = work.path().join("slow");
+    let source = format!("{}/aquasecurity", slow.addr);
+    sync(&["--source", &source, "--to", dir.to_str().unwrap(), "--only", "java-db", "--range-size", "1MiB"], &[])
+        .assert_ok();
+    let mib = 1024 * 1024;
+    let want: Vec<String> =
+        (0..size.div_ceil(mib)).map(|i| format!("bytes={}-{}", i * mib, ((i + 1) * mib).min(size) - 1)).collect();
+    assert_eq!(layer_ranges(&slow, &hex), want);
+    assert!(stored(&dir).unwrap() == upstream.java_db.layer, "the layer landed whole");
 }

@@ -58,8 +58,10 @@ fn a_sync_killed_at_random_points_leaves_the_previous_version_served() {
         ..fx::DbOptions::default()
     });
     seed_db(&registry, &v2);
+    // The blobs come from a CDN the registry redirects to (as from ghcr.io), over a slow link.
+    let cdn = Nginx::blob_cdn(&registry, "0", "");
     let slow = FaultProxy::start(
-        &registry.addr,
+        &cdn.addr,
         vec![Rule {
             method: "GET",
             path: "/blobs/".into(),
@@ -67,7 +69,8 @@ fn a_sync_killed_at_random_points_leaves_the_previous_version_served() {
             action: Action::Slow(Duration::from_millis(4)),
         }],
     );
-    let through = format!("{}/aquasecurity", slow.addr);
+    let front = Nginx::registry_front(&registry, &slow.addr);
+    let through = format!("{}/aquasecurity", front.addr);
     let mut rng = Rng(0x7e57);
     let mut killed_mid_upload = 0;
     for point in 0..20 {

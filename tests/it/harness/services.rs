@@ -156,6 +156,29 @@ impl Nginx {
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
+
+    /// A registry's blob CDN stand-in: `/cdn/blobs/sha256:<hex>` served from `registry`'s own
+    /// blob files at `rate` per connection (`0`: no limit), with Range support, and 403 to any
+    /// request that carries credentials; `extra` adds directives (`max_ranges 0;`).
+    pub fn blob_cdn(registry: &Registry, rate: &str, extra: &str) -> Nginx {
+        let root = registry.storage.join("docker/registry/v2/blobs/sha256");
+        Nginx::start(&format!(
+            "    location ~ ^/cdn/blobs/sha256:(..)(.*)$ {{\n      if ($http_authorization) {{ return 403; }}\n      \
+             alias {}/$1/$1$2/data;\n      limit_rate {rate};\n      {extra}\n    }}",
+            root.display()
+        ))
+    }
+
+    /// A registry front as public registries are: blob GETs answer 307 to
+    /// `http://<cdn>/cdn/blobs/sha256:<hex>` (`cdn`: a [`Nginx::blob_cdn`], or a fault proxy
+    /// in front of one), everything else goes to the registry with the client's Authorization.
+    pub fn registry_front(registry: &Registry, cdn: &str) -> Nginx {
+        Nginx::start(&format!(
+            "    location ~ ^/v2/.+/blobs/sha256:(.+)$ {{ return 307 http://{cdn}/cdn/blobs/sha256:$1; }}\n    \
+             location / {{ proxy_pass http://{}; proxy_set_header Host $http_host; }}",
+            registry.addr
+        ))
+    }
 }
 
 /// moto's S3 server.
