@@ -317,8 +317,9 @@ pub struct SyncArgs {
     #[arg(long, env = "TRIVY_MIRROR_CONCURRENCY", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16), help_heading = TRANSFER)]
     pub concurrency: u32,
 
-    /// Range requests in flight per large blob from a registry source (1: one stream per
-    /// blob). Memory per blob: this many parts of --range-size.
+    /// Range requests in flight for large blobs from a registry source, used where one
+    /// connection is slow: the registry redirects to a CDN, or its own first part came below
+    /// 32 MiB/s (1: one stream per blob). Memory per source: this many parts of --range-size.
     #[arg(long, env = "TRIVY_MIRROR_RANGE_PARTS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=32), help_heading = TRANSFER)]
     pub range_parts: u32,
 

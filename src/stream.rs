@@ -6,8 +6,9 @@
 //! practice) per destination; each destination then buffers at most its upload part
 //! size times its part concurrency (see `dest::object`). With the defaults that is
 //! about 8 MiB × 3 per object-store destination, whatever the blob size. On the source
-//! side a ranged download holds its parts in flight (`source::ranged`: 6 × 2 MiB by
-//! default), handed on in 256 KiB slices.
+//! side a ranged download holds its parts in flight (`source::ranged`: 6 × 2 MiB per
+//! source by default), handed on in 256 KiB slices; a blob that is not ranged flows like
+//! the plain stream.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

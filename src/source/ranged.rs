@@ -15,9 +15,10 @@
 //! - Ranges are for slow connections only. A registry that serves the blob itself (no
 //!   redirect to another host) is usually as fast on one connection as on six, and on
 //!   loopback or a LAN the extra requests cost more than they bring: there the first part
-//!   is timed, and unless it came slower than [`SLOW`] (timed only when it is at least
-//!   [`TIMED`] bytes) the rest follows as one open-ended range, resumed from the byte it
-//!   reached when it breaks.
+//!   streams through as it arrives while the time spent waiting for the network is added
+//!   up, and unless it came slower than [`SLOW`] (timed only when it is at least [`TIMED`]
+//!   bytes) the rest follows as one more range request, resumed from the byte it reached
+//!   when it breaks.
 //! - Parts are yielded strictly in order (`buffered`), so the caller's verifier hashes the
 //!   bytes in order while later parts are still arriving.
 //! - A part whose body breaks (reset, timeout, short body) is re-requested from the byte it
@@ -29,10 +30,13 @@
 //! default) per source, over all the blobs it serves at the same time (a semaphore of
 //! `parts` slots, the first taken before the first request), plus the parts being handed on,
 //! whatever the blob size; parts leave in 256 KiB slices so the fan-out's per-destination
-//! queue stays a few MiB. The one-stream rest holds no part: it flows like a plain GET.
+//! queue stays a few MiB. A range that is streamed (the first part and the rest from a
+//! registry serving blobs itself) holds nothing: it flows like a plain GET.
 //! Small blobs (under two parts) take one plain GET.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
@@ -238,7 +242,7 @@ pub const SLOW: u64 = 32 * 1024 * 1024;
 pub const TIMED: u64 = 1024 * 1024;
 
 /// Whether `bytes` read in `took` show a slow connection ([`SLOW`], timed from [`TIMED`] bytes).
-fn is_slow(bytes: u64, took: std::time::Duration) -> bool {
+fn is_slow(bytes: u64, took: Duration) -> bool {
     bytes >= TIMED && (bytes as f64) < SLOW as f64 * took.as_secs_f64()
 }
 
@@ -255,58 +259,60 @@ pub(crate) struct Blob {
 
 /// The blob as a stream, the answer to its first range (`first`, a 206 for the first part,
 /// taken holding `slot`) already in hand: in parts when it came from another host than the
-/// registry (a CDN) or slowly, otherwise as the first part and one stream for the rest.
-pub(crate) async fn stream(
+/// registry (a CDN); otherwise the first part streams through as it arrives, timed, and the
+/// rest follows in parts if it came slowly, else as one more range request.
+pub(crate) fn stream(
     blob: Blob,
     first: Response,
     slot: Slot,
     options: RangeOptions,
     slots: Arc<tokio::sync::Semaphore>,
-) -> Result<RawBlob> {
+) -> RawBlob {
     let final_url = first.url().to_string();
     let origin =
         |u: &str| url::Url::parse(u).ok().map(|u| (u.host_str().map(str::to_string), u.port_or_known_default()));
     let direct = origin(&final_url) == origin(&blob.url);
     let retry = blob.registry.retry().clone();
     let Blob { registry, repo, url: blob_url, desc, what } = blob;
-    let part = options.part_size.max(1).min(desc.size);
+    let (size, part) = (desc.size, options.part_size.max(1).min(desc.size));
     let parts =
         Arc::new(Parts { registry, repo, blob_url, desc, target: Mutex::new(final_url), direct, retry, what, slots });
     if !direct {
-        return Ok(in_parts(parts, Head::Answer(first, slot), part, options.parts));
+        return in_parts(parts, Some((first, slot)), 0, part, options.parts);
     }
-    let started = std::time::Instant::now();
-    let head = parts.read(0, part, Some(first)).await?;
-    let slow = is_slow(part, started.elapsed());
-    tracing::debug!(blob = %parts.desc.digest, slow, secs = started.elapsed().as_secs_f64(), "first part from the registry itself");
-    if slow {
-        return Ok(in_parts(parts, Head::Read(head, slot), part, options.parts));
-    }
+    // Nothing of the head is held: it flows like a plain stream, so the slot goes back now.
     drop(slot);
-    Ok(Box::pin(slices(head).chain(rest(parts, part))))
+    let head = Arc::new(Progress::default());
+    let then = {
+        let (parts, head) = (parts.clone(), head.clone());
+        futures_util::stream::once(async move {
+            if head.failed.load(Ordering::Relaxed) {
+                return futures_util::stream::empty().boxed();
+            }
+            let waited = Duration::from_nanos(head.waited_ns.load(Ordering::Relaxed));
+            let slow = is_slow(part, waited);
+            tracing::debug!(blob = %parts.desc.digest, slow, secs = waited.as_secs_f64(), "first part from the registry itself");
+            if slow {
+                in_parts(parts, None, part, part, options.parts)
+            } else {
+                range(parts, part, size, None, Arc::default()).boxed()
+            }
+        })
+        .flatten()
+    };
+    range(parts, 0, part, Some(first), head).chain(then).boxed()
 }
 
-/// The first part of a blob: the answer still to read, or the bytes already read.
-enum Head {
-    Answer(Response, Slot),
-    Read(Bytes, Slot),
-}
-
-/// The blob as `in_flight` ranges of `part` bytes at a time, yielded in order.
-fn in_parts(parts: Arc<Parts>, head: Head, part: u64, in_flight: usize) -> RawBlob {
+/// The blob from `from` on as `in_flight` ranges of `part` bytes at a time, yielded in
+/// order; `head`, when given, is the answer for the first of them and its slot.
+fn in_parts(parts: Arc<Parts>, head: Option<(Response, Slot)>, from: u64, part: u64, in_flight: usize) -> RawBlob {
     let size = parts.desc.size;
-    let head = Arc::new(Mutex::new(Some(head)));
-    let ranges = (0..size.div_ceil(part)).map(move |i| (i * part, ((i + 1) * part).min(size)));
+    let head = Arc::new(Mutex::new(head));
+    let ranges = (0..(size - from).div_ceil(part)).map(move |i| (from + i * part, (from + (i + 1) * part).min(size)));
     let fetches = futures_util::stream::iter(ranges).map(move |(start, end)| {
         let parts = parts.clone();
-        let head = if start == 0 { head.lock().expect("not poisoned").take() } else { None };
-        async move {
-            match head {
-                Some(Head::Read(bytes, slot)) => Ok((bytes, slot)),
-                Some(Head::Answer(resp, slot)) => parts.part(start, end, Some((resp, slot))).await,
-                None => parts.part(start, end, None).await,
-            }
-        }
+        let head = if start == from { head.lock().expect("not poisoned").take() } else { None };
+        async move { parts.part(start, end, head).await }
     });
     let slices = fetches.buffered(in_flight.max(1)).flat_map(|part| match part {
         // The slot goes back here: what is left of this part is its slices.
@@ -327,50 +333,72 @@ fn slices(bytes: Bytes) -> impl futures_util::Stream<Item = Result<Bytes>> + Sen
 /// Size of the slices a part is handed on in.
 const SLICE: usize = 256 * 1024;
 
-/// Where the one-stream rest of a blob is.
-struct Rest {
+/// What a streamed range tells whoever comes after it.
+#[derive(Default)]
+struct Progress {
+    /// Time spent waiting for the network (not for the consumer), in nanoseconds.
+    waited_ns: AtomicU64,
+    /// Whether the range ended in an error.
+    failed: AtomicBool,
+}
+
+/// A range being streamed.
+struct Streamed {
     parts: Arc<Parts>,
     reached: u64,
+    end: u64,
     /// Where the request being read started.
     since: u64,
     body: Option<(String, futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>)>,
     attempt: u32,
-    failed: bool,
+    progress: Arc<Progress>,
 }
 
-/// `[from, size)` as one range request, asked again from the byte it reached when it breaks.
-fn rest(parts: Arc<Parts>, from: u64) -> impl futures_util::Stream<Item = Result<Bytes>> + Send + 'static {
-    let size = parts.desc.size;
-    let state = Rest { parts, reached: from, since: from, body: None, attempt: 0, failed: false };
-    futures_util::stream::unfold(state, move |mut s| async move {
+/// `[from, end)` as one range request, streamed as it arrives (`first`: its answer, when
+/// already in hand) and asked again from the byte it reached when it breaks.
+fn range(
+    parts: Arc<Parts>,
+    from: u64,
+    end: u64,
+    first: Option<Response>,
+    progress: Arc<Progress>,
+) -> impl futures_util::Stream<Item = Result<Bytes>> + Send + 'static {
+    let body = first.map(|r| (strip_query(r.url().as_str()), r.bytes_stream().boxed()));
+    let state = Streamed { parts, reached: from, end, since: from, body, attempt: 0, progress };
+    futures_util::stream::unfold(state, |mut s| async move {
         loop {
-            if s.failed || s.reached >= size {
+            if s.progress.failed.load(Ordering::Relaxed) || s.reached >= s.end {
                 return None;
             }
             let err = match &mut s.body {
-                None => match s.parts.request(s.reached, size).await {
+                None => match s.parts.request(s.reached, s.end).await {
                     Ok(resp) => {
                         s.since = s.reached;
-                        s.body = Some((strip_query(resp.url().as_str()), Box::pin(resp.bytes_stream())));
+                        s.body = Some((strip_query(resp.url().as_str()), resp.bytes_stream().boxed()));
                         continue;
                     }
                     Err(e) => e,
                 },
-                Some((url, body)) => match body.next().await {
-                    Some(Ok(c)) if s.reached + c.len() as u64 <= size => {
-                        s.reached += c.len() as u64;
-                        // Progress since the last break: a long stream gets its attempts anew.
-                        s.attempt = 0;
-                        return Some((Ok(c), s));
+                Some((url, body)) => {
+                    let asked = Instant::now();
+                    let chunk = body.next().await;
+                    s.progress.waited_ns.fetch_add(asked.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    match chunk {
+                        Some(Ok(c)) if s.reached + c.len() as u64 <= s.end => {
+                            s.reached += c.len() as u64;
+                            // Progress since the last break: a long stream gets its attempts anew.
+                            s.attempt = 0;
+                            return Some((Ok(c), s));
+                        }
+                        Some(Ok(_)) => s.parts.too_long(),
+                        Some(Err(e)) => transport_error("GET", url, &e),
+                        None => short(url.clone(), s.reached - s.since, s.end - s.since),
                     }
-                    Some(Ok(_)) => s.parts.too_long(),
-                    Some(Err(e)) => transport_error("GET", url, &e),
-                    None => short(url.clone(), s.reached - s.since, size - s.since),
-                },
+                }
             };
             s.body = None;
             if let Err(e) = s.parts.again(&mut s.attempt, err, s.reached).await {
-                s.failed = true;
+                s.progress.failed.store(true, Ordering::Relaxed);
                 return Some((Err(e), s));
             }
         }

@@ -98,7 +98,7 @@ impl Source for RegistrySource {
             match ranged::classify(resp, desc.size, part) {
                 ranged::First::Ranged(first) => {
                     let blob = ranged::Blob { registry: self.registry.clone(), repo, url, desc: desc.clone(), what };
-                    return ranged::stream(blob, first, slot, self.ranges, self.slots.clone()).await;
+                    return Ok(ranged::stream(blob, first, slot, self.ranges, self.slots.clone()));
                 }
                 ranged::First::Whole(resp) => return plain(resp, desc, &what),
                 ranged::First::Refused(reason) => {
