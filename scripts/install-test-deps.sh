@@ -3,7 +3,7 @@
 # Idempotent: a second run only checks what is already there.
 #
 #   apt:  nginx (CDN stand-in), docker-registry (CNCF distribution), skopeo, apache2-utils (htpasswd),
-#         openssl (a test CA for TLS registries)
+#         openssl (a test CA for TLS registries), podman + debootstrap (the container image test)
 #   pip:  the real Trivy client (three versions), moto (S3), cargo-lambda, checkov
 #   npm:  azurite (Azure Blob)
 #
@@ -16,7 +16,9 @@ mkdir -p "$TOOLS"
 log() { printf '[install] %s\n' "$*" >&2; }
 
 need_apt=()
-for pair in nginx:nginx docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils openssl:openssl; do
+for pair in nginx:nginx docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils openssl:openssl \
+  podman:podman buildah:buildah runc:runc newuidmap:uidmap slirp4netns:slirp4netns fuse-overlayfs:fuse-overlayfs \
+  debootstrap:debootstrap; do
   bin=${pair%%:*}; pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || [ -x "/usr/bin/$bin" ] || need_apt+=("$pkg")
 done
@@ -24,12 +26,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Debian starts a package's service on install (nginx, docker-registry) unless policy-rc.d says no:
+  # exit code 101 is Debian's "action forbidden" (invoke-rc.d(8)). The tests start their own servers on
+  # loopback; nothing already running on this machine is stopped or killed. A policy-rc.d the machine
+  # already has is left alone.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  # Debian starts these as services on install; the tests start their own on loopback.
-  systemctl stop nginx docker-registry 2>/dev/null || true
-  service nginx stop 2>/dev/null || true
-  pkill -x nginx 2>/dev/null || true
-  pkill -f '^/usr/bin/docker-registry' 2>/dev/null || true
+  if [ -n "$own_policy" ]; then rm -f "$policy"; trap - EXIT; fi
 fi
 
 venv() { # venv DIR PACKAGES...
@@ -57,5 +65,33 @@ if [ ! -x "$TOOLS/node/node_modules/.bin/azurite-blob" ] || [ ! -d "$TOOLS/node/
   log "npm install azurite"
   mkdir -p "$TOOLS/node"
   (cd "$TOOLS/node" && npm install --silent --no-audit --no-fund azurite@3 @azure/storage-blob@12 >/dev/null)
+fi
+# The container engine's settings for this kind of machine (cgroup v1 hybrid, PID 1 not
+# systemd, hard nofile and nproc limits below podman's defaults: runc may not raise them, and
+# nproc fails even at the shell's own hard limit here), in a file of our own that the tests
+# name with CONTAINERS_CONF; the machine's /etc/containers stays as it is.
+mkdir -p "$TOOLS/containers"
+nofile=$(ulimit -Hn)
+[ "$nofile" != unlimited ] || nofile=-1
+cat >"$TOOLS/containers/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+CONF
+export CONTAINERS_CONF="$TOOLS/containers/containers.conf"
+# No image can be pulled here: the base for the image test is made from Debian's packages
+# (the mirror apt already uses), with CA certificates as the published image has them.
+base=localhost/trivy-mirror-base:bookworm
+if ! podman image exists "$base"; then
+  mirror=$(grep -hoE '^(URIs:|deb) +[^ ]+' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+    | awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)
+  log "debootstrap bookworm minbase from ${mirror:-the default mirror} -> $base"
+  rootfs="$TOOLS/containers/rootfs"
+  rm -rf "$rootfs"
+  debootstrap --variant=minbase --include=ca-certificates bookworm "$rootfs" ${mirror:+"$mirror"} >/dev/null
+  tar -C "$rootfs" -c . | podman import -q - "$base" >/dev/null
+  rm -rf "$rootfs"
 fi
 log "done"

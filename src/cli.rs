@@ -68,6 +68,19 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Remove old versions from a static mirror (blobs and manifests no tag still needs).
     Prune(PruneArgs),
+    /// Exit 0 if a URL answers 2xx, else 1 with one line: a container health check for
+    /// images without curl (`probe http://127.0.0.1:8080/healthz`).
+    Probe(ProbeArgs),
+}
+
+/// `trivy-mirror probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The URL to GET.
+    pub url: String,
+    /// Give up after this long.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 /// Retention settings, shared by `prune` and `sync --prune`.

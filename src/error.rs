@@ -67,7 +67,9 @@ pub enum Error {
     },
 
     /// The request never got an answer: DNS, connect, TLS, timeout, reset mid-body.
-    #[error("{method} {url}: {message}")]
+    /// Shown with its cause in words; the transport chain (`message`) is logged at debug
+    /// level where the error is made.
+    #[error("{method} {url}: {}", transport_words(*.cause, .proxy.as_deref(), .message))]
     Transport {
         /// The request method.
         method: &'static str,
@@ -79,6 +81,9 @@ pub enum Error {
         message: String,
         /// Whether trying again may help (timeouts, resets, refused connections).
         transient: bool,
+        /// The proxy (`host:port`) whose connection failed, when the request went through
+        /// one (`HTTPS_PROXY`) and the failure was connecting to it.
+        proxy: Option<String>,
         /// What to do about it.
         help: Option<Box<Help>>,
     },
@@ -109,8 +114,17 @@ pub enum Error {
         source: Box<object_store::Error>,
     },
 
+    /// `serve` was pointed at a directory that does not exist: nothing was mirrored there.
+    #[error("mirror directory {dir} does not exist")]
+    NoMirror {
+        /// The directory, as given.
+        dir: String,
+        /// Mirror into it first ([`Help::SyncFirst`]).
+        help: Box<Help>,
+    },
+
     /// A local file or socket operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", io_words(.source))]
     Io {
         /// What we were doing, and on which path.
         context: String,
@@ -118,6 +132,31 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The cause of a transport failure in words. A failed connection to a proxy names the
+/// proxy: "connection refused" would blame a registry that was never contacted.
+fn transport_words(cause: Cause, proxy: Option<&str>, message: &str) -> String {
+    match (cause, proxy) {
+        (Cause::Refused, Some(p)) => format!("proxy {p} refused the connection"),
+        (Cause::Dns, Some(p)) => format!("the name of proxy {p} does not resolve"),
+        (Cause::Dns | Cause::Refused | Cause::Certificate | Cause::Timeout, None) => cause.to_string(),
+        (_, _) => message.to_string(),
+    }
+}
+
+/// An I/O error in words, without the `(os error N)` suffix the OS adds.
+pub(crate) fn io_words(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
 }
 
 fn codes_suffix(codes: &str) -> String {
@@ -241,6 +280,20 @@ pub enum Help {
     Offline,
     /// A downgrade was refused; allowing it rolls the mirror back on purpose.
     AllowDowngrade,
+    /// The proxy the environment names could not be reached.
+    CheckProxy {
+        /// The proxy, `host:port`.
+        proxy: String,
+    },
+    /// Nothing answered at the mirror's address.
+    NothingListens,
+    /// A mirror directory has to be written by `sync` before it can be served.
+    SyncFirst {
+        /// The directory.
+        dir: String,
+    },
+    /// HTTPS needs CA certificates, and the machine has none.
+    InstallCaCertificates,
 }
 
 impl fmt::Display for Help {
@@ -272,6 +325,19 @@ impl fmt::Display for Help {
             Help::NoChunkedUploads => f.write_str(
                 "the registry does not support chunked uploads: send blobs in one request, or lift the \
                  proxy's body limit",
+            ),
+            Help::CheckProxy { proxy } => write!(
+                f,
+                "the proxy {proxy} named in HTTPS_PROXY/HTTP_PROXY could not be reached: start it, correct the \
+                 variable, or list the host in NO_PROXY"
+            ),
+            Help::NothingListens => f.write_str(
+                "nothing answers at that address: check the host and port, and that the mirror is being served",
+            ),
+            Help::SyncFirst { dir } => write!(f, "nothing has been mirrored into {dir} yet: sync into it first"),
+            Help::InstallCaCertificates => f.write_str(
+                "this machine has no CA certificates: install the ca-certificates package, or point SSL_CERT_FILE \
+                 at a PEM bundle",
             ),
         }
     }
@@ -310,6 +376,7 @@ impl Error {
     /// The cause in a few words, for the one-line summary of a source that failed.
     pub fn brief(&self) -> String {
         match self {
+            Error::Transport { cause, proxy: Some(p), .. } => transport_words(*cause, Some(p), ""),
             Error::Transport { cause, .. } => cause.to_string(),
             Error::Http { status, codes, .. } if codes.is_empty() => format!("HTTP {status}"),
             Error::Http { status, codes, .. } => {
@@ -337,6 +404,7 @@ impl Error {
     pub fn help(&self) -> Option<&Help> {
         match self {
             Error::Http { help, .. } | Error::Transport { help, .. } | Error::Rejected { help, .. } => help.as_deref(),
+            Error::NoMirror { help, .. } => Some(help),
             Error::Downgrade { .. } => {
                 static ALLOW: Help = Help::AllowDowngrade;
                 Some(&ALLOW)
@@ -356,6 +424,12 @@ impl Error {
     /// Shorthand for [`Error::Rejected`] without help.
     pub(crate) fn rejected(what: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Rejected { what: what.into(), reason: reason.into(), help: None }
+    }
+
+    /// A mirror directory that does not exist, with the hint to sync into it first.
+    pub fn no_mirror(dir: &std::path::Path) -> Self {
+        let dir = dir.display().to_string();
+        Error::NoMirror { help: Box::new(Help::SyncFirst { dir: dir.clone() }), dir }
     }
 
     /// Shorthand for [`Error::Config`].

@@ -112,8 +112,22 @@ pub fn client(options: &ClientOptions<'_>) -> Result<reqwest::Client> {
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| Error::config(Setting::CaBundle, path.display().to_string(), e.to_string()))?;
         b = b.tls_certs_merge(certs);
+    } else if !options.insecure && no_system_roots() {
+        // The platform verifier refuses to be built without roots ("builder error"), which
+        // would fail plain-http runs too (a minimal container image has no ca-certificates).
+        // An empty trust store instead: http works, and https fails per request with a
+        // certificate error that `transport_error` explains.
+        b = b.tls_certs_only(Vec::new());
     }
     b.build().map_err(|e| Error::config(Setting::HttpClient, "", e.to_string()))
+}
+
+/// Whether this machine has no CA certificates at all (no ca-certificates package, and no
+/// `SSL_CERT_FILE`/`SSL_CERT_DIR` naming any): looked up once, as the platform verifier
+/// looks them up.
+pub(crate) fn no_system_roots() -> bool {
+    static NONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *NONE.get_or_init(|| rustls_native_certs::load_native_certs().certs.is_empty())
 }
 
 /// Drop the query string from a URL before it goes into an error: registries and token
@@ -202,8 +216,32 @@ pub fn transport_error(method: &'static str, url: &str, err: &reqwest::Error) ->
     };
     let transient =
         !permanent && (err.is_timeout() || err.is_connect() || err.is_request() || err.is_body() || err.is_decode());
-    let help = (cause == Cause::Certificate).then(|| Box::new(Help::TrustCertificate));
-    Error::Transport { method, url: strip_query(url), cause, message, transient, help }
+    // A connection that was never made went to the proxy, if one applies to this URL.
+    let proxy = matches!(cause, Cause::Refused | Cause::Dns).then(|| proxy_for(url)).flatten();
+    let help = match (&proxy, cause) {
+        (Some(proxy), _) => Some(Help::CheckProxy { proxy: proxy.clone() }),
+        (None, Cause::Certificate) if no_system_roots() => Some(Help::InstallCaCertificates),
+        (None, Cause::Certificate) => Some(Help::TrustCertificate),
+        _ => None,
+    };
+    let url = strip_query(url);
+    // The whole chain is for -v; the error itself says the cause in words.
+    tracing::debug!(method, url, chain = %message, "request failed");
+    Error::Transport { method, url, cause, message, transient, proxy, help: help.map(Box::new) }
+}
+
+/// The proxy (`host:port`) a request for `url` goes through, decided from the
+/// environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`) by the same matcher
+/// reqwest's clients use, so the answer is the one the failed request followed.
+fn proxy_for(url: &str) -> Option<String> {
+    let uri: ::http::Uri = url.parse().ok()?;
+    let intercept = hyper_util::client::proxy::matcher::Matcher::from_system().intercept(&uri)?;
+    let proxy = intercept.uri();
+    let host = proxy.host()?;
+    Some(match proxy.port_u16() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
 }
 
 /// Whether the host of `url` is this machine.
@@ -294,6 +332,7 @@ mod tests {
             cause: Cause::Reset,
             message: "reset".into(),
             transient: true,
+            proxy: None,
             help: None,
         };
         let r: Result<()> = policy

@@ -94,7 +94,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Probe(args) => {
+            let options = trivy_mirror::http::ClientOptions { total_timeout: Some(args.timeout), ..Default::default() };
+            let client = trivy_mirror::http::client(&options)?;
+            let status = match client.get(&args.url).send().await {
+                Ok(resp) => resp.status(),
+                Err(e) => anyhow::bail!(trivy_mirror::http::transport_error("GET", &args.url, &e)),
+            };
+            anyhow::ensure!(status.is_success(), "GET {}: HTTP {}", args.url, status.as_u16());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(args) => {
+            trivy_mirror::serve::open_root(&args.dir)?;
             let listener = trivy_mirror::serve::bind(args.listen).await?;
             let addr = listener.local_addr().context("reading the bound address")?;
             tracing::info!(dir = %args.dir.display(), "serving on http://{addr}");

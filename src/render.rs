@@ -25,6 +25,7 @@ pub(crate) fn hint(help: &Help) -> String {
         Help::Offline => "no source host could be reached: this machine looks offline, or cannot resolve names \
                           (check DNS and HTTPS_PROXY); to mirror from a registry inside your network, use --source"
             .into(),
+        Help::SyncFirst { dir } => format!("nothing has been mirrored there yet: run `trivy-mirror sync --to {dir}` first"),
         other => other.to_string(),
     }
 }
@@ -45,7 +46,7 @@ pub(crate) fn flag(setting: Setting) -> Option<&'static str> {
 
 /// An error for a person: the message, the flag it is about, and the hint.
 pub(crate) fn error(err: &anyhow::Error) -> String {
-    let mut out = format!("error: {err:#}");
+    let mut out = format!("error: {}", one_line(err));
     if let Some(lib) = err.downcast_ref::<trivy_mirror::Error>() {
         if let trivy_mirror::Error::Config { setting, .. } = lib
             && let Some(flag) = flag(*setting)
@@ -54,6 +55,26 @@ pub(crate) fn error(err: &anyhow::Error) -> String {
         }
         if let Some(help) = lib.help() {
             out.push_str(&format!("\n  hint: {}", hint(help)));
+        }
+    }
+    out
+}
+
+/// The error and its causes on one line, each cause once. The library's errors say their
+/// cause in words, so the chain stops at the first of them (its `source` is the raw form
+/// of what it already said); elsewhere a cause whose text is already there is skipped.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        if cause.is::<trivy_mirror::Error>() {
+            break;
         }
     }
     out

@@ -36,14 +36,27 @@ struct ServeState {
 
 /// Serve `root` on `listener` until ctrl-c or SIGTERM.
 pub async fn serve(root: &Path, listener: tokio::net::TcpListener, tag_ttl: u32) -> Result<()> {
-    let root = root
-        .canonicalize()
-        .map_err(|e| Error::Io { context: format!("opening mirror directory {}", root.display()), source: e })?;
+    let root = open_root(root)?;
     let app = router(root, tag_ttl);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| Error::Io { context: "serving".into(), source: e })
+}
+
+/// The mirror directory, resolved: checked before anything is announced, so a wrong path
+/// fails with one line and the hint to sync into it first.
+pub fn open_root(dir: &Path) -> Result<PathBuf> {
+    let context = || format!("opening mirror directory {}", dir.display());
+    let root = dir.canonicalize().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::no_mirror(dir),
+        _ => Error::Io { context: context(), source: e },
+    })?;
+    if !root.is_dir() {
+        let source = std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory");
+        return Err(Error::Io { context: context(), source });
+    }
+    Ok(root)
 }
 
 /// Bind `addr`, with an error that says which address could not be used.

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::artifact::{Kind, OCI_ARTIFACTS, OciArtifact};
 use crate::db_metadata::DbMetadata;
-use crate::error::{Error, Setting};
+use crate::error::{Error, Help, Setting};
 use crate::http::{ClientOptions, read_bounded, status_error, transport_error};
 use crate::manifest::{self, CheckedManifest};
 use crate::oci::MANIFEST_ACCEPT;
@@ -114,6 +114,20 @@ pub fn parse_mirror_url(url: &str) -> Result<(String, bool), Error> {
     Ok((host.to_string(), http))
 }
 
+/// Why the ping failed, in one line with what to do. The CDN mapping is the fix only when
+/// a server answered with something else; when nothing answered, the address is wrong or
+/// nothing serves it (or the proxy in between is down, or its certificate is not trusted).
+fn ping_failure(e: Error) -> String {
+    let help = match &e {
+        Error::Http { .. } => {
+            "Trivy needs 200 or 401 on /v2/: map /v2/ to the v2/index.json object at the CDN".to_string()
+        }
+        Error::Transport { help: Some(help), .. } => help.to_string(),
+        _ => Help::NothingListens.to_string(),
+    };
+    format!("{e} — {help}")
+}
+
 /// Run every check against the mirror at `host`.
 pub async fn verify(host: &str, options: &VerifyOptions) -> VerifyReport {
     let mut report = VerifyReport::default();
@@ -125,9 +139,7 @@ pub async fn verify(host: &str, options: &VerifyOptions) -> VerifyReport {
         }
     };
     let ping =
-        registry.ping().await.map(|()| "GET /v2/ answers 200 or a 401 challenge".to_string()).map_err(|e| {
-            format!("{e} — Trivy needs 200 or 401 on /v2/: map /v2/ to the v2/index.json object at the CDN")
-        });
+        registry.ping().await.map(|()| "GET /v2/ answers 200 or a 401 challenge".to_string()).map_err(ping_failure);
     let reachable = ping.is_ok();
     report.push("ping", format!("{host}/v2/"), ping);
     if reachable {

@@ -74,6 +74,7 @@ impl MemorySource {
                 cause: Cause::Dns,
                 message: "dns error: failed to lookup address information".into(),
                 transient: false,
+                proxy: None,
                 help: None,
             });
         }
@@ -130,6 +131,7 @@ impl Source for MemorySource {
                     cause: Cause::Reset,
                     message: "connection reset by peer".into(),
                     transient: true,
+                    proxy: None,
                     help: None,
                 }));
                 items

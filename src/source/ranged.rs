@@ -223,6 +223,7 @@ fn short(url: String, got: u64, want: u64) -> Error {
         cause: crate::error::Cause::Reset,
         message: format!("the range ended after {got} of {want} bytes"),
         transient: true,
+        proxy: None,
         help: None,
     }
 }

@@ -167,11 +167,16 @@ async fn sync_artifact(
     let mut help = None;
     let mut unreachable = true;
     for (n, source) in plan.sources.iter().enumerate() {
-        let known =
-            condemned.0.lock().expect("not poisoned").get(source.label()).map(|e| (e.brief(), e.is_unreachable()));
-        if let Some((brief, was_unreachable)) = known {
+        let known = condemned
+            .0
+            .lock()
+            .expect("not poisoned")
+            .get(source.label())
+            .map(|e| (e.brief(), e.is_unreachable(), e.help().cloned()));
+        if let Some((brief, was_unreachable, known_help)) = known {
             causes.push(format!("{} ({brief})", source.label()));
             unreachable &= was_unreachable;
+            help = help.or(known_help);
             continue;
         }
         let last = n + 1 == plan.sources.len();
@@ -193,7 +198,12 @@ async fn sync_artifact(
         unreachable = false;
     }
     let why = format!("no source could provide it: {}", causes.join(", "));
-    let help = if unreachable { Some(Help::Offline) } else { help };
+    // Unreachable through a dead proxy: the proxy is what to fix, not the network.
+    let help = match help {
+        Some(h @ Help::CheckProxy { .. }) => Some(h),
+        _ if unreachable => Some(Help::Offline),
+        other => other,
+    };
     dests.iter().map(|d| failed_with(&label, d.name(), start, why.clone(), help.clone())).collect()
 }
 

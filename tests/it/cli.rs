@@ -54,3 +54,83 @@ fn summary_table() {
     check_snapshot("summary-first-run.txt", &run(&dir));
     check_snapshot("summary-rerun.txt", &run(&dir));
 }
+
+/// What a first-time user trips over gets one line with the cause once and the hint that
+/// applies: `serve` of a directory that does not exist, `verify` of an address where
+/// nothing listens (and of one where something else answers), and https on a machine
+/// without CA certificates (a minimal container image). The dead proxy is in
+/// `healing::offline_…` (its snapshot names the proxy).
+#[test]
+fn first_mistakes_get_one_line_with_the_cause_once() {
+    let work = tempfile::tempdir().unwrap();
+    let missing = work.path().join("never-synced");
+    let missing_str = missing.to_str().unwrap();
+
+    // serve: no "serving on" line before the failure; the cause once; sync first.
+    let out =
+        mirror().args(["serve", missing_str, "--listen", &format!("127.0.0.1:{}", free_port())]).output().unwrap();
+    assert!(!out.status.success());
+    let serve = text(&out.stderr).replace(missing_str, "DIR");
+    check_snapshot("serve-missing-dir.txt", &serve);
+
+    // verify: nothing listens. The cause in words, no transport chain, no CDN advice.
+    let port = free_port();
+    let (ok, out) = crate::operate::verify(&[&format!("http://127.0.0.1:{port}")]);
+    assert!(!ok);
+    check_snapshot("verify-refused.txt", &out.replace(&port.to_string(), "PORT"));
+
+    // verify: something answers, but not as a registry (an empty directory served): the
+    // CDN mapping is the advice now.
+    let empty = work.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let served = Serve::start(&empty);
+    let (ok, out) = crate::operate::verify(&[&format!("http://{}", served.addr)]);
+    assert!(!ok);
+    let ping = out.lines().find(|l| l.contains("ping")).unwrap_or_default().to_string();
+    assert!(ping.contains("HTTP 404") && ping.contains("map /v2/ to the v2/index.json object"), "{out}");
+    drop(served);
+
+    // No CA certificates on the machine: plain http still works (a local registry into a
+    // directory); https fails per request, saying what to install.
+    let no_roots = work.path().join("no-roots");
+    std::fs::create_dir(&no_roots).unwrap();
+    std::fs::write(no_roots.join("empty.pem"), "").unwrap();
+    let roots_env = [
+        ("SSL_CERT_FILE", no_roots.join("empty.pem").to_str().unwrap().to_string()),
+        ("SSL_CERT_DIR", no_roots.to_str().unwrap().to_string()),
+    ];
+    let (_, registry) = Upstream::seeded();
+    let source = format!("{}/aquasecurity", registry.addr);
+    let dir = work.path().join("mirror");
+    let out = mirror()
+        .envs(roots_env.iter().map(|(k, v)| (k, v)))
+        .args(["sync", "-q", "--only", "db", "--to", dir.to_str().unwrap(), "--source", &source])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.join("v2/aquasecurity/trivy-db/manifests/2").is_file());
+
+    // A TLS server on 127.0.0.2 (not local for the client's plain-http rule, so https is
+    // used; kept off the dead proxy by NO_PROXY).
+    let pki = crate::registry::TestCa::new(&work.path().join("pki"));
+    let tls_port = free_port();
+    let _tls = Nginx::start(&format!(
+        "    listen 127.0.0.2:{tls_port} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    \
+         location / {{ return 200 '{{}}'; }}",
+        pki.cert.display(),
+        pki.key.display()
+    ));
+    let out = mirror()
+        .envs(roots_env.iter().map(|(k, v)| (k, v)))
+        .env("NO_PROXY", "localhost,127.0.0.1,127.0.0.2")
+        .env("no_proxy", "localhost,127.0.0.1,127.0.0.2")
+        .args(["verify", &format!("https://127.0.0.2:{tls_port}")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let ping = text(&out.stdout);
+    assert!(
+        ping.contains("certificate not trusted") && ping.contains("ca-certificates") && ping.contains("SSL_CERT_FILE"),
+        "{ping}"
+    );
+}

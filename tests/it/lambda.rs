@@ -14,8 +14,7 @@
 //! `CARGO_BIN_EXE_trivy-mirror` with the variables watch prints for this mode tests exactly the
 //! binary that was built, with a known PID whose memory and disk writes can be read.
 //!
-//! `container`: `trivy config` of the Dockerfile (no HIGH or CRITICAL finding) and the shape
-//! job runners rely on. The image itself cannot be built here: see docs/SERVERLESS.md.
+//! The container image is built and run in `container.rs`.
 
 /// The Lambda handler under `cargo lambda watch`.
 #[cfg(feature = "lambda")]
@@ -335,79 +334,5 @@ mod handler {
         let head =
             http().head(format!("{}/{BUCKET}/v2/aquasecurity/trivy-db/blobs/{layer}", moto.endpoint)).send().unwrap();
         assert_eq!(header(head.headers(), "content-length"), LAYER.to_string());
-    }
-}
-
-/// The container image for Cloud Run Jobs and Azure Container Apps Jobs.
-mod container {
-    use crate::harness::*;
-
-    fn dockerfile() -> String {
-        std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile at the repository root")
-    }
-
-    /// HIGH and CRITICAL findings of `trivy config` (offline, embedded checks) per target.
-    fn high_findings(dir: &std::path::Path) -> Vec<(String, Vec<String>, u64)> {
-        let trivy = Trivy::new(TRIVY_CURRENT);
-        let out =
-            trivy.run_ok(&["config", "--skip-check-update", "--format", "json", "--quiet", dir.to_str().unwrap()]);
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let mut targets = Vec::new();
-        for r in report["Results"].as_array().into_iter().flatten() {
-            let high = r["Misconfigurations"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|m| matches!(m["Severity"].as_str(), Some("HIGH" | "CRITICAL")))
-                .map(|m| format!("{} {}: {}", m["ID"], m["Severity"], m["Title"]))
-                .collect();
-            let passed = r["MisconfSummary"]["Successes"].as_u64().unwrap_or(0);
-            targets.push((r["Target"].as_str().unwrap_or("").to_string(), high, passed));
-        }
-        targets.sort();
-        targets
-    }
-
-    #[test]
-    fn trivy_config_finds_nothing_high_or_critical_in_the_dockerfile() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("Dockerfile"), dockerfile()).unwrap();
-        // A control in the same scan: the same file running as root must be caught, or the
-        // scan proves nothing.
-        std::fs::create_dir(dir.path().join("control")).unwrap();
-        let as_root = dockerfile().replace("USER 65532:65532", "USER root");
-        std::fs::write(dir.path().join("control/Dockerfile"), as_root).unwrap();
-
-        let targets = high_findings(dir.path());
-        let find = |t: &str| targets.iter().find(|(name, _, _)| name == t).cloned();
-        let (_, high, passed) = find("Dockerfile").unwrap_or_else(|| panic!("Dockerfile not scanned: {targets:?}"));
-        assert!(high.is_empty(), "HIGH/CRITICAL findings in the Dockerfile: {high:?}");
-        assert!(passed > 10, "only {passed} checks passed: were the Dockerfile checks loaded?");
-        let (_, control, _) = find("control/Dockerfile").expect("control scanned");
-        assert!(!control.is_empty(), "the root-user control was not flagged: {targets:?}");
-    }
-
-    #[test]
-    fn the_image_runs_sync_as_an_unprivileged_user_without_a_shell() {
-        let text = dockerfile();
-        let stages: Vec<&str> = text.split("\nFROM ").skip(1).collect();
-        assert!(stages.len() >= 2, "multi-stage build expected");
-        let runtime = stages.last().unwrap();
-        let base = runtime.lines().next().unwrap();
-        assert!(base.starts_with("gcr.io/distroless/cc-debian12:nonroot"), "runtime base: {base}");
-        let instructions: Vec<&str> = runtime.lines().filter(|l| !l.starts_with('#') && !l.starts_with(' ')).collect();
-        assert!(instructions.contains(&"USER 65532:65532"), "{instructions:?}");
-        // Exec form: no shell is needed (or present) to start it, and it gets SIGTERM itself.
-        assert!(instructions.contains(&r#"ENTRYPOINT ["/usr/local/bin/trivy-mirror"]"#), "{instructions:?}");
-        assert!(instructions.contains(&r#"CMD ["sync"]"#), "{instructions:?}");
-        assert!(instructions.contains(&"ENV TRIVY_MIRROR_LOG_FORMAT=json"), "{instructions:?}");
-        assert!(!runtime.contains("RUN "), "the runtime stage must not need a shell");
-
-        // The build context is an allowlist: no target/, .tools/ or stray credentials.
-        let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
-        assert_eq!(ignore.lines().find(|l| !l.starts_with('#') && !l.trim().is_empty()), Some("*"));
-        for copied in ["Cargo.toml", "Cargo.lock", "src/", "fixtures/Cargo.toml", "fixtures/src/"] {
-            assert!(ignore.lines().any(|l| l == format!("!{copied}")), "{copied} is not in the context");
-        }
     }
 }

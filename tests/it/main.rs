@@ -13,6 +13,8 @@ mod cli;
 mod cloud_credentials;
 /// The destination conformance routine against every real backend.
 mod conformance;
+/// The container image under podman: built from this binary, run read-only as non-root.
+mod container;
 /// Repair of damaged mirrors, rollback protection, offline failures, mistyped URLs.
 mod healing;
 /// The AWS Lambda handler under cargo lambda watch.

@@ -209,14 +209,14 @@ fn a_proxy_body_limit_falls_back_to_chunked_uploads() {
 }
 
 /// A CA and a server certificate for 127.0.0.1 it signed, made with the openssl CLI.
-struct TestCa {
-    ca: std::path::PathBuf,
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
+pub(crate) struct TestCa {
+    pub(crate) ca: std::path::PathBuf,
+    pub(crate) cert: std::path::PathBuf,
+    pub(crate) key: std::path::PathBuf,
 }
 
 impl TestCa {
-    fn new(dir: &std::path::Path) -> TestCa {
+    pub(crate) fn new(dir: &std::path::Path) -> TestCa {
         std::fs::create_dir_all(dir).unwrap();
         let p = |name: &str| dir.join(name);
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
