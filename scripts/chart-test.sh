@@ -42,6 +42,18 @@ if [ "${KEEP:-}" = 1 ]; then log "renderings kept in $WORK"; else trap 'rm -rf "
 log "lint, render, assertions, schema refusals, CRD structure"
 "$PY" scripts/chart_render.py check "$WORK/out"
 
+# The serve container as a later test would run it (podman), from the defaults.
+scripts/chart-test.sh --print-serve-container >"$WORK/serve-container.json"
+"$PY" - "$WORK/serve-container.json" <<'PYEOF'
+import json, sys
+pod = json.load(open(sys.argv[1]))
+c = pod["container"]
+assert c["image"] and c["args"][:2] == ["serve", "/data"], c
+assert c["securityContext"]["readOnlyRootFilesystem"] and pod["podSecurityContext"]["runAsUser"] == 65532, pod
+assert {m["mountPath"] for m in c["volumeMounts"]} >= {"/data", "/tmp"}, c["volumeMounts"]
+PYEOF
+log "serve container written as JSON ($WORK/serve-container.json)"
+
 log "kubernetes-validate --strict, 1.31 and 1.37"
 mapfile -t manifests < <(find "$WORK/out" -path '*/k8s/*.yaml' | sort)
 for k in 1.31.0 1.37.0; do

@@ -54,6 +54,15 @@ def merge(a, b):
     return out
 
 
+def leaf_keys(values, prefix=""):
+    """Dotted keys down to scalars, lists and empty maps; the security contexts and resources whole."""
+    for k, v in values.items():
+        if isinstance(v, dict) and v and k not in ("podSecurityContext", "securityContext", "resources"):
+            yield from leaf_keys(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}"
+
+
 def in_range(constraint, version):
     """Evaluates a ">=A-0 <B-0" kubeVersion constraint (the only form the chart uses)."""
     def key(v):
@@ -221,6 +230,11 @@ def cmd_check(outdir):
     for v, ok in [("1.31.0", True), ("1.33.4-eks-1234", True), ("1.37.9", True), ("1.30.14", False), ("1.38.0", False)]:
         check(in_range(kube, v) == ok, f"kubeVersion {kube!r} {'should' if ok else 'should not'} admit {v}")
 
+    # The README's values table documents every key of values.yaml.
+    readme = (CHART / "README.md").read_text()
+    for key in leaf_keys(yaml.safe_load((CHART / "values.yaml").read_text())):
+        check(f"| `{key}` |" in readme, f"README values table lacks `{key}`")
+
     cases = {"default": {}}
     for mode in MODES:
         ci = CHART / "ci" / f"{mode}-values.yaml"
@@ -271,6 +285,10 @@ def cmd_check(outdir):
             env = {e["name"]: e.get("value") for e in find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
             check(env.get("HTTPS_PROXY") and env.get("NO_PROXY") and env.get("SSL_CERT_FILE") and env.get("DOCKER_CONFIG"),
                   "proxy-ca: HTTPS_PROXY, NO_PROXY, SSL_CERT_FILE, DOCKER_CONFIG")
+
+    # A bucket with no publicHost: NOTES says what to fill in rather than inventing a host.
+    notes = next(v for k, v in render({"mode": "publish", "publish": {"to": ["gs://b"]}}).items() if k.endswith("NOTES.txt"))
+    check("MIRROR-HOST" in notes and "publish.publicHost" in notes, "bucket without publicHost: NOTES placeholder")
 
     # Wrong values fail at install with a message naming the value.
     for bad, expect in [({"mode": "bogus"}, "/mode"),
