@@ -22,18 +22,19 @@
 # Needs .tools/chart (helm-python-sdk, kubernetes-validate) and .tools/trivy-0.76.0 from
 # scripts/install-test-deps.sh. KEEP=1 keeps the rendered manifests and prints where.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=.tools/chart/bin/python
-KV=.tools/chart/bin/kubernetes-validate
-TRIVY=.tools/trivy-0.76.0/bin/trivy
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PY=$ROOT/.tools/chart/bin/python
+KV=$ROOT/.tools/chart/bin/kubernetes-validate
+TRIVY=$ROOT/.tools/trivy-0.76.0/bin/trivy
 for tool in "$PY" "$KV" "$TRIVY"; do
   [ -x "$tool" ] || { echo "chart-test: $tool missing: run scripts/install-test-deps.sh" >&2; exit 1; }
 done
 
 if [ "${1:-}" = --print-serve-container ]; then
-  shift
-  exec "$PY" scripts/chart_render.py serve-container "$@"
+  shift # values files are read relative to the caller's directory
+  exec "$PY" "$ROOT/scripts/chart_render.py" serve-container "$@"
 fi
+cd "$ROOT"
 
 log() { printf '[chart-test] %s\n' "$*" >&2; }
 WORK=$(mktemp -d)

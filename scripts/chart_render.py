@@ -101,7 +101,8 @@ def serve_pod(values):
     c = pod["containers"][0]
     keys = ["image", "command", "args", "env", "securityContext", "volumeMounts", "ports",
             "livenessProbe", "readinessProbe", "resources"]
-    return {"container": {k: c[k] for k in keys if k in c},
+    # "command": null means the image's ENTRYPOINT (/usr/local/bin/trivy-mirror) runs the args.
+    return {"container": {k: c.get(k) for k in keys},
             "podSecurityContext": pod.get("securityContext", {}),
             "volumes": pod.get("volumes", [])}
 
