@@ -18,7 +18,8 @@ pub enum Kind {
     JavaDb,
     /// trivy-checks, the misconfiguration checks bundle (Rego).
     Checks,
-    /// VEX Hub, the VEX repository archive (plain HTTPS, not OCI).
+    /// VEX Hub, the VEX repository (plain HTTPS upstream; copied as the OCI artifact of
+    /// [`crate::vex::artifact`]).
     Vex,
 }
 
@@ -103,10 +104,30 @@ pub const OCI_ARTIFACTS: [OciArtifact; 4] = [
     },
 ];
 
+/// VEX Hub as the engine copies it: `<namespace>/vexhub:latest`. Its shape differs from
+/// the databases' (a config holding the upstream manifest, one layer per archive), which
+/// `manifest::check` knows by its kind; `layer_media_type` and `title` name the usual
+/// single tar.gz archive.
+pub const VEX_ARTIFACT: OciArtifact = OciArtifact {
+    kind: Kind::Vex,
+    name: crate::vex::artifact::VEX_NAME,
+    tag: crate::vex::artifact::VEX_TAG,
+    layer_media_type: crate::vex::artifact::VEX_TAR_GZ_TYPE,
+    title: "main.tar.gz",
+};
+
+/// Everything a sync copies, in the order of the summary: the Trivy databases, then VEX.
+pub const ARTIFACTS: [OciArtifact; 5] =
+    [OCI_ARTIFACTS[0], OCI_ARTIFACTS[1], OCI_ARTIFACTS[2], OCI_ARTIFACTS[3], VEX_ARTIFACT];
+
 impl OciArtifact {
-    /// `trivy-db:2`, for messages.
+    /// `trivy-db:2`, for messages, the summary and `status.json`; VEX keeps the name it
+    /// has always had there, `vex`.
     pub fn label(&self) -> String {
-        format!("{}:{}", self.name, self.tag)
+        match self.kind {
+            Kind::Vex => Kind::Vex.as_str().to_string(),
+            _ => format!("{}:{}", self.name, self.tag),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use trivy_mirror::http::RetryPolicy;
 use trivy_mirror::registry::RegistryOptions;
 use trivy_mirror::run::SyncConfig;
 use trivy_mirror::source::ranged::RangeOptions;
+use trivy_mirror::source::vexhub::VexHubSource;
 use trivy_mirror::source::{BundleSource, DEFAULT_SOURCES, RegistrySource, Source};
 use trivy_mirror::sync::SyncPlan;
 use trivy_mirror::{Error, Result};
@@ -282,9 +283,11 @@ pub struct SyncArgs {
     #[arg(long, env = "TRIVY_MIRROR_VEX_PREFIX", default_value = "", help_heading = VEX)]
     pub vex_prefix: String,
 
-    /// URL of the upstream VEX repository manifest.
-    #[arg(long, env = "TRIVY_MIRROR_VEX_SOURCE", default_value = trivy_mirror::vex::DEFAULT_VEX_SOURCE, help_heading = VEX)]
-    pub vex_source: String,
+    /// URL of the upstream VEX repository manifest. Without it VEX comes from a --source
+    /// that holds the VEX artifact (a bundle, or a registry another mirror pushed it to),
+    /// else from VEX Hub (https://raw.githubusercontent.com/aquasecurity/vexhub/main/vex-repository.json).
+    #[arg(long, env = "TRIVY_MIRROR_VEX_SOURCE", help_heading = VEX)]
+    pub vex_source: Option<String>,
 
     /// Archive format to publish: as-upstream, zip or tar.gz.
     #[arg(long, env = "TRIVY_MIRROR_VEX_ARCHIVE", value_enum, default_value_t = trivy_mirror::vex::ArchiveChoice::AsUpstream, help_heading = VEX)]
@@ -396,8 +399,12 @@ impl SyncArgs {
             matches!(u, DestinationUrl::OciLayout(_) | DestinationUrl::OciArchive(_) | DestinationUrl::TrivyCache(_))
         });
         let bundle_has_vex = bundles.first().is_none_or(|b| {
-            trivy_mirror::bundle::find(b.entries(), trivy_mirror::bundle::VEX_NAME, trivy_mirror::bundle::VEX_TAG)
-                .is_ok_and(|e| e.is_some())
+            trivy_mirror::bundle::find(
+                b.entries(),
+                trivy_mirror::vex::artifact::VEX_NAME,
+                trivy_mirror::vex::artifact::VEX_TAG,
+            )
+            .is_ok_and(|e| e.is_some())
         });
         if (self.base_url.is_some() || local_output) && bundle_has_vex {
             k.insert(Kind::Vex);
@@ -465,7 +472,9 @@ impl SyncArgs {
                     | DestinationUrl::Azure { .. }
             )
         });
-        let vex = if only.contains(&Kind::Vex) {
+        let mut vex_sources = Vec::new();
+        let mut vex_publication = None;
+        if only.contains(&Kind::Vex) {
             if static_output && self.base_url.is_none() {
                 return Err(Error::Config {
                     setting: Setting::BaseUrl,
@@ -475,28 +484,35 @@ impl SyncArgs {
                         .into(),
                 });
             }
-            let plan = trivy_mirror::vex::VexPlan::new(
-                &self.vex_source,
-                self.base_url.as_deref(),
-                &self.vex_prefix,
-                self.vex_archive,
-                self.allow_http_base_url,
-                self.insecure_source,
-                self.source_ca_file.clone(),
-                read_timeout,
-            )?;
-            Some(match bundles.first() {
-                Some(bundle) => plan.from_bundle(bundle.clone()),
-                None => plan,
-            })
-        } else {
-            None
-        };
+            vex_publication = self
+                .base_url
+                .as_deref()
+                .map(|b| trivy_mirror::vex::Publication::new(b, &self.vex_prefix, self.allow_http_base_url))
+                .transpose()?;
+            // Without --vex-source, sources named on the command line that hold the VEX
+            // artifact come first; VEX Hub follows unless a bundle is read (an air gap has
+            // no network). The default upstream registries carry no VEX artifact.
+            let named_sources = self.source != DEFAULT_SOURCES.map(String::from);
+            if self.vex_source.is_none() && named_sources {
+                vex_sources.extend(sources.iter().cloned());
+            }
+            if self.vex_source.is_some() || bundles.is_empty() {
+                let url = self.vex_source.as_deref().unwrap_or(trivy_mirror::vex::DEFAULT_VEX_SOURCE);
+                let hub = VexHubSource::new(
+                    url,
+                    self.vex_archive,
+                    self.insecure_source,
+                    self.source_ca_file.clone(),
+                    read_timeout,
+                )?;
+                vex_sources.push(Arc::new(hub) as Arc<dyn Source>);
+            }
+        }
         let plan = SyncPlan {
             sources,
             namespace: self.namespace.clone(),
             only,
-            vex,
+            vex_sources,
             snapshot_tags: self.snapshot_tags,
             allow_downgrade: self.allow_downgrade,
             recheck: self.recheck,
@@ -524,7 +540,8 @@ impl SyncArgs {
                     credentials::resolve(host, dest_credentials.clone(), self.dest_auth.mode(), env)?;
             }
             let cache_checks_tag = if self.cache_checks == "1" { "1" } else { "2" };
-            let options = OpenOptions { tag_ttl: self.tag_cache_seconds, registry, cache_checks_tag };
+            let vex = vex_publication.clone();
+            let options = OpenOptions { tag_ttl: self.tag_cache_seconds, registry, cache_checks_tag, vex };
             targets.push(trivy_mirror::dest::open(url, options)?);
         }
         let prune = self.prune.then(|| self.retention.options(&self.namespace, false));

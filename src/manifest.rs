@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::artifact::OciArtifact;
+use crate::artifact::{Kind, OciArtifact};
 use crate::error::{Error, Result};
 use crate::oci::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, Digest, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST,
@@ -29,10 +29,14 @@ pub struct CheckedManifest {
     pub digest: Digest,
     /// The manifest's media type (from its `mediaType` field, else the Content-Type).
     pub media_type: String,
+    /// Which artifact family it belongs to (destinations store VEX their own way).
+    pub kind: Kind,
     /// The config descriptor.
     pub config: Descriptor,
-    /// The single layer.
+    /// The layer (for VEX, the first archive).
     pub layer: Descriptor,
+    /// Every layer, in order: the one layer of a database, one per archive for VEX.
+    pub layers: Vec<Descriptor>,
     /// The manifest's `org.opencontainers.image.version` annotation (checks bundle major).
     pub version: Option<String>,
     /// The manifest's `org.opencontainers.image.created` annotation, if it is a timestamp.
@@ -40,10 +44,10 @@ pub struct CheckedManifest {
 }
 
 impl CheckedManifest {
-    /// The blobs the manifest references, layer first: the layer is the large blob whose
+    /// The blobs the manifest references, layers first: a layer is the large blob whose
     /// transfer can fail (or be refused), so a bad one leaves nothing behind at all.
-    pub fn blobs(&self) -> [&Descriptor; 2] {
-        [&self.layer, &self.config]
+    pub fn blobs(&self) -> Vec<&Descriptor> {
+        self.layers.iter().chain([&self.config]).collect()
     }
 }
 
@@ -103,23 +107,28 @@ pub fn check(artifact: &OciArtifact, raw: Bytes, content_type: Option<&str>) -> 
         return Err(refuse(format!("schemaVersion is {:?}, expected 2", m.schema_version)));
     }
     let config = descriptor(m.config.as_ref().ok_or_else(|| refuse("no config descriptor".into()))?, &what)?;
-    let layers = m.layers.unwrap_or_default();
-    if layers.len() != 1 {
-        return Err(refuse(format!("{} layers, Trivy needs exactly one", layers.len())));
-    }
-    let raw_layer = &layers[0];
-    let layer = descriptor(raw_layer, &what)?;
-    if layer.media_type != artifact.layer_media_type {
-        return Err(refuse(format!(
-            "layer media type {:?}, Trivy expects {:?}",
-            layer.media_type, artifact.layer_media_type
-        )));
-    }
-    let title = raw_layer
-        .annotations
-        .get("org.opencontainers.image.title")
-        .ok_or_else(|| refuse("the layer has no org.opencontainers.image.title annotation".into()))?;
-    check_title(title).map_err(refuse)?;
+    let raw_layers = m.layers.unwrap_or_default();
+    let layers = if artifact.kind == Kind::Vex {
+        check_vex(&config, &raw_layers, &what)?
+    } else {
+        if raw_layers.len() != 1 {
+            return Err(refuse(format!("{} layers, Trivy needs exactly one", raw_layers.len())));
+        }
+        let raw_layer = &raw_layers[0];
+        let layer = descriptor(raw_layer, &what)?;
+        if layer.media_type != artifact.layer_media_type {
+            return Err(refuse(format!(
+                "layer media type {:?}, Trivy expects {:?}",
+                layer.media_type, artifact.layer_media_type
+            )));
+        }
+        let title = raw_layer
+            .annotations
+            .get("org.opencontainers.image.title")
+            .ok_or_else(|| refuse("the layer has no org.opencontainers.image.title annotation".into()))?;
+        check_title(title).map_err(refuse)?;
+        vec![layer]
+    };
     let digest = Digest::of(&raw);
     Ok(CheckedManifest {
         version: m.annotations.get("org.opencontainers.image.version").cloned(),
@@ -127,9 +136,47 @@ pub fn check(artifact: &OciArtifact, raw: Bytes, content_type: Option<&str>) -> 
         raw,
         digest,
         media_type,
+        kind: artifact.kind,
         config,
-        layer,
+        layer: layers[0].clone(),
+        layers,
     })
+}
+
+/// The VEX artifact's shape ([`crate::vex::artifact`]): the upstream manifest as config,
+/// then one or more archives, each a tar.gz or zip titled with the plain file name it is
+/// published under, no name twice.
+fn check_vex(config: &Descriptor, raw_layers: &[RawDescriptor], what: &str) -> Result<Vec<Descriptor>> {
+    use crate::vex::artifact::{VEX_MANIFEST_TYPE, check_title, format_of};
+    let refuse = |reason: String| Error::rejected(what, reason);
+    if config.media_type != VEX_MANIFEST_TYPE {
+        return Err(refuse(format!("config media type {:?} is not a VEX repository manifest", config.media_type)));
+    }
+    if raw_layers.is_empty() {
+        return Err(refuse("no archive layer".into()));
+    }
+    // Destinations that publish VEX hold its blobs whole: keep them within the limits the
+    // VEX Hub source downloads under.
+    if config.size > crate::vex::MAX_VEX_MANIFEST as u64 {
+        return Err(refuse(format!("the repository manifest is {} bytes, over the limit", config.size)));
+    }
+    let mut titles = std::collections::BTreeSet::new();
+    let mut layers = Vec::new();
+    for raw_layer in raw_layers {
+        let layer = descriptor(raw_layer, what)?;
+        if layer.size > crate::vex::MAX_VEX_ARCHIVE as u64 {
+            return Err(refuse(format!("archive {} is {} bytes, over the limit", layer.digest, layer.size)));
+        }
+        let format = format_of(&layer.media_type)
+            .ok_or_else(|| refuse(format!("layer media type {:?} is not a VEX archive", layer.media_type)))?;
+        let title = raw_layer.annotations.get("org.opencontainers.image.title").map(String::as_str).unwrap_or("");
+        check_title(format, title).map_err(refuse)?;
+        if !titles.insert(title) {
+            return Err(refuse(format!("two archives are titled {title:?}")));
+        }
+        layers.push(layer);
+    }
+    Ok(layers)
 }
 
 /// Whether a JSON text has a `\uD800`–`\uDFFF` escape that is not part of a valid pair

@@ -344,7 +344,7 @@ async fn check_vex(repo_url: &str, options: &VerifyOptions, report: &mut VerifyR
                 "vex-location",
                 &raw_loc,
                 Err(format!(
-                    "points outside the mirror ({base}): Trivy caches this forever; sync again with the mirror's base URL"
+                    "points outside the mirror ({base}): Trivy caches this forever; sync again with --recheck and the mirror's base URL"
                 )),
             );
             continue;
@@ -381,7 +381,7 @@ async fn check_vex(repo_url: &str, options: &VerifyOptions, report: &mut VerifyR
         };
         let result = match get(loc.fetch.to_string()).await {
             Ok(bytes) => crate::vex::validate_archive(&bytes, loc.format, &loc.subdir, &raw_loc)
-                .map(|()| format!("{len} bytes, index.json found"))
+                .map(|_| format!("{len} bytes, index.json found"))
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };

@@ -11,9 +11,7 @@
 //! Each manifest is named in `index.json` by `<repository>:<tag>` as it is published
 //! (`aquasecurity/trivy-db:2`), so `skopeo inspect --raw oci-archive:FILE:aquasecurity/trivy-db:2`
 //! prints the upstream manifest. VEX Hub travels as one more artifact of the same layout
-//! (`<namespace>/vexhub:latest`, see [`vex_manifest`]): its config blob is the upstream
-//! `vex-repository.json`, byte for byte, and its layers are the archives, in the order of
-//! the manifest's locations.
+//! (`<namespace>/vexhub:latest`, [`crate::vex::artifact`]), stored like the databases.
 //!
 //! A bundle crosses an untrusted channel, so everything read from one is checked here
 //! before use: the index's shape and every ref name against the grammar, every member
@@ -25,7 +23,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::oci::{Descriptor, Digest, OCI_INDEX, OCI_MANIFEST, validate_repository, validate_tag};
+use crate::oci::{Descriptor, Digest, OCI_INDEX, validate_repository, validate_tag};
 
 /// The annotation that names a manifest in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -37,19 +35,6 @@ pub const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 pub const INDEX_FILE: &str = "index.json";
 /// Largest `index.json` read (a real one is a few KiB).
 pub const MAX_INDEX_BYTES: usize = 4 * 1024 * 1024;
-
-/// Repository name (below the namespace) and tag of the VEX artifact.
-pub const VEX_NAME: &str = "vexhub";
-/// Tag of the VEX artifact.
-pub const VEX_TAG: &str = "latest";
-/// `artifactType` of the VEX artifact.
-pub const VEX_ARTIFACT_TYPE: &str = "application/vnd.trivy-mirror.vex-repository.v1";
-/// Media type of its config: the upstream `vex-repository.json`.
-pub const VEX_MANIFEST_TYPE: &str = "application/vnd.trivy-mirror.vex-repository.manifest.v1+json";
-/// Media type of an archive layer in tar.gz form.
-pub const VEX_TAR_GZ_TYPE: &str = "application/vnd.trivy-mirror.vex-repository.archive.v1.tar+gzip";
-/// Media type of an archive layer in zip form.
-pub const VEX_ZIP_TYPE: &str = "application/vnd.trivy-mirror.vex-repository.archive.v1.zip";
 
 /// One named manifest of a bundle.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,8 +194,8 @@ pub fn find<'a>(entries: &'a [IndexEntry], name: &str, tag: &str) -> Result<Opti
     Ok(found)
 }
 
-/// The references of a manifest: its config and layers. Used for the VEX artifact and to
-/// collect garbage in a layout directory.
+/// The references of a manifest: its config and layers. Used to collect garbage in a
+/// layout directory and by Trivy's cache to find a recorded layer.
 pub fn manifest_blobs(raw: &[u8]) -> Result<(Descriptor, Vec<Descriptor>)> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -228,29 +213,10 @@ pub fn manifest_blobs(raw: &[u8]) -> Result<(Descriptor, Vec<Descriptor>)> {
     Ok((desc(&m.config)?, m.layers.iter().map(desc).collect::<Result<_>>()?))
 }
 
-/// Build the VEX artifact's manifest: config = the upstream repository manifest, one
-/// layer per archive with its published file name. No timestamp: the same content gives
-/// the same digest, so an unchanged VEX Hub rewrites nothing.
-pub fn vex_manifest(config: &Descriptor, layers: &[(Descriptor, String)]) -> Bytes {
-    let layer = |d: &Descriptor, title: &str| {
-        serde_json::json!({
-            "mediaType": d.media_type, "digest": d.digest.as_str(), "size": d.size,
-            "annotations": {"org.opencontainers.image.title": title},
-        })
-    };
-    let doc = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": VEX_ARTIFACT_TYPE,
-        "config": {"mediaType": config.media_type, "digest": config.digest.as_str(), "size": config.size},
-        "layers": layers.iter().map(|(d, t)| layer(d, t)).collect::<Vec<_>>(),
-    });
-    Bytes::from(serde_json::to_vec(&doc).expect("a manifest serializes"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::OCI_MANIFEST;
 
     fn entry(repo: &str, tag: &str, raw: &[u8]) -> IndexEntry {
         IndexEntry {

@@ -138,8 +138,8 @@ impl BundleDestination {
         }
     }
 
-    /// Store a small blob given whole (a manifest, the VEX manifest and archives).
-    pub(crate) async fn put_bytes(&self, desc: &Descriptor, bytes: Bytes) -> Result<()> {
+    /// Store a small blob given whole (a manifest).
+    async fn put_bytes(&self, desc: &Descriptor, bytes: Bytes) -> Result<()> {
         let body: BlobStream = Box::pin(futures_util::stream::iter([Ok(bytes)]));
         match &self.mode {
             Mode::Dir { root, writer } => {
@@ -159,13 +159,7 @@ impl BundleDestination {
     }
 
     /// Store a manifest (exact bytes) and name it `repo:tag` for each of `tags`.
-    pub(crate) async fn put_raw_manifest(
-        &self,
-        repo: &str,
-        desc: &Descriptor,
-        raw: Bytes,
-        tags: &[String],
-    ) -> Result<()> {
+    async fn put_raw_manifest(&self, repo: &str, desc: &Descriptor, raw: Bytes, tags: &[String]) -> Result<()> {
         self.put_bytes(desc, raw.clone()).await?;
         if let Mode::Archive { tar, .. } = &self.mode {
             tar.lock().await.manifests.insert(desc.digest.clone(), raw);
@@ -185,40 +179,6 @@ impl BundleDestination {
             writer.put(INDEX_FILE, rendered).await?;
         }
         Ok(())
-    }
-
-    /// Write the VEX repository as the bundle's VEX artifact (`<namespace>/vexhub:latest`).
-    /// Returns the bytes written, 0 when the same artifact is already named.
-    pub(crate) async fn put_vex(&self, namespace: &str, vex: &crate::vex::Prepared) -> Result<u64> {
-        let blob = |media_type: &str, bytes: &Bytes| Descriptor {
-            media_type: media_type.to_string(),
-            digest: Digest::of(bytes),
-            size: bytes.len() as u64,
-        };
-        let config = blob(bundle::VEX_MANIFEST_TYPE, &vex.upstream);
-        let layers: Vec<(Descriptor, String)> = vex
-            .archives
-            .iter()
-            .map(|a| {
-                let media_type = match a.format {
-                    crate::vex::Format::TarGz => bundle::VEX_TAR_GZ_TYPE,
-                    crate::vex::Format::Zip => bundle::VEX_ZIP_TYPE,
-                };
-                (blob(media_type, &a.bytes), a.file.clone())
-            })
-            .collect();
-        let raw = bundle::vex_manifest(&config, &layers);
-        let desc = blob(crate::oci::OCI_MANIFEST, &raw);
-        let repo = crate::oci::join_repository(namespace, bundle::VEX_NAME);
-        if self.entry(&repo, bundle::VEX_TAG).is_some_and(|d| d.digest == desc.digest) {
-            return Ok(0);
-        }
-        self.put_bytes(&config, vex.upstream.clone()).await?;
-        for ((d, _), a) in layers.iter().zip(&vex.archives) {
-            self.put_bytes(d, a.bytes.clone()).await?;
-        }
-        self.put_raw_manifest(&repo, &desc, raw.clone(), &[bundle::VEX_TAG.to_string()]).await?;
-        Ok(config.size + layers.iter().map(|(d, _)| d.size).sum::<u64>() + desc.size)
     }
 
     /// Remove blobs of a layout directory that no named manifest references.
@@ -257,10 +217,6 @@ async fn has_file(root: &Path, desc: &Descriptor) -> bool {
 impl Destination for BundleDestination {
     fn name(&self) -> &str {
         &self.name
-    }
-
-    fn vex(&self) -> super::VexTarget<'_> {
-        super::VexTarget::Bundle(self)
     }
 
     async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Bytes>> {

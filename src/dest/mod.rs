@@ -70,35 +70,6 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     fn carries(&self, _artifact: &crate::artifact::OciArtifact) -> bool {
         true
     }
-
-    /// What this destination does with VEX.
-    fn vex(&self) -> VexTarget<'_> {
-        self.files().map_or(VexTarget::None, VexTarget::Files)
-    }
-}
-
-/// Where VEX goes at a destination.
-#[derive(Clone, Copy)]
-pub enum VexTarget<'a> {
-    /// Nowhere (a registry).
-    None,
-    /// The archives and the rewritten manifest as files of a static layout.
-    Files(&'a dyn Files),
-    /// The VEX artifact of a bundle.
-    Bundle(&'a bundle::BundleDestination),
-    /// Trivy's own VEX repository cache.
-    Cache(&'a trivy_cache::TrivyCache),
-}
-
-impl std::fmt::Debug for VexTarget<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            VexTarget::None => "None",
-            VexTarget::Files(_) => "Files",
-            VexTarget::Bundle(_) => "Bundle",
-            VexTarget::Cache(_) => "Cache",
-        })
-    }
 }
 
 /// Plain files of a static layout, beside the registry paths: VEX archives and manifest,
@@ -333,6 +304,8 @@ pub struct OpenOptions {
     pub registry: crate::registry::RegistryOptions,
     /// Which trivy-checks tag a `trivy-cache:` destination holds (`2` for Trivy ≥ 0.69).
     pub cache_checks_tag: &'static str,
+    /// Where a static layout publishes VEX for Trivy (needed only when VEX is mirrored).
+    pub vex: Option<crate::vex::Publication>,
 }
 
 /// Open a destination.
@@ -346,7 +319,10 @@ pub fn open(url: &str, options: OpenOptions) -> Result<Target> {
         DestinationUrl::TrivyCache(path) => {
             Target::Local(Arc::new(trivy_cache::TrivyCache::open(url, &path, options.cache_checks_tag)?))
         }
-        parsed => Target::Layout(Arc::new(object::ObjectDestination::open(url, parsed, options.tag_ttl)?)),
+        parsed => {
+            let layout = object::ObjectDestination::open(url, parsed, options.tag_ttl)?;
+            Target::Layout(Arc::new(layout.with_vex(options.vex)))
+        }
     })
 }
 

@@ -13,6 +13,12 @@
 //! aborted otherwise, so a corrupt or truncated blob never becomes visible. On a local
 //! directory every object is written to a staging file, flushed to disk and renamed into
 //! place (see [`super::local`]).
+//!
+//! VEX is stored like any artifact (blobs, manifest, tag) and, before its tag, published
+//! for Trivy as plain files ([`ObjectDestination::with_vex`]): the archives under their
+//! fixed names, then the repository manifest rewritten to the mirror's URLs. A file whose
+//! bytes did not change is not written again, so its ETag (and Trivy's `If-None-Match`)
+//! stays valid.
 
 use std::sync::Arc;
 
@@ -23,11 +29,14 @@ use object_store::path::Path;
 use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt as _, PutOptions, PutPayload, WriteMultipart};
 
 use super::{Destination, DestinationUrl, Files};
-use crate::error::{Error, Result};
+use crate::artifact::Kind;
+use crate::error::{Error, Result, Setting};
 use crate::layout::{self, Layout, ObjectClass};
 use crate::manifest::CheckedManifest;
-use crate::oci::{Descriptor, MAX_MANIFEST_BYTES, validate_tag};
+use crate::oci::{Descriptor, Digest, MAX_MANIFEST_BYTES, validate_tag};
 use crate::stream::{BlobStream, Upload};
+use crate::vex::artifact::{Release, VEX_NAME};
+use crate::vex::{MANIFEST_KEY, MAX_VEX_ARCHIVE, MAX_VEX_MANIFEST, Publication};
 
 /// Blobs up to this size are sent in a single PUT.
 pub const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
@@ -58,6 +67,8 @@ pub struct ObjectDestination {
     /// For a local directory: the writer that flushes each object before publishing it.
     durable: Option<super::local::DurableWriter>,
     tag_ttl: u32,
+    /// Where VEX is published for Trivy, when it is mirrored here.
+    vex: Option<Publication>,
 }
 
 impl ObjectDestination {
@@ -127,7 +138,68 @@ impl ObjectDestination {
             attributes,
             tag_ttl,
             durable: None,
+            vex: None,
         }
+    }
+
+    /// Publish VEX for Trivy at `publication` (the mirror's base URL and VEX prefix).
+    pub fn with_vex(mut self, publication: Option<Publication>) -> Self {
+        self.vex = publication;
+        self
+    }
+
+    /// A stored blob read whole (VEX only: its blobs are small), checked against its digest.
+    async fn blob_bytes(&self, repo: &str, blob: &Descriptor, limit: usize) -> Result<Bytes> {
+        let key = layout::blob_key(repo, &blob.digest);
+        let bytes = self.get_bounded(&key, limit).await?;
+        match bytes {
+            Some(b) if Digest::of(&b) == blob.digest => Ok(b),
+            _ => Err(Error::rejected(format!("{key} in {}", self.name), "missing or not the bytes of its digest")),
+        }
+    }
+
+    /// Whether the VEX files of the version `raw` are in place: each archive with its
+    /// layer's size, and the repository manifest pointing at `publication`.
+    async fn vex_files_current(&self, raw: &[u8], publication: &Publication) -> Result<bool> {
+        let published = self.get_file(&publication.key(MANIFEST_KEY)).await?;
+        if !published.is_some_and(|p| String::from_utf8_lossy(&p).contains(&publication.url(""))) {
+            return Ok(false);
+        }
+        for (title, size) in crate::vex::artifact::titles(raw) {
+            let path = self.path(&publication.key(&title))?;
+            match self.store.head(&path).await {
+                Ok(meta) if meta.size == size => {}
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => return Ok(false),
+                Err(e) => return Err(self.err("head", &path)(e)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// The VEX files: every archive under its fixed name, then the rewritten repository
+    /// manifest, each checked first and written only if its bytes changed.
+    async fn publish_vex(&self, repo: &str, manifest: &CheckedManifest) -> Result<()> {
+        let publication = self.vex.as_ref().ok_or_else(|| {
+            Error::config(Setting::BaseUrl, "", "publishing VEX for clients needs the mirror's public URL")
+        })?;
+        let config = self.blob_bytes(repo, &manifest.config, MAX_VEX_MANIFEST).await?;
+        let release = Release::read(&manifest.raw, &config)?;
+        let mut files = Vec::new();
+        for archive in &release.archives {
+            let bytes = self.blob_bytes(repo, &archive.layer, MAX_VEX_ARCHIVE).await?;
+            let what = format!("VEX archive {}", archive.file);
+            crate::vex::validate_archive_off_runtime(bytes.clone(), archive.format, archive.subdir.clone(), what)
+                .await?;
+            files.push((publication.key(&archive.file), bytes));
+        }
+        files.push((publication.key(MANIFEST_KEY), release.rewrite(publication)));
+        for (key, body) in files {
+            if self.get_file(&key).await?.is_some_and(|current| current == body) {
+                continue;
+            }
+            self.put_file(&key, body, ObjectClass::of(&key).unwrap_or(ObjectClass::Json)).await?;
+        }
+        Ok(())
     }
 
     /// Every object below `rel_dir` (relative to the layout root), for retention.
@@ -265,7 +337,19 @@ impl Destination for ObjectDestination {
     }
 
     async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Bytes>> {
-        self.get_bounded(&layout::manifest_key(repo, reference), MAX_MANIFEST_BYTES).await
+        let stored = self.get_bounded(&layout::manifest_key(repo, reference), MAX_MANIFEST_BYTES).await?;
+        // `sync --recheck` reads a version back by digest: a VEX version counts as intact
+        // only while the published repository manifest points at this mirror's URL, so a
+        // lost file or a changed --base-url / --vex-prefix is published again. (The
+        // everyday tag read stays one request.)
+        if let (Some(raw), Some(publication)) = (&stored, &self.vex)
+            && repo.rsplit('/').next() == Some(VEX_NAME)
+            && Digest::parse(reference).is_ok()
+            && !self.vex_files_current(raw, publication).await?
+        {
+            return Ok(None);
+        }
+        Ok(stored)
     }
 
     async fn read_blob(&self, repo: &str, blob: &Descriptor) -> Result<Option<crate::source::RawBlob>> {
@@ -321,6 +405,9 @@ impl Destination for ObjectDestination {
     }
 
     async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tags: &[String]) -> Result<()> {
+        if manifest.kind == Kind::Vex {
+            self.publish_vex(repo, manifest).await?;
+        }
         let mt = Some(manifest.media_type.as_str());
         let by_digest = layout::manifest_key(repo, manifest.digest.as_str());
         self.put_small(&by_digest, manifest.raw.clone(), ObjectClass::DigestManifest, mt).await?;

@@ -7,7 +7,8 @@
 //! java-db/trivy-java.db, java-db/metadata.json the trivy-java-db layer, unpacked
 //! policy/content/…, policy/metadata.json       one trivy-checks bundle (:2 or :1), unpacked
 //! vex/repositories/default/…                   VEX Hub as Trivy's default VEX repository
-//! .trivy-mirror/<name>-<tag>.json              the manifest each came from (exact bytes)
+//! .trivy-mirror/<name>-<tag>.json              the manifest each came from (exact bytes;
+//!                                              vexhub-latest.json for VEX)
 //! ```
 //!
 //! Each `metadata.json` carries `DownloadedAt` = the time of writing, as Trivy stamps it
@@ -33,14 +34,15 @@ use bytes::Bytes;
 use futures_util::TryStreamExt as _;
 use serde_json::{Value, json};
 
+use super::Destination;
 use super::local::{DurableWriter, io_error};
-use super::{Destination, VexTarget};
-use crate::artifact::{Kind, OCI_ARTIFACTS, OciArtifact};
+use crate::artifact::{ARTIFACTS, Kind, OciArtifact};
 use crate::error::{Error, Result};
 use crate::manifest::CheckedManifest;
 use crate::oci::{Descriptor, Digest};
 use crate::source::RawBlob;
 use crate::stream::{BlobStream, Upload};
+use crate::vex::Format;
 
 /// Largest total a layer may unpack to (the Java DB is ~1.3 GB unpacked today).
 const MAX_UNPACKED: u64 = 32 * 1024 * 1024 * 1024;
@@ -59,6 +61,8 @@ pub struct TrivyCache {
     checks_tag: &'static str,
     /// Unpacked layers waiting for their manifest, by layer digest.
     staged: Mutex<HashMap<Digest, PathBuf>>,
+    /// The VEX artifact's blobs (small), waiting for its manifest, by digest.
+    vex_blobs: Mutex<HashMap<Digest, Bytes>>,
     next: AtomicU64,
     /// Small files (metadata.json, cache.json, records): staged beside, flushed, renamed.
     writer: DurableWriter,
@@ -93,6 +97,7 @@ impl TrivyCache {
             root: root.to_path_buf(),
             checks_tag,
             staged: Mutex::new(HashMap::new()),
+            vex_blobs: Mutex::new(HashMap::new()),
             next: AtomicU64::new(0),
             writer: DurableWriter::new(root),
         })
@@ -104,7 +109,7 @@ impl TrivyCache {
 
     fn artifact_of_repo(&self, repo: &str) -> Option<&'static OciArtifact> {
         let name = repo.rsplit('/').next().unwrap_or(repo);
-        OCI_ARTIFACTS.iter().find(|a| a.name == name && self.carries(a))
+        ARTIFACTS.iter().find(|a| a.name == name && self.carries(a))
     }
 
     /// Write a small file under the cache root durably.
@@ -124,6 +129,9 @@ impl TrivyCache {
 
     /// Whether the unpacked files of `artifact` are all in place.
     fn complete(&self, artifact: &OciArtifact) -> bool {
+        if artifact.kind == Kind::Vex {
+            return self.vex_content().join("index.json").is_file();
+        }
         let p = place(artifact.kind);
         let dir = self.root.join(p.dir);
         if p.files.is_empty() {
@@ -133,40 +141,47 @@ impl TrivyCache {
         }
     }
 
-    /// Write Trivy's VEX repository cache from a prepared VEX release. Returns the bytes
-    /// written, 0 when the same archive is already in place.
-    pub(crate) async fn put_vex(&self, vex: &crate::vex::Prepared) -> Result<u64> {
+    /// Where Trivy reads the default VEX repository's content.
+    fn vex_content(&self) -> PathBuf {
+        self.root.join("vex/repositories").join(VEX_REPOSITORY).join(VEX_SPEC)
+    }
+
+    /// Write Trivy's VEX repository cache from the VEX artifact whose blobs were staged:
+    /// the archive of the location with spec 0.1 unpacked from its `//subdir`, the
+    /// upstream `vex-repository.json`, and `cache.json`.
+    async fn write_vex_repository(&self, manifest: &CheckedManifest) -> Result<()> {
+        let staged = |d: &Digest| {
+            let blob = self.vex_blobs.lock().expect("not poisoned").get(d).cloned();
+            blob.ok_or_else(|| Error::rejected("VEX artifact", format!("blob {d} was not sent before its manifest")))
+        };
+        let upstream = staged(&manifest.config.digest)?;
+        let release = crate::vex::artifact::Release::read(&manifest.raw, &upstream)?;
         // Trivy reads exactly spec 0.1 (pkg/vex/repo: SchemaVersion); take its first location.
-        let archive = vex.archives.iter().find(|a| a.spec_version == VEX_SPEC).ok_or_else(|| {
+        let archive = release.archives.iter().find(|a| a.spec_version == VEX_SPEC).ok_or_else(|| {
             Error::rejected("VEX repository manifest", "no version with spec_version 0.1, the one Trivy reads")
         })?;
+        let bytes = staged(&archive.layer.digest)?;
         let repo_dir = self.root.join("vex/repositories").join(VEX_REPOSITORY);
-        let content = repo_dir.join(VEX_SPEC);
-        let record_path = self.root.join(RECORDS).join("vex.json");
-        let record = json!({"manifest": Digest::of(&vex.upstream).to_string(), "archive": Digest::of(&archive.bytes).to_string()});
-        let current = tokio::fs::read(&record_path).await.ok().and_then(|r| serde_json::from_slice::<Value>(&r).ok());
-        if current.as_ref() == Some(&record) && content.join("index.json").is_file() {
-            return Ok(0);
-        }
         let staging = self.staging_dir();
-        let (bytes, format, subdir, dir) =
-            (archive.bytes.clone(), archive.format, archive.subdir.clone(), staging.clone());
-        let unpacked = tokio::task::spawn_blocking(move || unpack_vex(&bytes, format, &subdir, &dir))
-            .await
-            .expect("the unpack task does not panic");
+        let (format, subdir, dir, what) =
+            (archive.format, archive.subdir.clone(), staging.clone(), format!("VEX archive {}", archive.file));
+        let unpacked = tokio::task::spawn_blocking(move || {
+            crate::vex::validate_archive(&bytes, format, &subdir, &what)?;
+            unpack_vex(&bytes, format, &subdir, &dir).map_err(|e| Error::rejected(what, e.to_string()))
+        })
+        .await
+        .expect("the unpack task does not panic");
         if let Err(e) = unpacked {
             let _ = tokio::fs::remove_dir_all(&staging).await;
-            return Err(Error::rejected(format!("VEX archive {}", archive.file), e.to_string()));
+            return Err(e);
         }
         tokio::fs::create_dir_all(&repo_dir).await.map_err(io_error("creating", &repo_dir))?;
-        self.write_file(&repo_dir.join("vex-repository.json"), &vex.upstream).await?;
-        swap_dir(&staging, &content).await?;
+        self.write_file(&repo_dir.join("vex-repository.json"), &upstream).await?;
+        swap_dir(&staging, &self.vex_content()).await?;
         // Trivy's cache.json: when it last updated, and no ETags (the next online update
         // downloads in full).
         let cache = json!({"UpdatedAt": now(), "ETags": {}});
-        self.write_file(&repo_dir.join("cache.json"), cache.to_string().as_bytes()).await?;
-        self.write_file(&record_path, record.to_string().as_bytes()).await?;
-        Ok(archive.bytes.len() as u64)
+        self.write_file(&repo_dir.join("cache.json"), cache.to_string().as_bytes()).await
     }
 }
 
@@ -178,10 +193,6 @@ impl Destination for TrivyCache {
 
     fn carries(&self, artifact: &OciArtifact) -> bool {
         artifact.kind != Kind::Checks || artifact.tag == self.checks_tag
-    }
-
-    fn vex(&self) -> VexTarget<'_> {
-        VexTarget::Cache(self)
     }
 
     async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Bytes>> {
@@ -201,6 +212,13 @@ impl Destination for TrivyCache {
 
     async fn has_blob(&self, repo: &str, blob: &Descriptor) -> Result<bool> {
         let Some(artifact) = self.artifact_of_repo(repo) else { return Ok(true) };
+        if artifact.kind == Kind::Vex {
+            // Every VEX blob is needed again to rewrite the repository, config included.
+            let Ok(raw) = tokio::fs::read(self.record(artifact)).await else { return Ok(false) };
+            let referenced = crate::bundle::manifest_blobs(&raw)
+                .is_ok_and(|(config, layers)| std::iter::once(config).chain(layers).any(|d| d.digest == blob.digest));
+            return Ok(referenced && self.complete(artifact));
+        }
         if blob.media_type != artifact.layer_media_type {
             return Ok(true); // a config: nothing of it is stored
         }
@@ -210,6 +228,12 @@ impl Destination for TrivyCache {
     }
 
     async fn put_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<Upload> {
+        if self.artifact_of_repo(repo).is_some_and(|a| a.kind == Kind::Vex) {
+            // Small (the manifest check bounds them): kept whole until the manifest comes.
+            let chunks: Vec<Bytes> = body.try_collect().await?;
+            self.vex_blobs.lock().expect("not poisoned").insert(blob.digest.clone(), Bytes::from(chunks.concat()));
+            return Ok(Upload::Stored(blob.size));
+        }
         let artifact = self.artifact_of_repo(repo).filter(|a| blob.media_type == a.layer_media_type);
         let Some(artifact) = artifact else {
             // A config blob: read it to the end (that is where the digest is checked), keep nothing.
@@ -248,6 +272,10 @@ impl Destination for TrivyCache {
 
     async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tags: &[String]) -> Result<()> {
         let Some(artifact) = tags.first().and_then(|t| self.artifact(repo, t)) else { return Ok(()) };
+        if artifact.kind == Kind::Vex {
+            self.write_vex_repository(manifest).await?;
+            return self.write_file(&self.record(artifact), &manifest.raw).await;
+        }
         let staged = self.staged.lock().expect("not poisoned").remove(&manifest.layer.digest);
         let p = place(artifact.kind);
         let dir = self.root.join(p.dir);
@@ -387,13 +415,13 @@ fn write_member(reader: &mut impl Read, target: &Path) -> std::io::Result<()> {
 }
 
 /// Unpack the `subdir` of a VEX archive into `dir`.
-fn unpack_vex(bytes: &[u8], format: crate::vex::Format, subdir: &str, dir: &Path) -> std::io::Result<()> {
+fn unpack_vex(bytes: &[u8], format: Format, subdir: &str, dir: &Path) -> std::io::Result<()> {
     match format {
-        crate::vex::Format::TarGz => {
+        Format::TarGz => {
             let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
             unpack_tar(&mut archive, dir, Path::new(subdir))
         }
-        crate::vex::Format::Zip => {
+        Format::Zip => {
             let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(std::io::Error::other)?;
             std::fs::create_dir_all(dir)?;
             let mut total = 0u64;
@@ -464,7 +492,7 @@ mod tests {
     fn a_vex_archive_unpacks_its_subdir() {
         let dir = tempfile::tempdir().unwrap();
         let archive = tar_gz(&[("vexhub-main/index.json", b"{}"), ("vexhub-main/pkg/a.json", b"[]"), ("README", b"x")]);
-        unpack_vex(&archive, crate::vex::Format::TarGz, "vexhub-main", dir.path()).unwrap();
+        unpack_vex(&archive, Format::TarGz, "vexhub-main", dir.path()).unwrap();
         assert!(dir.path().join("index.json").is_file());
         assert!(dir.path().join("pkg/a.json").is_file());
         assert!(!dir.path().join("README").exists());

@@ -39,16 +39,6 @@ pub struct BundleSource {
     entries: Vec<IndexEntry>,
 }
 
-/// The VEX repository a bundle carries: the upstream manifest and each archive with its
-/// layer descriptor, in the order of the manifest's locations.
-#[derive(Debug)]
-pub struct BundledVex {
-    /// `vex-repository.json` as it was upstream.
-    pub manifest: Bytes,
-    /// The archives.
-    pub archives: Vec<(Descriptor, Bytes)>,
-}
-
 impl BundleSource {
     /// Open `oci:DIR` (`archive` false) or `oci-archive:FILE` (`archive` true) and check
     /// its index.
@@ -155,30 +145,6 @@ impl BundleSource {
             return Err(self.refuse(&rel, &format!("the bytes do not hash to {}", desc.digest)));
         }
         Ok(bytes)
-    }
-
-    /// The VEX repository the bundle carries, checked (sizes, digests, media types), or
-    /// `None` if it carries none.
-    pub async fn vex(&self) -> Result<Option<BundledVex>> {
-        let Some(entry) = bundle::find(&self.entries, bundle::VEX_NAME, bundle::VEX_TAG)? else { return Ok(None) };
-        let raw = self.read_verified(&entry.manifest, crate::oci::MAX_MANIFEST_BYTES as u64).await?;
-        let (config, layers) = bundle::manifest_blobs(&raw)?;
-        let rel = bundle::blob_path(&entry.manifest.digest);
-        if config.media_type != bundle::VEX_MANIFEST_TYPE {
-            return Err(self.refuse(&rel, &format!("config media type {:?} is not a VEX manifest", config.media_type)));
-        }
-        if layers.is_empty()
-            || layers.iter().any(|l| ![bundle::VEX_TAR_GZ_TYPE, bundle::VEX_ZIP_TYPE].contains(&l.media_type.as_str()))
-        {
-            return Err(self.refuse(&rel, "the VEX artifact needs one or more tar.gz or zip archive layers"));
-        }
-        let manifest = self.read_verified(&config, crate::vex::MAX_VEX_MANIFEST as u64).await?;
-        let mut archives = Vec::new();
-        for layer in layers {
-            let bytes = self.read_verified(&layer, crate::vex::MAX_VEX_ARCHIVE as u64).await?;
-            archives.push((layer, bytes));
-        }
-        Ok(Some(BundledVex { manifest, archives }))
     }
 }
 

@@ -56,6 +56,18 @@ impl MemorySource {
         self
     }
 
+    /// Serve the manifest `raw` as `name:tag`, and `blobs` (an artifact no fixture
+    /// builds, such as VEX).
+    pub(crate) fn add_raw(&self, name: &str, tag: &str, raw: Bytes, blobs: &[Bytes]) -> &Self {
+        let manifest = RawManifest { raw, content_type: Some(crate::oci::OCI_MANIFEST.to_string()) };
+        self.manifests.lock().unwrap().insert(format!("{name}:{tag}"), manifest);
+        let mut kept = self.blobs.lock().unwrap();
+        for blob in blobs {
+            kept.insert(Digest::of(blob), blob.clone());
+        }
+        self
+    }
+
     /// Apply `fault` to the next `times` requests for the blob `digest`.
     pub(crate) fn fault(&self, digest: &str, fault: Fault, times: usize) {
         self.faults.lock().unwrap().insert(Digest::parse(digest).unwrap(), (fault, times));

@@ -9,12 +9,14 @@
 //! air-gap bundle, an in-memory fake in the engine tests) implements the two fetches and
 //! inherits every guarantee.
 //!
-//! Implementations: [`registry::RegistrySource`] (a namespace on an OCI registry) and
-//! [`bundle::BundleSource`] (an air-gap bundle: an OCI layout directory or tar).
+//! Implementations: [`registry::RegistrySource`] (a namespace on an OCI registry),
+//! [`bundle::BundleSource`] (an air-gap bundle: an OCI layout directory or tar), and
+//! [`vexhub::VexHubSource`] (VEX Hub over HTTP, packed as the VEX artifact).
 
 pub mod bundle;
 pub mod ranged;
 pub mod registry;
+pub mod vexhub;
 
 #[cfg(test)]
 pub(crate) mod memory;

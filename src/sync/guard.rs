@@ -13,6 +13,7 @@
 //!   cannot see.
 
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 
 use futures_util::StreamExt as _;
 use futures_util::future::join_all;
@@ -25,12 +26,37 @@ use crate::manifest::CheckedManifest;
 use crate::oci::Digest;
 use crate::stream::verify;
 
+/// Blobs found present at a destination earlier in this run: the health check asks once
+/// per blob and run (trivy-checks :1 and :2 share their config in one repository), which
+/// keeps an unchanged rerun at a handful of requests. The engine never deletes, so what
+/// was there stays there for the run.
+#[derive(Default)]
+pub(super) struct Seen(Mutex<BTreeSet<(String, String, Digest)>>);
+
+impl Seen {
+    fn key(dest: &dyn Destination, repo: &str, blob: &Digest) -> (String, String, Digest) {
+        (dest.name().to_string(), repo.to_string(), blob.clone())
+    }
+}
+
 /// How many of `manifest`'s blobs `dest` lacks (absent, or of another size).
-pub(super) async fn missing_blobs(dest: &dyn Destination, repo: &str, manifest: &CheckedManifest) -> Result<usize> {
-    let present = join_all(manifest.blobs().map(|b| dest.has_blob(repo, b))).await;
+pub(super) async fn missing_blobs(
+    dest: &dyn Destination,
+    repo: &str,
+    manifest: &CheckedManifest,
+    seen: &Seen,
+) -> Result<usize> {
+    let known =
+        |b: &&crate::oci::Descriptor| seen.0.lock().expect("not poisoned").contains(&Seen::key(dest, repo, &b.digest));
+    let ask: Vec<_> = manifest.blobs().into_iter().filter(|b| !known(b)).collect();
+    let present = join_all(ask.iter().map(|b| dest.has_blob(repo, b))).await;
     let mut missing = 0;
-    for p in present {
-        missing += usize::from(!p?);
+    for (blob, p) in ask.into_iter().zip(present) {
+        if p? {
+            seen.0.lock().expect("not poisoned").insert(Seen::key(dest, repo, &blob.digest));
+        } else {
+            missing += 1;
+        }
     }
     Ok(missing)
 }

@@ -9,7 +9,7 @@
 //! (the health check of [`guard`]), and is repaired if a blob went missing.
 //!
 //! Up to [`SyncPlan::concurrency`] artifacts are copied at the same time; each keeps its
-//! own order, and the report lists them in the fixed order of [`OCI_ARTIFACTS`].
+//! own order, and the report lists them in the fixed order of [`ARTIFACTS`].
 //!
 //! Sources are tried in order; any failure on the source side (unreachable, 404, 429,
 //! 5xx, corrupt content, an older build than the one published) moves on to the next.
@@ -30,7 +30,7 @@ use futures_util::StreamExt as _;
 use futures_util::future::join_all;
 use jiff::Timestamp;
 
-use crate::artifact::{Kind, OCI_ARTIFACTS, OciArtifact};
+use crate::artifact::{ARTIFACTS, Kind, OciArtifact};
 use crate::dest::Destination;
 use crate::error::{Error, Help, Result};
 use crate::oci::{Digest, join_repository};
@@ -47,8 +47,9 @@ pub struct SyncPlan {
     pub namespace: String,
     /// Which kinds to mirror.
     pub only: BTreeSet<Kind>,
-    /// VEX mirroring settings, when VEX is selected.
-    pub vex: Option<crate::vex::VexPlan>,
+    /// Where VEX comes from, tried in order: VEX Hub over HTTP
+    /// ([`crate::source::vexhub::VexHubSource`]), or sources that hold the VEX artifact.
+    pub vex_sources: Vec<Arc<dyn Source>>,
     /// Also publish each new version under a dated, immutable tag (`2-20261126T0600Z`).
     pub snapshot_tags: bool,
     /// Replace a published version with an older build (a deliberate rollback).
@@ -69,6 +70,14 @@ impl SyncPlan {
     pub fn repository(&self, artifact: &OciArtifact) -> String {
         join_repository(&self.namespace, artifact.name)
     }
+
+    /// The sources to try for an artifact, in order.
+    pub fn sources_for(&self, artifact: &OciArtifact) -> &[Arc<dyn Source>] {
+        match artifact.kind {
+            Kind::Vex => &self.vex_sources,
+            _ => &self.sources,
+        }
+    }
 }
 
 /// The dated tag of a version: `<tag>-YYYYMMDDTHHMMZ` of its build time.
@@ -80,24 +89,25 @@ pub fn snapshot_tag(tag: &str, at: Timestamp) -> String {
 pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Report {
     let mut report = Report::default();
     let condemned = Condemned::default();
+    let seen = guard::Seen::default();
     // Artifacts in parallel, bounded; `buffered` yields them in order, so the summary order
     // does not depend on which finished first. Artifacts of one repository (trivy-checks
     // :1 and :2) go one after the other: they share blobs and the tag listing.
     let mut groups: Vec<Vec<&OciArtifact>> = Vec::new();
-    for artifact in OCI_ARTIFACTS.iter().filter(|a| plan.only.contains(&a.kind)) {
+    for artifact in ARTIFACTS.iter().filter(|a| plan.only.contains(&a.kind)) {
         match groups.iter_mut().find(|g| g[0].name == artifact.name) {
             Some(g) => g.push(artifact),
             None => groups.push(vec![artifact]),
         }
     }
     let runs = futures_util::stream::iter(groups).map(|group| {
-        let condemned = &condemned;
+        let (condemned, seen) = (&condemned, &seen);
         async move {
             let mut entries = Vec::new();
             for artifact in group {
                 let carriers: Vec<_> = destinations.iter().filter(|d| d.carries(artifact)).cloned().collect();
                 if !carriers.is_empty() {
-                    entries.extend(sync_artifact(plan, artifact, &carriers, condemned).await);
+                    entries.extend(sync_artifact(plan, artifact, &carriers, condemned, seen).await);
                 }
             }
             entries
@@ -111,11 +121,6 @@ pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Rep
         tracing::error!(artifact, destination, error = %e.error.as_deref().unwrap_or(""), "failed");
     }
     report.entries.extend(done.into_iter().flatten());
-    if plan.only.contains(&Kind::Vex)
-        && let Some(vex) = &plan.vex
-    {
-        report.entries.extend(crate::vex::sync(vex, &plan.namespace, destinations).await);
-    }
     let now = Timestamp::now();
     for dest in destinations {
         let mine: Vec<&Entry> = report.entries.iter().filter(|e| e.destination == dest.name()).collect();
@@ -159,6 +164,7 @@ async fn sync_artifact(
     artifact: &OciArtifact,
     dests: &[Arc<dyn Destination>],
     condemned: &Condemned,
+    seen: &guard::Seen,
 ) -> Vec<Entry> {
     let start = Instant::now();
     let label = artifact.label();
@@ -166,7 +172,8 @@ async fn sync_artifact(
     let mut causes = Vec::new();
     let mut help = None;
     let mut unreachable = true;
-    for (n, source) in plan.sources.iter().enumerate() {
+    let sources = plan.sources_for(artifact);
+    for (n, source) in sources.iter().enumerate() {
         let known = condemned
             .0
             .lock()
@@ -179,8 +186,8 @@ async fn sync_artifact(
             help = help.or(known_help);
             continue;
         }
-        let last = n + 1 == plan.sources.len();
-        match try_source(plan, artifact, source.as_ref(), dests, start, last).await {
+        let last = n + 1 == sources.len();
+        match try_source(plan, artifact, source.as_ref(), dests, start, last, seen).await {
             Ok(entries) => return entries,
             Err(e) => {
                 tracing::debug!(artifact = %label, source = source.label(), error = %e, "source failed, trying the next");
@@ -217,6 +224,7 @@ async fn try_source(
     dests: &[Arc<dyn Destination>],
     start: Instant,
     last: bool,
+    seen: &guard::Seen,
 ) -> Result<Vec<Entry>> {
     let label = artifact.label();
     let manifest = checked_manifest(source, artifact).await?;
@@ -256,7 +264,7 @@ async fn try_source(
                 }
                 Err(e) => entries.push(fail(dest.name(), &e)),
             },
-            Ok(Some((true, _))) => match guard::missing_blobs(dest.as_ref(), &repo, &manifest).await {
+            Ok(Some((true, _))) => match guard::missing_blobs(dest.as_ref(), &repo, &manifest, seen).await {
                 Ok(0) => {
                     tracing::info!(artifact = %label, destination = dest.name(), digest = %manifest.digest, "unchanged");
                     entries.push(entry(dest.name(), Outcome::Unchanged));

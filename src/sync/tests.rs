@@ -53,11 +53,12 @@ fn source(label: &str, s: &Set) -> Arc<MemorySource> {
 }
 
 fn plan(sources: Vec<Arc<MemorySource>>, only: &[Kind]) -> SyncPlan {
+    let sources: Vec<Arc<dyn Source>> = sources.into_iter().map(|s| s as Arc<dyn Source>).collect();
     SyncPlan {
-        sources: sources.into_iter().map(|s| s as Arc<dyn Source>).collect(),
+        vex_sources: sources.clone(),
+        sources,
         namespace: "aquasecurity".into(),
         only: only.iter().copied().collect(),
-        vex: None,
         snapshot_tags: false,
         allow_downgrade: false,
         recheck: false,
@@ -68,6 +69,9 @@ fn plan(sources: Vec<Arc<MemorySource>>, only: &[Kind]) -> SyncPlan {
 }
 
 const OCI_KINDS: [Kind; 3] = [Kind::Db, Kind::JavaDb, Kind::Checks];
+
+/// The public URL of the in-memory static layouts (where their VEX locations point).
+const MIRROR_URL: &str = "https://mirror.example.com";
 
 /// What the recording wrapper makes of a destination call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +86,7 @@ enum Call {
 #[derive(Debug)]
 struct Recorder {
     inner: ObjectDestination,
+    store: Arc<InMemory>,
     calls: Mutex<Vec<Call>>,
     /// `put_blob` fails (not transiently) for this many calls.
     refuse_blobs: Mutex<usize>,
@@ -91,8 +96,11 @@ struct Recorder {
 
 impl Recorder {
     fn new(name: &str) -> Arc<Recorder> {
+        let store = Arc::new(InMemory::new());
+        let vex = crate::vex::Publication::new(MIRROR_URL, "", false).unwrap();
         Arc::new(Recorder {
-            inner: ObjectDestination::with_store(name, Arc::new(InMemory::new()), "", true, 300),
+            inner: ObjectDestination::with_store(name, store.clone(), "", true, 300).with_vex(Some(vex)),
+            store,
             calls: Mutex::default(),
             refuse_blobs: Mutex::new(0),
             resend: Mutex::new(0),
@@ -110,6 +118,16 @@ impl Recorder {
     /// Every object key of the layout.
     async fn keys(&self) -> BTreeSet<String> {
         self.inner.list("").await.unwrap().into_iter().map(|l| l.key).collect()
+    }
+
+    /// When an object was last written (InMemory keeps nanoseconds: the order of writes).
+    async fn written_at(&self, key: &str) -> impl Ord + use<> {
+        use object_store::ObjectStoreExt as _;
+        self.store.head(&object_store::path::Path::from(key)).await.unwrap().last_modified
+    }
+
+    async fn delete(&self, key: &str) {
+        self.inner.delete(key).await.unwrap();
     }
 
     fn take(counter: &Mutex<usize>) -> bool {
@@ -618,4 +636,167 @@ async fn three_artifacts_in_flight_into_two_destinations_one_failing() {
 
 fn f_tag(repo: &str) -> &'static str {
     if repo.ends_with("trivy-db") { "2" } else { "1" }
+}
+
+/// The VEX artifact as the VEX Hub source builds it: the fixture repository released at
+/// `when` (its index.json `updated_at`, the build time), one tar.gz archive.
+struct Vex {
+    manifest: Bytes,
+    config: Bytes,
+    archive: Bytes,
+}
+
+fn vex_at(when: &str) -> Vex {
+    use crate::vex::artifact::{VEX_MANIFEST_TYPE, VEX_TAR_GZ_TYPE, build_manifest, descriptor};
+    let updated_at: jiff::Timestamp = when.parse().unwrap();
+    let archive = Bytes::from(fx::vex_repository(&fx::VexOptions { updated_at, ..Default::default() }).tar_gz);
+    let location =
+        format!("https://github.com/aquasecurity/vexhub/archive/refs/heads/main.tar.gz//{}", fx::VEX_TOP_DIR);
+    let config = Bytes::from(fx::vex_manifest(&[&location]));
+    let layers = [(descriptor(VEX_TAR_GZ_TYPE, &archive), "main.tar.gz".to_string())];
+    let manifest = build_manifest(&descriptor(VEX_MANIFEST_TYPE, &config), &layers, Some(updated_at));
+    Vex { manifest, config, archive }
+}
+
+fn vex_source(label: &str, vex: &Vex) -> Arc<MemorySource> {
+    let src = MemorySource::new(label);
+    src.add_raw("vexhub", "latest", vex.manifest.clone(), &[vex.config.clone(), vex.archive.clone()]);
+    Arc::new(src)
+}
+
+const VEX_REPO: &str = "aquasecurity/vexhub";
+const VEX_MANIFEST_KEY: &str = ".well-known/vex-repository.json";
+
+#[tokio::test]
+async fn vex_publishes_its_archive_then_the_rewritten_manifest_then_the_tag() {
+    let vex = vex_at("2026-11-26T06:00:00Z");
+    let src = vex_source("vexhub", &vex);
+    let dest = Recorder::new("mem");
+    let p = plan(vec![src.clone()], &[Kind::Vex]);
+    let report = sync(&p, &dests(&[&dest])).await;
+    assert_eq!(outcomes(&report), [("vex".to_string(), "mem".to_string(), Outcome::Written)]);
+    assert_eq!(report.entries[0].digest.as_deref(), Some(Digest::of(&vex.manifest).as_str()));
+    assert_eq!(report.entries[0].updated_at, Some("2026-11-26T06:00:00Z".parse().unwrap()));
+
+    // The archive byte for byte under its fixed name, and the manifest pointing there.
+    assert_eq!(dest.get("main.tar.gz").await.unwrap(), vex.archive);
+    let published: serde_json::Value = serde_json::from_slice(&dest.get(VEX_MANIFEST_KEY).await.unwrap()).unwrap();
+    assert_eq!(published["versions"][0]["locations"][0]["url"], format!("{MIRROR_URL}/main.tar.gz//vexhub-main"));
+    assert_eq!(dest.get(&layout::manifest_key(VEX_REPO, "latest")).await.unwrap(), vex.manifest);
+    // Archive, then the repository manifest Trivy caches forever, then the tag that makes
+    // the next run call it unchanged.
+    let archive_at = dest.written_at("main.tar.gz").await;
+    let manifest_at = dest.written_at(VEX_MANIFEST_KEY).await;
+    let tag_at = dest.written_at(&layout::manifest_key(VEX_REPO, "latest")).await;
+    assert!(archive_at < manifest_at && manifest_at < tag_at, "publish order");
+    let status: serde_json::Value =
+        serde_json::from_slice(&dest.get(crate::status_file::STATUS_KEY).await.unwrap()).unwrap();
+    assert!(status["artifacts"]["vex"].is_object(), "{status}");
+
+    // Unchanged: nothing read from the source beyond the manifest, nothing written, so
+    // the files keep their ETags.
+    let (blobs, keys) = (src.blob_requests.load(Ordering::SeqCst), dest.keys().await);
+    let archive_before = dest.written_at("main.tar.gz").await;
+    let again = sync(&p, &dests(&[&dest])).await;
+    assert_eq!(outcomes(&again), [("vex".to_string(), "mem".to_string(), Outcome::Unchanged)]);
+    assert_eq!(src.blob_requests.load(Ordering::SeqCst), blobs);
+    assert_eq!(dest.keys().await, keys);
+    assert!(dest.written_at("main.tar.gz").await == archive_before, "the archive is not rewritten");
+}
+
+#[tokio::test]
+async fn a_vex_archive_cut_or_corrupted_at_the_source_is_retried_or_taken_from_the_next() {
+    let vex = vex_at("2026-11-26T06:00:00Z");
+    let archive = Digest::of(&vex.archive).to_string();
+    // Cut once mid-archive: the transfer is retried and the archive lands whole.
+    let cut = vex_source("cut", &vex);
+    cut.fault(&archive, Fault::CutAfter(vex.archive.len() / 2), 1);
+    let dest = Recorder::new("mem");
+    let report = sync(&plan(vec![cut], &[Kind::Vex]), &dests(&[&dest])).await;
+    assert_eq!(report.entries[0].outcome, Outcome::Written, "{:?}", report.entries);
+    assert_eq!(dest.get("main.tar.gz").await.unwrap(), vex.archive);
+
+    // A flipped byte every time: refused before anything is published, the next source serves.
+    let flipped = vex_source("flipped", &vex);
+    flipped.fault(&archive, Fault::Flip, usize::MAX);
+    let fresh = Recorder::new("fresh");
+    let report = sync(&plan(vec![flipped.clone()], &[Kind::Vex]), &dests(&[&fresh])).await;
+    assert_eq!(report.entries[0].outcome, Outcome::Failed);
+    assert!(fresh.get("main.tar.gz").await.is_none() && fresh.get(VEX_MANIFEST_KEY).await.is_none());
+    let report = sync(&plan(vec![flipped, vex_source("good", &vex)], &[Kind::Vex]), &dests(&[&fresh])).await;
+    assert_eq!(report.entries[0].source.as_deref(), Some("good"));
+    assert_eq!(fresh.get("main.tar.gz").await.unwrap(), vex.archive);
+}
+
+#[tokio::test]
+async fn lost_vex_blobs_are_repaired_and_lost_files_by_a_recheck() {
+    let vex = vex_at("2026-11-26T06:00:00Z");
+    let mut p = plan(vec![vex_source("vexhub", &vex)], &[Kind::Vex]);
+    let dest = Recorder::new("mem");
+    sync(&p, &dests(&[&dest])).await;
+    let manifest = dest.get(VEX_MANIFEST_KEY).await.unwrap();
+
+    // The archive's blob lost: repaired by the everyday health check.
+    let blob = layout::blob_key(VEX_REPO, &Digest::of(&vex.archive));
+    dest.delete(&blob).await;
+    let report = sync(&p, &dests(&[&dest])).await;
+    assert_eq!(report.entries[0].outcome, Outcome::Repaired, "{:?}", report.entries);
+    assert_eq!(dest.get(&blob).await.unwrap(), vex.archive);
+
+    // The published files lost: `--recheck` publishes them again, copying no blob.
+    dest.delete(VEX_MANIFEST_KEY).await;
+    dest.delete("main.tar.gz").await;
+    p.recheck = true;
+    let report = sync(&p, &dests(&[&dest])).await;
+    assert_eq!(report.entries[0].outcome, Outcome::Repaired, "{:?}", report.entries);
+    assert_eq!(report.entries[0].bytes_written, 0, "the blobs were there: none is copied");
+    assert_eq!(dest.get(VEX_MANIFEST_KEY).await.unwrap(), manifest);
+    assert_eq!(dest.get("main.tar.gz").await.unwrap(), vex.archive);
+    let again = sync(&p, &dests(&[&dest])).await;
+    assert_eq!(again.entries[0].outcome, Outcome::Unchanged, "{:?}", again.entries);
+}
+
+#[tokio::test]
+async fn an_older_vex_release_never_replaces_a_newer_one_unless_allowed() {
+    let newer = vex_at("2026-11-26T06:00:00Z");
+    let older = vex_at("2026-11-20T06:00:00Z");
+    let dest = Recorder::new("mem");
+    sync(&plan(vec![vex_source("fresh", &newer)], &[Kind::Vex]), &dests(&[&dest])).await;
+
+    let mut p = plan(vec![vex_source("stale", &older)], &[Kind::Vex]);
+    let report = sync(&p, &dests(&[&dest])).await;
+    assert_eq!(report.entries[0].outcome, Outcome::Failed);
+    assert_eq!(report.entries[0].help, Some(Help::AllowDowngrade));
+    assert_eq!(dest.get("main.tar.gz").await.unwrap(), newer.archive, "the newer archive stays");
+
+    p.allow_downgrade = true;
+    let report = sync(&p, &dests(&[&dest])).await;
+    assert_eq!(report.entries[0].outcome, Outcome::Written);
+    assert_eq!(dest.get("main.tar.gz").await.unwrap(), older.archive);
+}
+
+#[tokio::test]
+async fn vex_goes_into_a_bundle_as_is_and_from_there_into_trivys_cache() {
+    let vex = vex_at("2026-11-26T06:00:00Z");
+    let work = tempfile::tempdir().unwrap();
+    let layout_dir = work.path().join("layout");
+    let bundle: Arc<dyn Destination> =
+        Arc::new(crate::dest::bundle::BundleDestination::open("oci:layout", &layout_dir, false).unwrap());
+    let report = sync(&plan(vec![vex_source("vexhub", &vex)], &[Kind::Vex]), std::slice::from_ref(&bundle)).await;
+    assert!(report.success(), "{:?}", outcomes(&report));
+    assert_eq!(bundle.manifest(VEX_REPO, "latest").await.unwrap().unwrap(), vex.manifest, "stored as is");
+
+    let from_bundle: Arc<dyn Source> = Arc::new(crate::source::BundleSource::open(&layout_dir, false).unwrap());
+    let mut p = plan(Vec::new(), &[Kind::Vex]);
+    p.vex_sources = vec![from_bundle];
+    let cache_dir = work.path().join("cache");
+    let cache: Arc<dyn Destination> =
+        Arc::new(crate::dest::trivy_cache::TrivyCache::open("trivy-cache:cache", &cache_dir, "2").unwrap());
+    let report = sync(&p, std::slice::from_ref(&cache)).await;
+    assert_eq!(outcomes(&report), [("vex".to_string(), "trivy-cache:cache".to_string(), Outcome::Written)]);
+    let repo = cache_dir.join("vex/repositories/default");
+    assert!(repo.join("0.1/index.json").is_file(), "the archive's subdir is unpacked");
+    assert_eq!(std::fs::read(repo.join("vex-repository.json")).unwrap(), vex.config);
+    let again = sync(&p, std::slice::from_ref(&cache)).await;
+    assert_eq!(again.entries[0].outcome, Outcome::Unchanged);
 }

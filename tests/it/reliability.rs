@@ -437,7 +437,8 @@ fn a_rerun_where_nothing_changed_makes_a_handful_of_requests() {
     let dest = moto.requests() - dest_before;
     eprintln!("unchanged rerun: {upstream} upstream requests, {dest} destination requests, {elapsed:?}");
     assert!(upstream <= 12, "{upstream} upstream requests for an unchanged rerun: {:#?}", counting.log());
-    // Per database one tag GET and the health check's HEAD of each of its two blobs; VEX
-    // one GET per file; status.json one GET and one PUT.
+    // Per artifact one tag GET and the health check's HEAD of each blob, once per run (the
+    // two trivy-checks tags share their config; VEX has its config and one archive);
+    // status.json one GET and one PUT.
     assert!(dest <= 4 * (1 + 2) + 2 + 2, "{dest} destination requests for an unchanged rerun:\n{}", moto.log());
 }

@@ -1,33 +1,31 @@
-//! VEX Hub mirroring: the repository manifest (`vex-repository.json`) and the archives
-//! it points at, republished under the mirror's own URL.
+//! The VEX repository format (vex-repo-spec v0.1 as Trivy reads it): the repository
+//! manifest (`vex-repository.json`), its archive locations taken apart the way go-getter
+//! does, the archives' contents, and the stable URLs a mirror rewrites them to. These
+//! rules sit below both seams: the VEX Hub source ([`crate::source::vexhub`]) checks what
+//! it downloads with them, and the destinations that publish VEX for Trivy (the static
+//! layout, Trivy's cache) read the VEX artifact ([`artifact`]) back with them.
 //!
 //! Trivy fetches `<repo-url>/.well-known/vex-repository.json` once and caches it forever
-//! (docs/TRIVY.md, "VEX repositories"; Trivy pkg/vex/repo/repo.go), so the rewritten locations must be stable: an archive is
-//! always published under the same file name (`main.tar.gz`, `main.zip`), and the
-//! manifest is rewritten to `<base-url>/<vex-prefix>/<file>` plus the original `//subdir`
-//! and `?archive=` hint. The archive format comes from the URL extension, as go-getter
-//! picks it.
+//! (docs/TRIVY.md, "VEX repositories"; Trivy pkg/vex/repo/repo.go), so the rewritten
+//! locations must be stable: an archive is always published under the same file name
+//! (`main.tar.gz`, `main.zip`), and the manifest is rewritten to
+//! `<base-url>/<vex-prefix>/<file>` plus the original `//subdir` and `?archive=` hint. The
+//! archive format comes from the URL extension, as go-getter picks it.
 //!
 //! Before anything is published, every archive is opened as the format its name says,
 //! `index.json` must exist at the subdir and parse, and every document location in it
-//! must stay inside the tree. An archive whose bytes did not change is not re-uploaded,
-//! so its ETag (and Trivy's `If-None-Match`) stays valid; the manifest likewise.
+//! must stay inside the tree.
+
+pub mod artifact;
 
 use std::collections::BTreeSet;
 use std::io::Read as _;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use jiff::Timestamp;
 use serde_json::Value;
 
-use crate::dest::{Destination, Files, VexTarget};
 use crate::error::{Error, Result, Setting};
-use crate::http::{ClientOptions, is_local_host, read_bounded, status_error, transport_error};
-use crate::layout::ObjectClass;
-use crate::oci::Digest;
-use crate::summary::{Entry, Outcome};
+use crate::http::is_local_host;
 
 /// VEX Hub's repository manifest upstream.
 pub const DEFAULT_VEX_SOURCE: &str = "https://raw.githubusercontent.com/aquasecurity/vexhub/main/vex-repository.json";
@@ -52,49 +50,26 @@ pub enum ArchiveChoice {
 
 /// Archive formats we can validate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Format {
+pub enum Format {
+    /// A gzipped tar.
     TarGz,
+    /// A zip.
     Zip,
 }
 
-/// Where the VEX repository comes from.
-#[derive(Debug, Clone)]
-pub enum VexInput {
-    /// The upstream manifest URL; archives are downloaded from its locations.
-    Http(url::Url),
-    /// The VEX artifact of an air-gap bundle (no network at all).
-    Bundle(std::sync::Arc<crate::source::BundleSource>),
-}
-
-/// Validated VEX settings.
-#[derive(Debug, Clone)]
-pub struct VexPlan {
-    source: VexInput,
-    /// Public URL of the mirror; needed only where the manifest is published for clients.
-    base_url: Option<String>,
+/// Where a static layout publishes VEX for Trivy: the mirror's public base URL (the
+/// rewritten locations point there) and the path of the VEX files under the layout root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publication {
+    base_url: String,
     prefix: String,
-    choice: ArchiveChoice,
-    http: reqwest::Client,
-    insecure: bool,
 }
 
-impl VexPlan {
-    /// Validate the settings.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        source: &str,
-        base_url: Option<&str>,
-        prefix: &str,
-        choice: ArchiveChoice,
-        allow_http_base_url: bool,
-        insecure_source: bool,
-        ca_file: Option<PathBuf>,
-        read_timeout: Option<Duration>,
-    ) -> Result<Self> {
-        let source_url =
-            url::Url::parse(source).map_err(|e| Error::config(Setting::VexSource, source, e.to_string()))?;
-        check_fetch_scheme(&source_url, insecure_source).map_err(|r| Error::config(Setting::VexSource, source, r))?;
-        let base_url = base_url.map(|b| check_base_url(b, allow_http_base_url)).transpose()?;
+impl Publication {
+    /// Validate the base URL (https, or http when allowed; no credentials, query or
+    /// fragment) and the prefix (plain path segments).
+    pub fn new(base_url: &str, prefix: &str, allow_http: bool) -> Result<Publication> {
+        let base_url = check_base_url(base_url, allow_http)?;
         let prefix = prefix.trim_matches('/').to_string();
         if !prefix.is_empty()
             && !prefix.split('/').all(|s| {
@@ -106,44 +81,17 @@ impl VexPlan {
         {
             return Err(Error::config(Setting::VexPrefix, prefix, "use path segments of letters, digits and - _ ."));
         }
-        let http = crate::http::client(&ClientOptions {
-            insecure: insecure_source,
-            ca_file: ca_file.as_deref(),
-            read_timeout,
-            ..ClientOptions::default()
-        })?;
-        Ok(VexPlan { source: VexInput::Http(source_url), base_url, prefix, choice, http, insecure: insecure_source })
+        Ok(Publication { base_url, prefix })
     }
 
-    /// Take the VEX repository from a bundle instead of the network.
-    pub fn from_bundle(mut self, bundle: std::sync::Arc<crate::source::BundleSource>) -> Self {
-        self.source = VexInput::Bundle(bundle);
-        self
-    }
-
-    /// Whether a public base URL was given (static destinations need one).
-    pub fn has_base_url(&self) -> bool {
-        self.base_url.is_some()
-    }
-
-    /// Where the VEX repository is read from, for messages and the summary.
-    pub fn source_label(&self) -> String {
-        match &self.source {
-            VexInput::Http(url) => crate::http::strip_query(url.as_str()),
-            VexInput::Bundle(b) => crate::source::Source::label(b.as_ref()).to_string(),
-        }
-    }
-
-    fn key(&self, name: &str) -> String {
+    /// The layout key of a VEX file (`<vex-prefix>/main.tar.gz`).
+    pub fn key(&self, name: &str) -> String {
         if self.prefix.is_empty() { name.to_string() } else { format!("{}/{name}", self.prefix) }
     }
 
-    async fn fetch(&self, url: &url::Url, limit: usize) -> Result<Bytes> {
-        let resp = self.http.get(url.clone()).send().await.map_err(|e| transport_error("GET", url.as_str(), &e))?;
-        if !resp.status().is_success() {
-            return Err(status_error("GET", url.as_str(), resp).await);
-        }
-        read_bounded(resp, limit, "GET", url.as_str()).await
+    /// The public URL of a VEX file.
+    pub fn url(&self, name: &str) -> String {
+        format!("{}/{}", self.base_url, self.key(name))
     }
 }
 
@@ -169,7 +117,7 @@ fn check_base_url(base_url: &str, allow_http: bool) -> Result<String> {
     Ok(base_url.trim_end_matches('/').to_string())
 }
 
-fn check_fetch_scheme(url: &url::Url, insecure: bool) -> std::result::Result<(), String> {
+pub(crate) fn check_fetch_scheme(url: &url::Url, insecure: bool) -> std::result::Result<(), String> {
     let local = url.host_str().is_some_and(|h| {
         let with_port = url.port().map(|p| format!("{h}:{p}")).unwrap_or_else(|| h.to_string());
         is_local_host(&with_port) || h == "localhost"
@@ -192,11 +140,11 @@ pub(crate) struct Location {
     /// The `//subdir` part, without slashes.
     pub(crate) subdir: String,
     /// The `archive=` query hint, if any.
-    archive_hint: Option<String>,
+    pub(crate) archive_hint: Option<String>,
     /// The format, from the hint or the path extension.
     pub(crate) format: Format,
     /// The file name it is published under.
-    file: String,
+    pub(crate) file: String,
 }
 
 /// Split `https://host/path/main.tar.gz//vexhub-main?archive=tar.gz`.
@@ -278,8 +226,9 @@ fn swap_extension(url: &url::Url, old_name: &str, new_name: &str) -> url::Url {
 }
 
 /// Check an archive: it opens as `format`, holds `<subdir>/index.json`, which parses and
-/// whose document locations stay inside the tree.
-pub(crate) fn validate_archive(bytes: &[u8], format: Format, subdir: &str, what: &str) -> Result<()> {
+/// whose document locations stay inside the tree. Returns the index's `updated_at`, the
+/// repository's build time, when it has one.
+pub(crate) fn validate_archive(bytes: &[u8], format: Format, subdir: &str, what: &str) -> Result<Option<Timestamp>> {
     let refuse = |reason: String| Error::rejected(what.to_string(), reason);
     let index_path = if subdir.is_empty() { "index.json".to_string() } else { format!("{subdir}/index.json") };
     let mut files = BTreeSet::new();
@@ -332,7 +281,19 @@ pub(crate) fn validate_archive(bytes: &[u8], format: Format, subdir: &str, what:
             tracing::warn!(archive = what, location = loc, "index.json names a document the archive lacks");
         }
     }
-    Ok(())
+    Ok(index.get("updated_at").and_then(Value::as_str).and_then(|t| t.parse().ok()))
+}
+
+/// [`validate_archive`] on the blocking pool: opening an archive inflates all of it.
+pub(crate) async fn validate_archive_off_runtime(
+    bytes: bytes::Bytes,
+    format: Format,
+    subdir: String,
+    what: String,
+) -> Result<Option<Timestamp>> {
+    tokio::task::spawn_blocking(move || validate_archive(&bytes, format, &subdir, &what))
+        .await
+        .map_err(|e| Error::rejected("VEX archive", e.to_string()))?
 }
 
 fn read_limited(r: &mut impl std::io::Read, limit: u64) -> std::result::Result<Vec<u8>, String> {
@@ -354,7 +315,7 @@ pub fn check_manifest(raw: &[u8]) -> Result<usize> {
 /// Check an archive as a sync would before publishing it: `zip` selects the format,
 /// `subdir` is the location's `//subdir`. (Public for fuzzing and tools.)
 pub fn check_archive(bytes: &[u8], zip: bool, subdir: &str) -> Result<()> {
-    validate_archive(bytes, if zip { Format::Zip } else { Format::TarGz }, subdir, "archive")
+    validate_archive(bytes, if zip { Format::Zip } else { Format::TarGz }, subdir, "archive").map(drop)
 }
 
 /// Check the manifest's shape and collect its locations, in order.
@@ -395,92 +356,8 @@ pub(crate) fn parse_manifest(raw: &[u8], source: &str) -> Result<(Value, Vec<Str
     Ok((doc, locations))
 }
 
-/// Mirror VEX into every destination that takes it: the files of a static layout (the
-/// manifest rewritten to the base URL), the VEX artifact of a bundle (under `namespace`),
-/// or Trivy's own repository cache. A registry takes none.
-pub async fn sync(plan: &VexPlan, namespace: &str, dests: &[Arc<dyn Destination>]) -> Vec<Entry> {
-    let start = Instant::now();
-    let dests: Vec<_> = dests.iter().filter(|d| !matches!(d.vex(), VexTarget::None)).cloned().collect();
-    if dests.is_empty() {
-        return Vec::new();
-    }
-    let fail_all = |e: &Error| -> Vec<Entry> {
-        tracing::error!(error = %e, "VEX mirroring failed");
-        dests.iter().map(|d| entry(d.name(), plan, None, Outcome::Failed, 0, start, Some(e))).collect()
-    };
-    let prepared = match prepare(plan).await {
-        Ok(p) => p,
-        Err(e) => return fail_all(&e),
-    };
-    let mut entries = Vec::new();
-    for dest in &dests {
-        let published = match dest.vex() {
-            VexTarget::Files(files) => publish(plan, &prepared, files).await,
-            VexTarget::Bundle(bundle) => bundle.put_vex(namespace, &prepared).await,
-            VexTarget::Cache(cache) => cache.put_vex(&prepared).await,
-            VexTarget::None => continue,
-        };
-        let (outcome, bytes, error) = match published {
-            Ok(0) => (Outcome::Unchanged, 0, None),
-            Ok(n) => (Outcome::Written, n, None),
-            Err(e) => (Outcome::Failed, 0, Some(e)),
-        };
-        entries.push(entry(dest.name(), plan, Some(&prepared.digest), outcome, bytes, start, error.as_ref()));
-    }
-    entries
-}
-
-fn entry(
-    dest: &str,
-    plan: &VexPlan,
-    digest: Option<&Digest>,
-    outcome: Outcome,
-    bytes: u64,
-    start: Instant,
-    error: Option<&Error>,
-) -> Entry {
-    let mut e = Entry::new("vex", dest, outcome);
-    e.source = Some(plan.source_label());
-    e.digest = digest.map(|d| d.to_string());
-    e.bytes_written = bytes;
-    e.seconds = start.elapsed().as_secs_f64();
-    e.error = error.map(|e| e.to_string());
-    e.help = error.and_then(|e| e.help().cloned());
-    e
-}
-
-/// Everything fetched and checked, ready to publish.
-#[derive(Debug)]
-pub(crate) struct Prepared {
-    /// The upstream repository manifest, exact bytes.
-    pub(crate) upstream: Bytes,
-    /// The archives, in the order of the manifest's locations.
-    pub(crate) archives: Vec<Archive>,
-    /// The manifest rewritten to the mirror's base URL, when one is set.
-    manifest: Option<Bytes>,
-    /// Digest of the first archive, for the summary.
-    digest: Digest,
-}
-
-/// One checked archive.
-#[derive(Debug)]
-pub(crate) struct Archive {
-    /// Key under the static layout (`<vex-prefix>/main.tar.gz`).
-    key: String,
-    /// Published file name (`main.tar.gz`).
-    pub(crate) file: String,
-    /// Its format.
-    pub(crate) format: Format,
-    /// The location's `//subdir`.
-    pub(crate) subdir: String,
-    /// The `spec_version` of the manifest version the location belongs to.
-    pub(crate) spec_version: String,
-    /// The bytes.
-    pub(crate) bytes: Bytes,
-}
-
 /// The `spec_version` of each location, in order.
-fn location_versions(doc: &Value) -> Vec<String> {
+pub(crate) fn location_versions(doc: &Value) -> Vec<String> {
     let versions = doc.get("versions").and_then(Value::as_array).into_iter().flatten();
     versions
         .flat_map(|v| {
@@ -489,118 +366,6 @@ fn location_versions(doc: &Value) -> Vec<String> {
             std::iter::repeat_n(spec, n)
         })
         .collect()
-}
-
-async fn prepare(plan: &VexPlan) -> Result<Prepared> {
-    let source = plan.source_label();
-    let (raw, bundled) = match &plan.source {
-        VexInput::Http(url) => (plan.fetch(url, MAX_VEX_MANIFEST).await?, None),
-        VexInput::Bundle(bundle) => {
-            let vex = bundle
-                .vex()
-                .await?
-                .ok_or_else(|| Error::NotFound { what: "VEX repository".into(), place: source.clone() })?;
-            (vex.manifest, Some(vex.archives))
-        }
-    };
-    let (mut doc, locations) = parse_manifest(&raw, &source)?;
-    if let Some(bundled) = &bundled
-        && bundled.len() != locations.len()
-    {
-        let reason = format!("{} archives for {} locations", bundled.len(), locations.len());
-        return Err(Error::rejected(format!("VEX artifact in {source}"), reason));
-    }
-    let specs = location_versions(&doc);
-    let mut rewritten = Vec::new();
-    let mut archives: Vec<Archive> = Vec::new();
-    for (i, raw_loc) in locations.iter().enumerate() {
-        let (loc, bytes) = match &bundled {
-            None => {
-                let loc = parse_location(raw_loc, plan.choice, plan.insecure)?;
-                let bytes = plan.fetch(&loc.fetch, MAX_VEX_ARCHIVE).await?;
-                (loc, bytes)
-            }
-            Some(bundled) => {
-                // Nothing is fetched: the location only names the file and the subdir, in
-                // the format the exporting run chose.
-                let (desc, bytes) = &bundled[i];
-                let as_stored = if desc.media_type == crate::bundle::VEX_ZIP_TYPE {
-                    ArchiveChoice::Zip
-                } else {
-                    ArchiveChoice::TarGz
-                };
-                (parse_location(raw_loc, as_stored, true)?, bytes.clone())
-            }
-        };
-        let mut file = loc.file.clone();
-        if archives.iter().any(|a| a.file == file) {
-            file = format!("{}-{}", archives.len() + 1, file);
-        }
-        let what = format!("VEX archive {}", crate::http::strip_query(loc.fetch.as_str()));
-        let (format, subdir) = (loc.format, loc.subdir.clone());
-        let checked = bytes.clone();
-        tokio::task::spawn_blocking(move || validate_archive(&checked, format, &subdir, &what))
-            .await
-            .map_err(|e| Error::rejected("VEX archive", e.to_string()))??;
-        if let Some(base_url) = &plan.base_url {
-            let mut url = format!("{base_url}/{}", plan.key(&file));
-            if !loc.subdir.is_empty() {
-                url.push_str("//");
-                url.push_str(&loc.subdir);
-            }
-            if let Some(hint) = &loc.archive_hint {
-                url.push_str("?archive=");
-                url.push_str(hint);
-            }
-            rewritten.push(url);
-        }
-        let spec_version = specs.get(i).cloned().unwrap_or_default();
-        archives.push(Archive {
-            key: plan.key(&file),
-            file,
-            format: loc.format,
-            subdir: loc.subdir,
-            spec_version,
-            bytes,
-        });
-    }
-    let manifest = plan.base_url.is_some().then(|| {
-        let mut next = rewritten.into_iter();
-        for v in doc.get_mut("versions").and_then(Value::as_array_mut).into_iter().flatten() {
-            for l in v.get_mut("locations").and_then(Value::as_array_mut).into_iter().flatten() {
-                if let Some(url) = next.next() {
-                    l["url"] = Value::String(url);
-                }
-            }
-        }
-        let mut manifest = serde_json::to_vec_pretty(&doc).expect("JSON value serializes");
-        manifest.push(b'\n');
-        Bytes::from(manifest)
-    });
-    let digest = Digest::of(&archives[0].bytes);
-    Ok(Prepared { upstream: raw, archives, manifest, digest })
-}
-
-/// Publish archives then the manifest, skipping whatever is already identical.
-/// Returns the bytes written (0 = unchanged).
-async fn publish(plan: &VexPlan, prepared: &Prepared, dest: &dyn Files) -> Result<u64> {
-    let manifest = prepared.manifest.as_ref().ok_or_else(|| {
-        Error::config(Setting::BaseUrl, "", "publishing VEX for clients needs the mirror's public URL")
-    })?;
-    let mut written = 0;
-    let mut files: Vec<(&String, &Bytes)> = prepared.archives.iter().map(|a| (&a.key, &a.bytes)).collect();
-    let manifest_key = plan.key(MANIFEST_KEY);
-    files.push((&manifest_key, manifest));
-    for (key, body) in files {
-        let current = dest.get_file(key).await?;
-        if current.as_ref().is_some_and(|c| Digest::of(c) == Digest::of(body)) {
-            continue;
-        }
-        let class = ObjectClass::of(key).unwrap_or(ObjectClass::Json);
-        dest.put_file(key, body.clone(), class).await?;
-        written += body.len() as u64;
-    }
-    Ok(written)
 }
 
 #[cfg(test)]
