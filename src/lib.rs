@@ -11,7 +11,8 @@
 //! - [`layout`]: object keys and headers of the static layout; [`serve`] serves it.
 //! - [`oci`]: digests, names, media types; [`manifest`], [`artifact`]: what valid Trivy
 //!   content looks like.
-//! - [`vex`]: VEX Hub archive and manifest mirroring.
+//! - [`vex`]: the VEX repository format and VEX Hub as an OCI artifact ([`vex::artifact`]),
+//!   which the engine copies like the databases.
 //! - [`bundle`]: the air-gap bundle format (an OCI image layout, as a directory or a tar).
 //! - [`summary`]: the per-artifact summary of a run; [`verify`] checks a served mirror;
 //!   [`db_metadata`] reads a database layer's `metadata.json`.

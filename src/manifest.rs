@@ -287,6 +287,36 @@ mod tests {
     }
 }
 #[cfg(test)]
+mod vex_shape {
+    use super::*;
+    use crate::artifact::VEX_ARTIFACT;
+    use crate::vex::artifact::{VEX_MANIFEST_TYPE, VEX_TAR_GZ_TYPE, VEX_ZIP_TYPE, build_manifest, descriptor};
+
+    #[test]
+    fn the_vex_artifact_is_accepted_with_each_archive_titled_for_its_format() {
+        let config = descriptor(VEX_MANIFEST_TYPE, b"{}");
+        let layers = [
+            (descriptor(VEX_TAR_GZ_TYPE, b"a"), "main.tar.gz".into()),
+            (descriptor(VEX_ZIP_TYPE, b"b"), "main.zip".into()),
+        ];
+        let m = check(&VEX_ARTIFACT, build_manifest(&config, &layers, None), None).unwrap();
+        assert_eq!((m.kind, m.layers.len(), m.blobs().len()), (Kind::Vex, 2, 3));
+        for (bad, expect) in [
+            (build_manifest(&config, &[], None), "no archive layer"),
+            (build_manifest(&descriptor("application/json", b"{}"), &layers[..1], None), "config media type"),
+            (build_manifest(&config, &[(descriptor(VEX_ZIP_TYPE, b"b"), "main.tar.gz".into())], None), ".zip"),
+            (build_manifest(&config, &[(descriptor(VEX_ZIP_TYPE, b"b"), "../x.zip".into())], None), "plain"),
+            (build_manifest(&config, &[layers[0].clone(), layers[0].clone()], None), "two archives"),
+        ] {
+            let err = check(&VEX_ARTIFACT, bad, None).unwrap_err().to_string();
+            assert!(err.contains(expect), "{err:?} should mention {expect:?}");
+        }
+        // A database artifact's shape is not VEX's, and the other way round.
+        assert!(check(&crate::artifact::OCI_ARTIFACTS[0], build_manifest(&config, &layers[..1], None), None).is_err());
+    }
+}
+
+#[cfg(test)]
 mod fuzz_regressions {
     #[test]
     fn invalid_text_in_ignored_fields_is_refused() {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::artifact::OCI_ARTIFACTS;
+use crate::artifact::ARTIFACTS;
 use crate::dest::Files as _;
 use crate::dest::object::{Listed, ObjectDestination};
 use crate::error::Result;
@@ -64,7 +64,7 @@ impl PruneReport {
 /// Prune every repository of the layout.
 pub async fn prune(dest: &ObjectDestination, options: &PruneOptions, now: Timestamp) -> Result<PruneReport> {
     let mut report = PruneReport { dry_run: options.dry_run, ..Default::default() };
-    let repos: BTreeSet<String> = OCI_ARTIFACTS.iter().map(|a| join_repository(&options.namespace, a.name)).collect();
+    let repos: BTreeSet<String> = ARTIFACTS.iter().map(|a| join_repository(&options.namespace, a.name)).collect();
     for repo in repos {
         prune_repo(dest, &repo, options, now, &mut report).await?;
     }
@@ -92,7 +92,7 @@ async fn prune_repo(
         manifests.iter().partition(|o| Digest::parse(name_of(&o.key)).is_ok());
 
     // Snapshot tags (`<tag>-YYYYMMDDTHHMMZ`) beyond the newest `keep` per base tag go.
-    let base_tags: BTreeSet<&str> = OCI_ARTIFACTS.iter().map(|a| a.tag).collect();
+    let base_tags: BTreeSet<&str> = ARTIFACTS.iter().map(|a| a.tag).collect();
     let mut snapshots: BTreeMap<&str, Vec<&Listed>> = BTreeMap::new();
     let mut live_tags = Vec::new();
     for t in &tags {

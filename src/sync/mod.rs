@@ -9,7 +9,9 @@
 //! (the health check of [`guard`]), and is repaired if a blob went missing.
 //!
 //! Up to [`SyncPlan::concurrency`] artifacts are copied at the same time; each keeps its
-//! own order, and the report lists them in the fixed order of [`ARTIFACTS`].
+//! own order, and the report lists them in the fixed order of [`ARTIFACTS`]. VEX Hub is
+//! one of them (`<namespace>/vexhub:latest`, from [`SyncPlan::vex_sources`]); how a
+//! destination stores it is the destination's business.
 //!
 //! Sources are tried in order; any failure on the source side (unreachable, 404, 429,
 //! 5xx, corrupt content, an older build than the one published) moves on to the next.
@@ -194,7 +196,10 @@ async fn sync_artifact(
                 causes.push(format!("{} ({})", source.label(), e.brief()));
                 unreachable &= e.is_unreachable();
                 help = help.or_else(|| e.help().cloned());
-                if e.condemns_host() {
+                // A registry may deny a repository it does not hold (ghcr.io answers 401 or
+                // 403): VEX is optional on a database source, so that says nothing of the host.
+                let denied = matches!(e, Error::Http { status: 401 | 403, .. });
+                if e.condemns_host() && !(artifact.kind == Kind::Vex && denied) {
                     condemned.0.lock().expect("not poisoned").insert(source.label().to_string(), e);
                 }
             }

@@ -122,7 +122,8 @@ fn a_bundle_carries_every_database_and_vex_across_the_gap() {
     sync(&["--source", &oci_archive(&tar), "--to", "az://airgap", "--only", "db,java-db,checks"], &env).assert_ok();
     assert_trivy_uses_mirror(&cdn.addr);
 
-    // Into a registry (no VEX there: a registry holds no plain files).
+    // Into a registry (VEX only when asked for with --only: by default it goes where
+    // clients read it, a static mirror with --base-url, a bundle or a Trivy cache).
     let registry = Registry::start();
     let run = sync(&["--source", &oci(&layout), "--to", &format!("oci://{}", registry.addr)], &[]);
     run.assert_ok();

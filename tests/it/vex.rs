@@ -1,6 +1,7 @@
 //! VEX Hub mirroring: a fixture VEX repository served by nginx as the upstream, mirrored
-//! into a local directory (served by `trivy-mirror serve`) and into moto S3 behind the
-//! CDN stand-in, then used by the real Trivy client (0.76 and 0.71).
+//! into a local directory (served by `trivy-mirror serve`), into moto S3 behind the CDN
+//! stand-in, and through a registry into a second mirror, then used by the real Trivy
+//! client (0.76 and 0.71).
 
 use std::path::Path;
 
@@ -221,4 +222,62 @@ fn hostile_vex_manifests_are_refused_and_nothing_is_published() {
         assert!(err.contains(expect), "{name}: expected {expect:?} in {err:?}");
         assert!(!dir.join(".well-known").exists() && !dir.join("main.tar.gz").exists(), "{name}: published");
     }
+}
+
+#[test]
+fn a_second_mirror_takes_vex_from_the_registry_the_first_pushed_it_to() {
+    // First mirror: the databases from the upstream registry and VEX Hub over HTTP, pushed
+    // into a registry of its own.
+    let (upstream, source) = Upstream::seeded();
+    let hub = UpstreamVex::start();
+    let first = Registry::start();
+    let first_dest = format!("oci://{}", first.addr);
+    let source_ns = format!("{}/aquasecurity", source.addr);
+    let run = sync(
+        &[
+            "--source",
+            &source_ns,
+            "--vex-source",
+            &hub.manifest_url(),
+            "--to",
+            &first_dest,
+            "--only",
+            "db,java-db,checks,vex",
+        ],
+        &[],
+    );
+    run.assert_ok();
+    assert_eq!(run.outcomes(), ["written"; 5], "{:?}", run.summary);
+    assert_eq!(run.entries()[4]["artifact"], "vex");
+    // A registry holds VEX as the OCI artifact, the same one an air-gap bundle carries.
+    let raw = skopeo_raw(&format!("{}/aquasecurity/vexhub:latest", first.addr), None);
+    let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(manifest["artifactType"], "application/vnd.trivy-mirror.vex-repository.v1");
+    drop((hub, source));
+
+    // Second mirror: everything from the first one's registry into a directory for its
+    // clients. VEX Hub is stopped, and VEX Hub proper is out of reach (every child runs
+    // behind a closed proxy): the named source holds the VEX artifact, so neither is asked.
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("mirror");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let from_first = format!("{}/aquasecurity", first.addr);
+    let args = ["--source", &from_first, "--to", dir.to_str().unwrap(), "--base-url", &base, "--allow-http-base-url"];
+    let run = sync(&args, &[]);
+    run.assert_ok();
+    assert_eq!(run.outcomes(), ["written"; 5], "{:?}", run.summary);
+    assert_eq!(run.entries()[4]["source"], from_first);
+    assert_eq!(read(&dir.join("main.tar.gz")), fx::vex_repository(&fx::VexOptions::default()).tar_gz);
+    let published: serde_json::Value =
+        serde_json::from_slice(&read(&dir.join(".well-known/vex-repository.json"))).unwrap();
+    assert_eq!(published["versions"][0]["locations"][0]["url"], format!("{base}/main.tar.gz//vexhub-main"));
+    let again = sync(&args, &[]);
+    again.assert_ok();
+    assert_eq!(again.outcomes(), ["unchanged"; 5]);
+
+    let serve = Serve::start_on(&dir, port);
+    assert_trivy_uses_mirror(&serve.addr);
+    assert_trivy_applies_vex(TRIVY_CURRENT, &base);
+    drop(upstream);
 }
