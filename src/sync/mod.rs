@@ -6,7 +6,7 @@
 //! tags/list, then (once per run) the `/v2/` ping and `status.json`. A run killed at any
 //! point leaves the previous tag pointing at complete content. A destination whose tag
 //! already resolves to the upstream digest costs one small GET plus one HEAD per blob
-//! (the health check of [`guard`]), and is repaired if a blob went missing.
+//! and run (the health check of [`guard`]), and is repaired if a blob went missing.
 //!
 //! Up to [`SyncPlan::concurrency`] artifacts are copied at the same time; each keeps its
 //! own order, and the report lists them in the fixed order of [`ARTIFACTS`]. VEX Hub is
