@@ -800,3 +800,78 @@ async fn vex_goes_into_a_bundle_as_is_and_from_there_into_trivys_cache() {
     let again = sync(&p, std::slice::from_ref(&cache)).await;
     assert_eq!(again.entries[0].outcome, Outcome::Unchanged);
 }
+
+/// A database registry that denies a repository it does not hold, as ghcr.io answers
+/// (401), and holds back its blobs until the VEX artifact was asked of the next source:
+/// by then the engine has judged the denial.
+#[derive(Debug)]
+struct DeniesVex {
+    inner: Arc<MemorySource>,
+    vex_asked: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait]
+impl Source for DeniesVex {
+    fn label(&self) -> &str {
+        self.inner.label()
+    }
+    async fn manifest(&self, artifact: &OciArtifact) -> crate::Result<Option<crate::source::RawManifest>> {
+        if artifact.kind == Kind::Vex {
+            let url = format!("https://{}/v2/aquasecurity/vexhub/manifests/latest", self.label());
+            let (codes, retry_after, help) = ("UNAUTHORIZED".to_string(), None, None);
+            return Err(Error::Http { method: "GET", url, status: 401, codes, retry_after, help });
+        }
+        self.inner.manifest(artifact).await
+    }
+    async fn blob(&self, artifact: &OciArtifact, desc: &Descriptor) -> crate::Result<crate::source::RawBlob> {
+        drop(self.vex_asked.acquire().await.unwrap());
+        self.inner.blob(artifact, desc).await
+    }
+}
+
+/// The VEX artifact's good source, which lets the databases' blobs go once asked.
+#[derive(Debug)]
+struct Releases {
+    inner: Arc<MemorySource>,
+    vex_asked: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait]
+impl Source for Releases {
+    fn label(&self) -> &str {
+        self.inner.label()
+    }
+    async fn manifest(&self, artifact: &OciArtifact) -> crate::Result<Option<crate::source::RawManifest>> {
+        self.vex_asked.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+        self.inner.manifest(artifact).await
+    }
+    async fn blob(&self, artifact: &OciArtifact, desc: &Descriptor) -> crate::Result<crate::source::RawBlob> {
+        self.inner.blob(artifact, desc).await
+    }
+}
+
+#[tokio::test]
+async fn a_registry_denying_the_vex_repository_still_serves_the_databases_of_the_run() {
+    let s = set();
+    let vex = vex_at("2026-11-26T06:00:00Z");
+    let vex_asked = Arc::new(tokio::sync::Semaphore::new(0));
+    let registry: Arc<dyn Source> =
+        Arc::new(DeniesVex { inner: source("ghcr.example", &s), vex_asked: vex_asked.clone() });
+    let hub: Arc<dyn Source> = Arc::new(Releases { inner: vex_source("vexhub", &vex), vex_asked });
+    let mut p = plan(Vec::new(), &[Kind::Checks, Kind::Vex]);
+    p.sources = vec![registry.clone()];
+    p.vex_sources = vec![registry, hub];
+    p.concurrency = 2;
+    let dest = Recorder::new("mem");
+    let report = sync(&p, &dests(&[&dest])).await;
+    let got: Vec<_> =
+        report.entries.iter().map(|e| (e.artifact.as_str(), e.outcome.clone(), e.source.as_deref())).collect();
+    assert_eq!(
+        got,
+        [
+            ("trivy-checks:1", Outcome::Written, Some("ghcr.example")),
+            ("trivy-checks:2", Outcome::Written, Some("ghcr.example")),
+            ("vex", Outcome::Written, Some("vexhub")),
+        ]
+    );
+}
