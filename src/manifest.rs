@@ -170,7 +170,7 @@ fn check_vex(config: &Descriptor, raw_layers: &[RawDescriptor], what: &str) -> R
         let format = format_of(&layer.media_type)
             .ok_or_else(|| refuse(format!("layer media type {:?} is not a VEX archive", layer.media_type)))?;
         let title = raw_layer.annotations.get("org.opencontainers.image.title").map(String::as_str).unwrap_or("");
-        check_title(format, title).map_err(refuse)?;
+        check_title(format, title)?;
         if !titles.insert(title) {
             return Err(refuse(format!("two archives are titled {title:?}")));
         }

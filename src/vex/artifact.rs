@@ -53,16 +53,17 @@ pub fn format_of(media_type: &str) -> Option<Format> {
 
 /// A layer's title becomes a key of the static layout and a URL Trivy caches forever:
 /// a plain file name with the extension go-getter reads the format from.
-pub fn check_title(format: Format, title: &str) -> std::result::Result<(), String> {
+pub fn check_title(format: Format, title: &str) -> Result<()> {
     let ext = match format {
         Format::TarGz => ".tar.gz",
         Format::Zip => ".zip",
     };
-    let stem = title.strip_suffix(ext).ok_or_else(|| format!("archive title {title:?} does not end in {ext}"))?;
+    let refuse = |reason: String| Error::rejected(format!("VEX archive title {title:?}"), reason);
+    let stem = title.strip_suffix(ext).ok_or_else(|| refuse(format!("does not end in {ext}")))?;
     let plain = !stem.is_empty()
         && !stem.starts_with('.')
         && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if plain { Ok(()) } else { Err(format!("archive title {title:?} is not a plain file name")) }
+    if plain { Ok(()) } else { Err(refuse("not a plain file name".into())) }
 }
 
 /// Build the VEX artifact's manifest: config = the upstream repository manifest, one
@@ -162,7 +163,7 @@ impl Release {
             let format =
                 format_of(&layer.media_type).ok_or_else(|| refuse(format!("layer type {:?}", layer.media_type)))?;
             let file = layer.annotations.get("org.opencontainers.image.title").cloned().unwrap_or_default();
-            check_title(format, &file).map_err(refuse)?;
+            check_title(format, &file)?;
             // Nothing is fetched: the location only names the subdir and the hint, in the
             // format the source chose.
             let choice = match format {
