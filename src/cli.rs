@@ -362,6 +362,10 @@ pub struct ServeArgs {
     /// Open client connections at most; further clients wait until one closes.
     #[arg(long, env = "TRIVY_MIRROR_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+    /// Close a connection that has not sent a complete request head (or TLS handshake)
+    /// within this time; idle keep-alive connections too.
+    #[arg(long, env = "TRIVY_MIRROR_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
     /// /readyz answers 503 once an artifact's last successful check is older than this.
     #[arg(long, env = "TRIVY_MIRROR_MAX_AGE", default_value = "24h", value_parser = humantime::parse_duration)]
     pub max_age: Duration,
@@ -394,6 +398,7 @@ impl ServeArgs {
         let mut o = trivy_mirror::serve::ServeOptions::new(self.sync.tag_cache_seconds);
         o.max_connections = self.max_connections as usize;
         o.max_age = self.max_age;
+        o.header_timeout = self.header_timeout;
         o.tls = self.tls_cert.clone().zip(self.tls_key.clone());
         o.htpasswd = self.htpasswd.clone();
         o.access_log = access_log;

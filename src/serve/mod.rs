@@ -14,11 +14,15 @@
 //!   ([`auth`]), TLS ([`tls`]), one access-log line per request.
 //!
 //! Connections are accepted here rather than by `axum::serve`, which offers no bound on
-//! request headers, header read time or connection count: hyper-util's auto builder
-//! (HTTP/1.1 and, by ALPN or preface, HTTP/2) with hyper's own limits — request heads
-//! above 16 KiB answer 431, a head not complete within 30 s closes the connection
-//! (hyper's `header_read_timeout`) — and a semaphore of `--max-connections` permits taken
-//! before `accept`, so excess clients wait in the kernel backlog instead of costing memory.
+//! request headers, header read time or connection count: hyper-util's builder with
+//! hyper's own limits — request heads above 16 KiB answer 431, a head not complete within
+//! `--header-timeout` (30 s) closes the connection (hyper's `header_read_timeout`, which
+//! runs from the moment a head is awaited, so it also closes idle keep-alive connections)
+//! — and a semaphore of `--max-connections` permits taken before `accept`, so excess
+//! clients wait in the kernel backlog instead of costing memory. The protocol is chosen
+//! up front: HTTP/2 when TLS negotiated `h2` by ALPN, else HTTP/1.1. (hyper-util's
+//! auto-detection would first wait for a preface with no time limit at all, and plaintext
+//! HTTP/2 "prior knowledge" is used by no registry client.)
 
 pub mod auth;
 pub mod http;
@@ -52,8 +56,6 @@ use objects::{Objects, Served, insert, json};
 const MAX_HEAD: usize = 16 * 1024;
 /// Longest request path accepted; above it 414.
 const MAX_PATH: usize = 4096;
-/// How long a client may take to send a complete request head (and a TLS handshake).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight responses may take to finish after SIGTERM.
 const DRAIN: Duration = Duration::from_secs(30);
 
@@ -72,6 +74,8 @@ pub struct ServeOptions {
     pub htpasswd: Option<PathBuf>,
     /// A separate, unauthenticated listener for `/metrics`.
     pub metrics_listener: Option<TcpListener>,
+    /// How long a client may take to send a complete request head (or a TLS handshake).
+    pub header_timeout: Duration,
     /// One log line per request.
     pub access_log: bool,
     /// Artifacts `/readyz` requires even before status.json names them.
@@ -90,6 +94,7 @@ impl ServeOptions {
             tls: None,
             htpasswd: None,
             metrics_listener: None,
+            header_timeout: Duration::from_secs(30),
             access_log: true,
             expected: Vec::new(),
             sync: None,
@@ -172,9 +177,13 @@ pub async fn run(
     let max = options.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let limit = Arc::new(Semaphore::new(max));
     let mut loops = tokio::task::JoinSet::new();
-    loops.spawn(accept_loop(listener, server.clone(), tls, limit.clone(), stop_rx.clone(), Listener::Main));
+    let builders = Builders::new(options.header_timeout);
+    let main = Accept { tls, limit: limit.clone(), builders: builders.clone(), which: Listener::Main };
+    loops.spawn(accept_loop(listener, server.clone(), main, stop_rx.clone()));
     if let Some(metrics) = options.metrics_listener.take() {
-        loops.spawn(accept_loop(metrics, server.clone(), None, limit.clone(), stop_rx.clone(), Listener::Metrics));
+        // Slots of its own: a scrape must get in when clients fill the main listener.
+        let accept = Accept { tls: None, limit: Arc::new(Semaphore::new(16)), builders, which: Listener::Metrics };
+        loops.spawn(accept_loop(metrics, server.clone(), accept, stop_rx.clone()));
     }
     if let Some(s) = options.sync.take() {
         loops.spawn(schedule::run(s, server, stop_rx));
@@ -208,18 +217,41 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    server: Arc<Server>,
+type Builder = hyper_util::server::conn::auto::Builder<TokioExecutor>;
+
+/// One connection builder per protocol, sharing the limits.
+#[derive(Clone)]
+struct Builders {
+    h1: Arc<Builder>,
+    h2: Arc<Builder>,
+    header_timeout: Duration,
+}
+
+impl Builders {
+    fn new(header_timeout: Duration) -> Builders {
+        let mut b = Builder::new(TokioExecutor::new());
+        b.http1().max_buf_size(MAX_HEAD).timer(TokioTimer::new()).header_read_timeout(header_timeout);
+        b.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEAD as u32)
+            .max_concurrent_streams(128)
+            // Pings find peers that vanished without closing the connection.
+            .keep_alive_interval(Duration::from_secs(60))
+            .keep_alive_timeout(Duration::from_secs(20));
+        Builders { h1: Arc::new(b.clone().http1_only()), h2: Arc::new(b.http2_only()), header_timeout }
+    }
+}
+
+/// How one listener's connections are taken.
+struct Accept {
     tls: Option<tokio_rustls::TlsAcceptor>,
     limit: Arc<Semaphore>,
-    mut stop: watch::Receiver<bool>,
+    builders: Builders,
     which: Listener,
-) {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(MAX_HEAD).timer(TokioTimer::new()).header_read_timeout(HEAD_TIMEOUT);
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEAD as u32).max_concurrent_streams(128);
-    let builder = Arc::new(builder);
+}
+
+async fn accept_loop(listener: TcpListener, server: Arc<Server>, accept: Accept, mut stop: watch::Receiver<bool>) {
+    let Accept { tls, limit, builders, which } = accept;
     loop {
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => p.expect("the semaphore is never closed"),
@@ -238,16 +270,20 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let _ = stream.set_nodelay(true);
-        let (server, builder, tls, stop) = (server.clone(), builder.clone(), tls.clone(), stop.clone());
+        let (server, builders, tls, stop) = (server.clone(), builders.clone(), tls.clone(), stop.clone());
         tokio::spawn(async move {
             server.metrics.connections.inc();
             match tls {
-                Some(acceptor) => match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => connection(&builder, TokioIo::new(s), server.clone(), peer, stop, which).await,
+                Some(acceptor) => match tokio::time::timeout(builders.header_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => {
+                        let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                        let builder = if h2 { &builders.h2 } else { &builders.h1 };
+                        connection(builder, TokioIo::new(s), server.clone(), peer, stop, which).await
+                    }
                     Ok(Err(e)) => tracing::debug!(client = %peer, "TLS handshake failed: {e}"),
                     Err(_) => tracing::debug!(client = %peer, "TLS handshake timed out"),
                 },
-                None => connection(&builder, TokioIo::new(stream), server.clone(), peer, stop, which).await,
+                None => connection(&builders.h1, TokioIo::new(stream), server.clone(), peer, stop, which).await,
             }
             server.metrics.connections.dec();
             drop(permit);
@@ -257,7 +293,7 @@ async fn accept_loop(
 
 /// Serve one connection; on shutdown, finish the response in flight and close.
 async fn connection<I>(
-    builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    builder: &Builder,
     io: I,
     server: Arc<Server>,
     peer: SocketAddr,

@@ -354,4 +354,80 @@ fn sync_while_serving_serves_whole_versions_only() {
     let metrics = parse_metrics(&get(&format!("{base}/metrics"), &[]).2);
     assert!(metrics[r#"trivy_mirror_sync_runs_total{outcome="success"}"#] >= 4.0, "{metrics:#?}");
     assert_eq!(get(&format!("{base}/readyz"), &[]).0, 200);
+    assert!(!serve.log().contains("/blobs/"), "-q turns the access log off:\n{}", serve.log());
+}
+
+/// Silent and slow clients are disconnected, idle connections cannot lock real clients
+/// out for good, and SIGTERM lets a download in flight finish; access log as JSON.
+#[test]
+fn connection_bounds_graceful_shutdown_and_json_access_log() {
+    use std::io::Read as _;
+    use std::net::TcpStream;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("mirror");
+    std::fs::create_dir_all(&dir).unwrap();
+    let big: Vec<u8> = (0..32u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("big.tar.gz"), &big).unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let args = ["--max-connections", "3", "--header-timeout", "1s", "--log-format", "json", "--metrics-listen"];
+    let mut serve = Serve::start_with(&dir, &[&args[..], &[metrics_addr.as_str()]].concat());
+    let open_connections = || {
+        let m = parse_metrics(&get(&format!("http://{metrics_addr}/metrics"), &[]).2);
+        // The scrape's own connection counts too.
+        m["trivy_mirror_http_connections{}"] - 1.0
+    };
+    let addr = serve.addr.clone();
+    let connect = || {
+        let s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    // Nothing sent, or half a request head: closed after --header-timeout, not kept.
+    for partial in ["", "GET /healthz HTTP/1.1\r\nHost: x\r\n"] {
+        let mut s = connect();
+        s.write_all(partial.as_bytes()).unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 256];
+        let closed = matches!(s.read(&mut buf), Ok(0) | Err(_));
+        assert!(closed && started.elapsed() < Duration::from_secs(5), "{partial:?} kept open");
+    }
+
+    // Three idle connections take every slot; a real client waits, then gets in once
+    // the server closed them.
+    let hogs: Vec<TcpStream> = (0..3).map(|_| connect()).collect();
+    poll("the idle connections taking every slot", Duration::from_secs(5), || open_connections() == 3.0);
+    let started = Instant::now();
+    let (status, _, _) = get(&format!("http://{addr}/healthz"), &[]);
+    assert_eq!(status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(500), "the client did not wait for a free slot");
+    drop(hogs);
+    poll("every connection closed", Duration::from_secs(5), || open_connections() == 0.0);
+
+    // SIGTERM: the download in flight completes, new connections are refused, exit 0.
+    let mut s = connect();
+    s.write_all(b"GET /big.tar.gz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut response = vec![0u8; 64 * 1024];
+    s.read_exact(&mut response).unwrap();
+    serve.process().sigterm();
+    poll("the listener closing", Duration::from_secs(10), || TcpStream::connect(&addr).is_err());
+    s.read_to_end(&mut response).unwrap();
+    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(text(&response[..head_end]).starts_with("HTTP/1.1 200"));
+    assert!(response[head_end..] == big[..], "the download in flight was cut ({} bytes)", response.len() - head_end);
+    let status = serve.process().wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+
+    // One JSON access-log line per request, with the fields an operator filters on.
+    let log = serve.log();
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["path"] == "/big.tar.gz")
+        .unwrap_or_else(|| panic!("no JSON access-log line:\n{log}"));
+    let f = &line;
+    assert_eq!((f["method"].as_str(), f["status"].as_u64()), (Some("GET"), Some(200)), "{line}");
+    assert_eq!(
+        (f["bytes"].as_u64(), f["client"].as_str(), f["user"].as_str()),
+        (Some(32 << 20), Some("127.0.0.1"), Some("-"))
+    );
 }

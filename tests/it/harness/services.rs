@@ -409,6 +409,11 @@ impl Serve {
     pub fn log(&self) -> String {
         self._proc.log()
     }
+
+    /// The server process (to signal it).
+    pub fn process(&mut self) -> &mut Proc {
+        &mut self._proc
+    }
 }
 
 /// GET (or HEAD) a URL: status, headers and body.
