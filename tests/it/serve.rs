@@ -178,7 +178,12 @@ fn real_trivy_over_tls_with_basic_auth_and_certificate_rotation() {
     let (_, registry) = Upstream::seeded();
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("mirror");
-    sync(&["--to", dir.to_str().unwrap(), "--source", &format!("{}/aquasecurity", registry.addr)], &[]).assert_ok();
+    let port = free_port();
+    let vex = crate::vex::UpstreamVex::start();
+    let base_url = format!("https://127.0.0.1:{port}");
+    let (to, source) = (dir.to_str().unwrap(), format!("{}/aquasecurity", registry.addr));
+    let only = ["--only", "db,java-db,checks,vex", "--vex-source", &vex.manifest_url(), "--base-url", &base_url];
+    sync(&[&["--to", to, "--source", &source][..], &only[..]].concat(), &[]).assert_ok();
     let pki = TestCa::new(&work.path().join("pki"));
     let other = TestCa::new(&work.path().join("other"));
     let htpasswd = work.path().join("htpasswd");
@@ -206,8 +211,9 @@ fn real_trivy_over_tls_with_basic_auth_and_certificate_rotation() {
     std::fs::copy(&pki.cert, &cert).unwrap();
     std::fs::copy(&pki.key, &key).unwrap();
     let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let serve = Serve::start_with(
+    let serve = Serve::start_with_on(
         &dir,
+        port,
         &["--tls-cert", &path(&cert), "--tls-key", &path(&key), "--htpasswd", &path(&htpasswd)],
     );
     let base = format!("https://{}", serve.addr);
@@ -235,6 +241,22 @@ fn real_trivy_over_tls_with_basic_auth_and_certificate_rotation() {
     assert!(out.status.success(), "trivy 0.67 over TLS + auth:\n{}", text(&out.stderr));
     let out = old.download_java_db(&serve.addr);
     assert!(out.status.success(), "trivy 0.67 java-db over TLS + auth:\n{}", text(&out.stderr));
+    // VEX with the credentials in repository.yaml (HEAD and GET of manifest and archive).
+    let trivy = Trivy::new(TRIVY_CURRENT).with_env(&env);
+    let vex_dir = trivy.home.path().join(".trivy/vex");
+    std::fs::create_dir_all(&vex_dir).unwrap();
+    std::fs::write(
+        vex_dir.join("repository.yaml"),
+        format!(
+            "repositories:\n  - name: mirror\n    url: {base_url}\n    enabled: true\n    username: scanner\n    password: s3cret\n"
+        ),
+    )
+    .unwrap();
+    assert!(trivy.download_db(&serve.addr).status.success());
+    trivy.run_ok(&["vex", "repo", "download"]);
+    let ids = trivy.scan_requirements(&["--vex", "repo", "--skip-vex-repo-update"]);
+    assert!(!ids.contains(&trivy_mirror_fixtures::DEFAULT_CVE_ID.to_string()), "VEX did not apply: {ids:?}");
+
     let wrong = Trivy::new(TRIVY_CURRENT).with_env(&[
         ("SSL_CERT_FILE", ca.as_str()),
         ("TRIVY_USERNAME", "scanner"),

@@ -392,7 +392,11 @@ impl Serve {
 
     /// Serve `dir` with extra flags (TLS, auth, …), ready once the port accepts.
     pub fn start_with(dir: &Path, args: &[&str]) -> Serve {
-        let port = free_port();
+        Self::start_with_on(dir, free_port(), args)
+    }
+
+    /// [`Serve::start_with`] on a chosen port.
+    pub fn start_with_on(dir: &Path, port: u16, args: &[&str]) -> Serve {
         let log = dir.parent().unwrap_or(dir).join(format!("serve-{port}.log"));
         let mut proc = Proc::spawn(
             "trivy-mirror serve",
