@@ -3,7 +3,7 @@
 # Idempotent: a second run only checks what is already there.
 #
 #   apt:  nginx (CDN stand-in), docker-registry (CNCF distribution), skopeo, apache2-utils (htpasswd),
-#         openssl (a test CA for TLS registries)
+#         openssl (a test CA for TLS registries), wrk (scripts/bench-serve.sh)
 #   pip:  the real Trivy client (three versions), moto (S3), cargo-lambda, checkov, prometheus_client (parses /metrics)
 #   npm:  azurite (Azure Blob)
 #
@@ -16,7 +16,7 @@ mkdir -p "$TOOLS"
 log() { printf '[install] %s\n' "$*" >&2; }
 
 need_apt=()
-for pair in nginx:nginx docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils openssl:openssl; do
+for pair in nginx:nginx docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils openssl:openssl wrk:wrk; do
   bin=${pair%%:*}; pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || [ -x "/usr/bin/$bin" ] || need_apt+=("$pkg")
 done

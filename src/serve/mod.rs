@@ -390,7 +390,10 @@ impl Server {
             return (Route::other, self.metrics_response(), user);
         }
         let served = match key {
-            Some(rel) => self.objects.serve(method, &rel, &req.headers).await,
+            Some(rel) => {
+                let chunk = objects::chunk_size(usize::try_from(self.metrics.connections.get()).unwrap_or(1));
+                self.objects.serve(method, &rel, &req.headers, chunk).await
+            }
             None => objects::not_found(None),
         };
         (route, served, user)

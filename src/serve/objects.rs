@@ -25,9 +25,19 @@ use crate::oci::{Digest, MAX_MANIFEST_BYTES, OCI_MANIFEST};
 /// Objects up to this size (manifests, ping, tags/list, VEX manifest, status.json) are
 /// kept in memory.
 const SMALL: u64 = MAX_MANIFEST_BYTES as u64;
-/// Read size of streamed bodies: large reads keep the per-chunk cost of tokio's
-/// blocking file I/O small next to the copy itself.
-const CHUNK: usize = 512 * 1024;
+/// Memory for streamed bodies in flight, shared by all connections: each stream reads
+/// in chunks of this budget divided by the open connections, between [`MIN_CHUNK`] and
+/// [`MAX_CHUNK`]. Large reads keep the per-chunk cost of tokio's blocking file I/O small
+/// next to the copy itself when few clients download; many clients get smaller chunks,
+/// so that 256 blob downloads still fit in tens of MiB.
+const BODY_BUDGET: usize = 24 << 20;
+const MIN_CHUNK: usize = 32 << 10;
+const MAX_CHUNK: usize = 1 << 20;
+
+/// The read size of a streamed body while `connections` are open.
+pub fn chunk_size(connections: usize) -> usize {
+    (BODY_BUDGET / connections.max(1)).clamp(MIN_CHUNK, MAX_CHUNK)
+}
 /// Entries beyond this count clear the cache (a mirror has a few dozen small objects;
 /// this only bounds memory against clients asking for many manifests by digest).
 const MAX_ENTRIES: usize = 4096;
@@ -69,7 +79,7 @@ impl Objects {
     }
 
     /// Answer GET or HEAD for the layout key `rel` (already checked by `key_for_path`).
-    pub async fn serve(&self, method: &Method, rel: &str, req: &HeaderMap) -> Served {
+    pub async fn serve(&self, method: &Method, rel: &str, req: &HeaderMap, chunk: usize) -> Served {
         let Some(class) = ObjectClass::of(rel) else { return not_found(None) };
         // Resolve symlinks and make sure the file is still inside the root. Local stat
         // calls take microseconds; they run inline rather than on the blocking pool.
@@ -100,7 +110,7 @@ impl Objects {
         }
         insert(&mut headers, header::CONTENT_TYPE.as_str(), class.fixed_content_type().unwrap_or(OCI_MANIFEST));
         self.common_headers(&mut headers, class);
-        answer(method, req, &key, headers, Source::File(file))
+        answer(method, req, &key, headers, Source::File(file, chunk))
     }
 
     fn common_headers(&self, headers: &mut HeaderMap, class: ObjectClass) {
@@ -157,7 +167,7 @@ fn is_small_class(class: ObjectClass) -> bool {
 
 enum Source {
     Memory(Bytes),
-    File(tokio::fs::File),
+    File(tokio::fs::File, usize),
 }
 
 /// Validators, conditionals and ranges around a body source.
@@ -194,7 +204,7 @@ fn answer(method: &Method, req: &HeaderMap, key: &FileKey, mut headers: HeaderMa
     }
     let body = match source {
         Source::Memory(b) => Body::from(b.slice(start as usize..(start + count) as usize)),
-        Source::File(mut f) => Body::from_stream(async_stream_file(move || async move {
+        Source::File(mut f, chunk) => Body::from_stream(async_stream_file(chunk, move || async move {
             if start > 0 {
                 f.seek(SeekFrom::Start(start)).await?;
             }
@@ -205,14 +215,17 @@ fn answer(method: &Method, req: &HeaderMap, key: &FileKey, mut headers: HeaderMa
 }
 
 /// A body stream over a file opened (and positioned) lazily by `open`.
-fn async_stream_file<F, Fut>(open: F) -> impl futures_util::stream::Stream<Item = std::io::Result<Bytes>> + Send
+fn async_stream_file<F, Fut>(
+    chunk: usize,
+    open: F,
+) -> impl futures_util::stream::Stream<Item = std::io::Result<Bytes>> + Send
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = std::io::Result<tokio::io::Take<tokio::fs::File>>> + Send + 'static,
 {
     use futures_util::TryStreamExt as _;
     futures_util::stream::once(open())
-        .map_ok(|reader| tokio_util::io::ReaderStream::with_capacity(reader, CHUNK))
+        .map_ok(move |reader| tokio_util::io::ReaderStream::with_capacity(reader, chunk))
         .try_flatten()
 }
 
@@ -269,6 +282,15 @@ pub fn insert(headers: &mut HeaderMap, name: &str, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_shrink_with_connections_within_bounds() {
+        assert_eq!(chunk_size(0), MAX_CHUNK);
+        assert_eq!(chunk_size(1), MAX_CHUNK);
+        assert_eq!(chunk_size(96), 256 << 10);
+        assert_eq!(chunk_size(10_000), MIN_CHUNK);
+        assert!(chunk_size(256) * 256 <= BODY_BUDGET);
+    }
 
     #[test]
     fn paths_map_to_layout_keys_and_never_escape() {
