@@ -35,7 +35,8 @@
 # Usage: scripts/bench.sh [--quick] [--reps N] [--sizes "100M 1G"] [--db-size 768M|0]
 #                         [--s3 auto|s3s-fs|moto|none] [--max-noise PCT] [--quiet-wait SECONDS]
 #                         [--no-build] [--keep]
-#                         [--link-rate 16m] [--link-sizes "64M 512M"] [--no-link]
+#                         [--link-rate 16m] [--link-sizes "64M 512M"] [--no-link] [--no-serve]
+#   --no-serve: skip scripts/bench-serve.sh (serve vs nginx with wrk, issue 25), run at the end.
 #   --quick: 32 MiB and 128 MiB, a 64 MiB trivy.db, 3 repetitions, no waiting for quiet;
 #            shaped link at 8 MiB/s per connection with a 16 MiB db and a 64 MiB java DB.
 #   --link-*: the shaped link (see "shaped link" below): nginx's limit_rate per connection,
@@ -63,6 +64,7 @@ KEEP=0
 LINK=1
 LINK_RATE=16m
 LINK_SIZES="64M 512M"
+SERVE=1
 ARGS="$*"
 while [ $# -gt 0 ]; do
   case $1 in
@@ -70,6 +72,7 @@ while [ $# -gt 0 ]; do
     --link-rate) LINK_RATE=$2; shift ;;
     --link-sizes) LINK_SIZES=$2; shift ;;
     --no-link) LINK=0 ;;
+    --no-serve) SERVE=0 ;;
     --reps) REPS=$2; shift ;;
     --sizes) SIZES=$2; shift ;;
     --db-size) DB_SIZE=$2; shift ;;
@@ -832,6 +835,18 @@ if [ ${#LINK_RESULTS[@]} -gt 0 ]; then
     TARGET_LINES+=("n/a    static route <= 0.5x skopeo + aws s3 sync: no aws CLI on this machine")
   fi
   TARGET_LINES+=("$(awk -v t="${LMED[full-tm]}" -v c="${LMED[curl]}" -v b="$LINK_TOTAL" -v j="$LINK_JAVA" 'BEGIN{ printf "info   floor: one connection moves the java DB in %.2f s (curl); the full set over one connection would take %.2f s; trivy-mirror: %.2f s", c, c * b / j, t }')")
+fi
+# serve vs nginx (issue 25): its own script, the same binary; its MET/MISSED lines join ours.
+if [ "$SERVE" = 1 ]; then
+  if command -v wrk >/dev/null; then
+    log "scripts/bench-serve.sh"
+    "$ROOT/scripts/bench-serve.sh" --bin "$TM" $([ "$REPS" = 3 ] && echo --duration 5s) >"$WORK/serve.out" ||
+      die "scripts/bench-serve.sh failed"
+    sed '/^MET \|^MISSED /d' "$WORK/serve.out"
+    while IFS= read -r l; do TARGET_LINES+=("$l"); done < <(grep '^MET \|^MISSED ' "$WORK/serve.out")
+  else
+    TARGET_LINES+=("n/a    serve vs nginx: wrk is not installed (scripts/install-test-deps.sh)")
+  fi
 fi
 echo
 echo "Targets:"

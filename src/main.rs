@@ -105,11 +105,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => {
+            // Settings first (with --sync-every they create the directory), then the
+            // directory, then the listeners: nothing is announced for a server that cannot run.
+            let mut options = args.options(!cli.quiet)?;
             trivy_mirror::serve::open_root(&args.dir)?;
             let listener = trivy_mirror::serve::bind(args.listen).await?;
             let addr = listener.local_addr().context("reading the bound address")?;
-            tracing::info!(dir = %args.dir.display(), "serving on http://{addr}");
-            trivy_mirror::serve::serve(&args.dir, listener, args.tag_cache_seconds).await?;
+            if let Some(m) = args.metrics_listen {
+                options.metrics_listener = Some(trivy_mirror::serve::bind(m).await?);
+            }
+            let scheme = if options.tls.is_some() { "https" } else { "http" };
+            tracing::info!(dir = %args.dir.display(), "serving on {scheme}://{addr}");
+            trivy_mirror::serve::serve(&args.dir, listener, options).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

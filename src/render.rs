@@ -40,6 +40,9 @@ pub(crate) fn flag(setting: Setting) -> Option<&'static str> {
         Setting::VexSource => "--vex-source",
         Setting::BaseUrl => "--base-url",
         Setting::VexPrefix => "--vex-prefix",
+        Setting::TlsCertificate => "--tls-cert",
+        Setting::TlsKey => "--tls-key",
+        Setting::Htpasswd => "--htpasswd",
         _ => return None,
     })
 }

@@ -112,7 +112,7 @@ fn first_mistakes_get_one_line_with_the_cause_once() {
 
     // A TLS server on 127.0.0.2 (not local for the client's plain-http rule, so https is
     // used; kept off the dead proxy by NO_PROXY).
-    let pki = crate::registry::TestCa::new(&work.path().join("pki"));
+    let pki = TestCa::new(&work.path().join("pki"));
     let tls_port = free_port();
     let _tls = Nginx::start(&format!(
         "    listen 127.0.0.2:{tls_port} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    \

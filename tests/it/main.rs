@@ -31,6 +31,8 @@ mod operate;
 mod registry;
 /// Kills, injected faults, concurrent runs, hostile input.
 mod reliability;
+/// `serve` as a service: HTTP semantics, health, metrics, TLS, Basic auth.
+mod serve;
 /// Static checks of the Terraform modules.
 mod terraform;
 /// VEX Hub mirroring with the real Trivy client.

@@ -208,57 +208,6 @@ fn a_proxy_body_limit_falls_back_to_chunked_uploads() {
     assert_eq!(raw, upstream.db.manifest);
 }
 
-/// A CA and a server certificate for 127.0.0.1 it signed, made with the openssl CLI.
-pub(crate) struct TestCa {
-    pub(crate) ca: std::path::PathBuf,
-    pub(crate) cert: std::path::PathBuf,
-    pub(crate) key: std::path::PathBuf,
-}
-
-impl TestCa {
-    pub(crate) fn new(dir: &std::path::Path) -> TestCa {
-        std::fs::create_dir_all(dir).unwrap();
-        let p = |name: &str| dir.join(name);
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let openssl = || std::process::Command::new(system_tool("openssl"));
-        run_ok(
-            "openssl req -x509",
-            openssl().args(["req", "-x509"]).args(ec).args(["-days", "2", "-subj", "/CN=trivy-mirror test CA"]).args([
-                "-keyout".as_ref(),
-                p("ca.key").as_os_str(),
-                "-out".as_ref(),
-                p("ca.pem").as_os_str(),
-            ]),
-        );
-        run_ok(
-            "openssl req",
-            openssl().arg("req").args(ec).args(["-subj", "/CN=127.0.0.1"]).args([
-                "-keyout".as_ref(),
-                p("server.key").as_os_str(),
-                "-out".as_ref(),
-                p("server.csr").as_os_str(),
-            ]),
-        );
-        std::fs::write(p("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        run_ok(
-            "openssl x509 -req",
-            openssl().args(["x509", "-req", "-days", "2", "-CAcreateserial"]).args([
-                "-in".as_ref(),
-                p("server.csr").as_os_str(),
-                "-CA".as_ref(),
-                p("ca.pem").as_os_str(),
-                "-CAkey".as_ref(),
-                p("ca.key").as_os_str(),
-                "-extfile".as_ref(),
-                p("san.ext").as_os_str(),
-                "-out".as_ref(),
-                p("server.pem").as_os_str(),
-            ]),
-        );
-        TestCa { ca: p("ca.pem"), cert: p("server.pem"), key: p("server.key") }
-    }
-}
-
 /// A registry with a certificate from a private CA (Harbor behind a company CA), as
 /// destination and as source: trusted with the CA file; refused with an error that says
 /// what to pass when the CA is missing or wrong; `--insecure-destination` skips the check.

@@ -105,6 +105,23 @@ impl Proc {
         }
     }
 
+    /// Send SIGTERM (to this PID only).
+    pub fn sigterm(&self) {
+        run_ok("kill -TERM", Command::new("kill").args(["-TERM", &self.child.id().to_string()]));
+    }
+
+    /// Wait for the process to exit; panic with the log after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < timeout, "{} still running after {timeout:?}:\n{}", self.name, self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Wait until an HTTP server answers on `port` (any status).
     pub fn wait_http(&mut self, port: u16) {
         let url = format!("http://127.0.0.1:{port}/");

@@ -310,6 +310,61 @@ impl Azurite {
     }
 }
 
+/// A CA and a server certificate for 127.0.0.1 it signed, made with the openssl CLI.
+pub struct TestCa {
+    /// The CA certificate (PEM), for SSL_CERT_FILE and --*-ca-file.
+    pub ca: std::path::PathBuf,
+    /// The server certificate.
+    pub cert: std::path::PathBuf,
+    /// Its key.
+    pub key: std::path::PathBuf,
+}
+
+impl TestCa {
+    /// Make a CA and a certificate for 127.0.0.1 in `dir`.
+    pub fn new(dir: &std::path::Path) -> TestCa {
+        std::fs::create_dir_all(dir).unwrap();
+        let p = |name: &str| dir.join(name);
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let openssl = || std::process::Command::new(system_tool("openssl"));
+        run_ok(
+            "openssl req -x509",
+            openssl().args(["req", "-x509"]).args(ec).args(["-days", "2", "-subj", "/CN=trivy-mirror test CA"]).args([
+                "-keyout".as_ref(),
+                p("ca.key").as_os_str(),
+                "-out".as_ref(),
+                p("ca.pem").as_os_str(),
+            ]),
+        );
+        run_ok(
+            "openssl req",
+            openssl().arg("req").args(ec).args(["-subj", "/CN=127.0.0.1"]).args([
+                "-keyout".as_ref(),
+                p("server.key").as_os_str(),
+                "-out".as_ref(),
+                p("server.csr").as_os_str(),
+            ]),
+        );
+        std::fs::write(p("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        run_ok(
+            "openssl x509 -req",
+            openssl().args(["x509", "-req", "-days", "2", "-CAcreateserial"]).args([
+                "-in".as_ref(),
+                p("server.csr").as_os_str(),
+                "-CA".as_ref(),
+                p("ca.pem").as_os_str(),
+                "-CAkey".as_ref(),
+                p("ca.key").as_os_str(),
+                "-extfile".as_ref(),
+                p("san.ext").as_os_str(),
+                "-out".as_ref(),
+                p("server.pem").as_os_str(),
+            ]),
+        );
+        TestCa { ca: p("ca.pem"), cert: p("server.pem"), key: p("server.key") }
+    }
+}
+
 /// `trivy-mirror serve DIR` on a free port.
 pub struct Serve {
     /// `127.0.0.1:PORT`.
@@ -333,6 +388,35 @@ impl Serve {
         );
         proc.wait_http(port);
         Serve { addr: format!("127.0.0.1:{port}"), _proc: proc }
+    }
+
+    /// Serve `dir` with extra flags (TLS, auth, …), ready once the port accepts.
+    pub fn start_with(dir: &Path, args: &[&str]) -> Serve {
+        Self::start_with_on(dir, free_port(), args)
+    }
+
+    /// [`Serve::start_with`] on a chosen port.
+    pub fn start_with_on(dir: &Path, port: u16, args: &[&str]) -> Serve {
+        let log = dir.parent().unwrap_or(dir).join(format!("serve-{port}.log"));
+        let mut proc = Proc::spawn(
+            "trivy-mirror serve",
+            mirror().arg("serve").arg(dir).arg("--listen").arg(format!("127.0.0.1:{port}")).args(args),
+            log,
+        );
+        proc.wait_until(std::time::Duration::from_secs(60), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Serve { addr: format!("127.0.0.1:{port}"), _proc: proc }
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        self._proc.log()
+    }
+
+    /// The server process (to signal it).
+    pub fn process(&mut self) -> &mut Proc {
+        &mut self._proc
     }
 }
 

@@ -20,12 +20,19 @@ pub struct Trivy {
     bin: PathBuf,
     /// HOME for this client (VEX repository.yaml lives there).
     pub home: TempDir,
+    env: Vec<(String, String)>,
 }
 
 impl Trivy {
     /// A fresh client of `version` (fresh cache: Trivy skips downloads younger than 1 h).
     pub fn new(version: &str) -> Trivy {
-        Trivy { bin: tool(&format!("trivy-{version}/bin/trivy")), home: tempfile::tempdir().unwrap() }
+        Trivy { bin: tool(&format!("trivy-{version}/bin/trivy")), home: tempfile::tempdir().unwrap(), env: Vec::new() }
+    }
+
+    /// The same client with extra environment (`SSL_CERT_FILE`, `TRIVY_USERNAME`, …).
+    pub fn with_env(mut self, env: &[(&str, &str)]) -> Trivy {
+        self.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
     }
 
     /// The cache directory.
@@ -43,7 +50,8 @@ impl Trivy {
             .env("TRIVY_NO_PROGRESS", "true")
             .env_remove("XDG_DATA_HOME")
             .env_remove("TRIVY_USERNAME")
-            .env_remove("TRIVY_PASSWORD");
+            .env_remove("TRIVY_PASSWORD")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
@@ -181,7 +189,12 @@ impl Upstream {
 /// with them: trivy-db finds the fixture CVE offline, trivy-checks:2 (Trivy 0.76) and
 /// trivy-checks:1 (Trivy 0.67) report the fixture check, the Java DB downloads.
 pub fn assert_trivy_uses_mirror(host: &str) {
-    let trivy = Trivy::new(TRIVY_CURRENT);
+    assert_trivy_uses_mirror_with(host, &[]);
+}
+
+/// [`assert_trivy_uses_mirror`] with extra client environment (a CA, credentials).
+pub fn assert_trivy_uses_mirror_with(host: &str, env: &[(&str, &str)]) {
+    let trivy = Trivy::new(TRIVY_CURRENT).with_env(env);
     let out = trivy.download_db(host);
     assert!(out.status.success(), "trivy-db download from {host} failed:\n{}", text(&out.stderr));
     let ids = trivy.scan_requirements(&[]);
@@ -191,7 +204,7 @@ pub fn assert_trivy_uses_mirror(host: &str) {
     assert!(trivy.cache().join("java-db/trivy-java.db").exists(), "java DB not extracted");
     let ids = trivy.config_scan(&format!("{host}/aquasecurity/trivy-checks:2"));
     assert!(ids.contains(&fx::CHECK_ID.to_string()), "trivy config (checks:2) found {ids:?}");
-    let old = Trivy::new(TRIVY_OLD);
+    let old = Trivy::new(TRIVY_OLD).with_env(env);
     let ids = old.config_scan(&format!("{host}/aquasecurity/trivy-checks:1"));
     assert!(ids.contains(&fx::CHECK_ID.to_string()), "trivy 0.67 config (checks:1) found {ids:?}");
 }
