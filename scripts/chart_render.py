@@ -94,7 +94,8 @@ def find(docs, kind, name=None):
 
 
 def serve_pod(values):
-    dep = find(documents(render(values)), "Deployment")
+    rendered = render(values)
+    dep = find(documents(rendered), "Deployment")
     if dep is None:
         raise SystemExit("no serve Deployment in this rendering (mode is not serve?)")
     pod = dep["spec"]["template"]["spec"]
@@ -102,9 +103,12 @@ def serve_pod(values):
     keys = ["image", "command", "args", "env", "securityContext", "volumeMounts", "ports",
             "livenessProbe", "readinessProbe", "resources"]
     # "command": null means the image's ENTRYPOINT (/usr/local/bin/trivy-mirror) runs the args.
+    # NOTES.txt too: a test points Trivy at the pod with the values it prints.
+    notes = next((text for path, text in rendered.items() if path.endswith("NOTES.txt")), "")
     return {"container": {k: c.get(k) for k in keys},
             "podSecurityContext": pod.get("securityContext", {}),
-            "volumes": pod.get("volumes", [])}
+            "volumes": pod.get("volumes", []),
+            "notes": notes}
 
 
 # ---- structural checks of the custom resources (no schema in kubernetes-validate) ----

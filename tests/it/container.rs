@@ -60,75 +60,160 @@ fn context(dir: &Path) -> PathBuf {
     ctx
 }
 
+/// Build the image once for the module (tests run in parallel threads).
+fn image() -> &'static str {
+    static BUILT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let work = tempfile::tempdir().unwrap();
+        let ctx = context(work.path());
+        // The documented command for a host-built binary, with the network off to prove it
+        // needs nothing but the base.
+        podman_ok(&[
+            "build",
+            "--network",
+            "none",
+            "--target",
+            "runtime",
+            "--build-arg",
+            &format!("BASE_IMAGE={BASE}"),
+            "--build-arg",
+            "BINARY=target/release/trivy-mirror",
+            "-t",
+            IMAGE,
+            ctx.to_str().unwrap(),
+        ]);
+        work
+    });
+    IMAGE
+}
+
+/// A detached container, stopped with SIGTERM: asserts a clean exit (code 0) within the
+/// grace period.
+fn stop_cleanly(name: &str) {
+    let start = Instant::now();
+    podman_ok(&["stop", "-t", "30", name]);
+    assert!(start.elapsed() < Duration::from_secs(20), "stop took {:?}", start.elapsed());
+    let code = podman_ok(&["inspect", name, "--format", "{{.State.ExitCode}}"]);
+    assert_eq!(text(&code.stdout).trim(), "0", "exit code after SIGTERM");
+}
+
 #[test]
-fn the_image_runs_read_only_as_non_root_and_serves_trivy() {
-    let work = tempfile::tempdir().unwrap();
-    let ctx = context(work.path());
-    // The documented command for a host-built binary, with the network off to prove it
-    // needs nothing but the base.
-    podman_ok(&[
-        "build",
-        "--network",
-        "none",
-        "--target",
-        "runtime",
-        "--build-arg",
-        &format!("BASE_IMAGE={BASE}"),
-        "--build-arg",
-        "BINARY=target/release/trivy-mirror",
-        "-t",
-        IMAGE,
-        ctx.to_str().unwrap(),
-    ]);
-    let inspect = podman_ok(&["image", "inspect", IMAGE, "--format", "{{.Config.User}} {{json .Config.Entrypoint}}"]);
+fn the_image_syncs_and_serves_read_only_as_non_root() {
+    let image = image();
+    let inspect = podman_ok(&["image", "inspect", image, "--format", "{{.Config.User}} {{json .Config.Entrypoint}}"]);
     assert_eq!(text(&inspect.stdout).trim(), format!("{USER} [\"/usr/local/bin/trivy-mirror\"]"));
 
-    // Sync from the fixture registry on loopback into a volume: read-only root, the
-    // image's own non-root user, no capabilities.
+    // One process that keeps itself fresh, from the fixture registry on loopback into a
+    // volume: read-only root, the image's own non-root user, no capabilities.
+    let work = tempfile::tempdir().unwrap();
     let (_upstream, registry) = Upstream::seeded();
     let data = work.path().join("data");
     std::fs::create_dir(&data).unwrap();
     let volume = format!("{}:/data:U", data.display());
     let source = format!("{}/aquasecurity", registry.addr);
-    let base = [
-        "run",
-        "--network",
-        "host",
-        "--read-only",
-        "--cap-drop",
-        "ALL",
-        "--security-opt",
-        "no-new-privileges",
-        "-v",
-        &volume,
-    ];
-    let sync_name = format!("trivy-mirror-sync-{}", std::process::id());
-    let _sync = Container(sync_name.clone());
-    let out = podman()
-        .args(base)
-        .args(["--name", &sync_name, IMAGE, "sync", "--to", "/data", "--source", &source])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "sync in the container failed:\n{}", text(&out.stderr));
-    assert!(data.join("v2/aquasecurity/trivy-db/manifests/2").is_file());
-
-    // Serve it, and let real Trivy download every database from the container.
-    let port = free_port();
+    let listen = format!("127.0.0.1:{}", free_port());
     let name = format!("trivy-mirror-serve-{}", std::process::id());
     let _serve = Container(name.clone());
-    let listen = format!("127.0.0.1:{port}");
-    podman_ok(&[&base[..], &["-d", "--name", &name, IMAGE, "serve", "/data", "--listen", &listen]].concat());
-    wait_until_answers(&format!("http://{listen}/v2/"), &name);
+    #[rustfmt::skip]
+    podman_ok(&[
+        "run", "-d", "--name", &name, "--network", "host", "--read-only", "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges", "-v", &volume,
+        image, "serve", "/data", "--listen", &listen, "--sync-every", "6h", "--source", &source,
+    ]);
+    wait_until_answers(&format!("http://{listen}/readyz"), &name);
+    assert!(data.join("v2/aquasecurity/trivy-db/manifests/2").is_file());
     // The health check a container runtime can run: the binary probes itself.
-    podman_ok(&["exec", &name, "/usr/local/bin/trivy-mirror", "probe", &format!("http://{listen}/v2/")]);
+    podman_ok(&["exec", &name, "/usr/local/bin/trivy-mirror", "probe", &format!("http://{listen}/healthz")]);
     assert_trivy_uses_mirror(&listen);
+    stop_cleanly(&name);
+}
 
-    // SIGTERM: a clean stop, well within the grace period.
-    let start = Instant::now();
-    podman_ok(&["stop", "-t", "30", &name]);
-    assert!(start.elapsed() < Duration::from_secs(20), "stop took {:?}", start.elapsed());
-    let code = podman_ok(&["inspect", &name, "--format", "{{.State.ExitCode}}"]);
-    assert_eq!(text(&code.stdout).trim(), "0", "exit code after SIGTERM");
+/// What the chart's serve pod runs (rendered by the real Helm SDK), run under podman with
+/// the image above: the container's args, env, user, read-only root and volume mounts as
+/// rendered. Two things differ, because there is no cluster: the pod network is the
+/// host's, so the listen addresses move from 0.0.0.0 to free loopback ports, and the
+/// Service name in NOTES.txt is replaced by that address. Real Trivy then downloads with
+/// the repositories and tags NOTES.txt tells trivy-operator users to paste.
+#[test]
+fn the_charts_serve_pod_runs_under_podman_and_serves_trivy_with_the_notes_values() {
+    let image = image();
+    let (_upstream, registry) = Upstream::seeded();
+    let source = format!("{}/aquasecurity", registry.addr);
+    let set = serde_json::json!({ "mirror": { "source": [source] } }).to_string();
+    let out = run_ok(
+        "chart-test.sh --print-serve-container",
+        Command::new("bash").arg(root().join("scripts/chart-test.sh")).args(["--print-serve-container", "--set-json", &set]),
+    );
+    let pod: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let container = &pod["container"];
+    assert!(container["command"].is_null(), "the chart runs the image's ENTRYPOINT");
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+
+    let work = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let name = format!("trivy-mirror-chart-{}", std::process::id());
+    let mut run: Vec<String> = ["run", "-d", "--name", &name, "--network", "host", "--read-only"]
+        .map(String::from)
+        .to_vec();
+    run.extend(["--cap-drop".into(), "ALL".into(), "--security-opt".into(), "no-new-privileges".into()]);
+    run.push(format!("--user={}:{}", security["runAsUser"], security["runAsGroup"]));
+    for env in container["env"].as_array().unwrap() {
+        run.push(format!("--env={}={}", env["name"].as_str().unwrap(), env["value"].as_str().unwrap_or_default()));
+    }
+    for mount in container["volumeMounts"].as_array().unwrap() {
+        let (volume, path) = (mount["name"].as_str().unwrap(), mount["mountPath"].as_str().unwrap());
+        let spec = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == volume).unwrap();
+        if spec.get("emptyDir").is_some() {
+            run.push(format!("--tmpfs={path}"));
+        } else {
+            let host = work.path().join(volume);
+            std::fs::create_dir(&host).unwrap();
+            run.push(format!("--volume={}:{path}:U", host.display()));
+        }
+    }
+    run.push(image.to_string());
+    for arg in container["args"].as_array().unwrap() {
+        let arg = arg.as_str().unwrap();
+        run.push(match arg {
+            "0.0.0.0:8080" => listen.clone(),
+            "0.0.0.0:9090" => metrics.clone(),
+            other => other.to_string(),
+        });
+    }
+    let _chart = Container(name.clone());
+    podman_ok(&run.iter().map(String::as_str).collect::<Vec<_>>());
+    // The probes as the kubelet would send them: liveness, then readiness once synced.
+    let probe = |kind: &str| container[kind]["httpGet"]["path"].as_str().unwrap().to_string();
+    wait_until_answers(&format!("http://{listen}{}", probe("livenessProbe")), &name);
+    wait_until_answers(&format!("http://{listen}{}", probe("readinessProbe")), &name);
+    wait_until_answers(&format!("http://{metrics}/metrics"), &name);
+
+    // The values NOTES.txt prints for trivy-operator, with the Service's name replaced.
+    let notes = pod["notes"].as_str().unwrap();
+    let value = |key: &str| {
+        let line = notes.lines().find(|l| l.trim_start().starts_with(&format!("{key}:"))).unwrap_or_else(|| {
+            panic!("NOTES.txt has no {key}:\n{notes}")
+        });
+        line.split_once(':').unwrap().1.trim().trim_matches('"').to_string()
+    };
+    let host = |registry: String| {
+        assert!(registry.ends_with(".svc.cluster.local:8080"), "{registry}");
+        listen.clone()
+    };
+    let trivy = Trivy::new(TRIVY_CURRENT);
+    let db = format!("{}/{}:2", host(value("dbRegistry")), value("dbRepository"));
+    trivy.run_ok(&["image", "--download-db-only", "--db-repository", &db]);
+    let java = format!("{}/{}:1", host(value("javaDbRegistry")), value("javaDbRepository"));
+    trivy.run_ok(&["image", "--download-java-db-only", "--java-db-repository", &java]);
+    // trivy-operator's own checks tag (it embeds trivy-checks v1): the Trivy that asks for :1.
+    let checks = format!("{}/{}:{}", host(value("registry")), value("repository"), value("tag"));
+    let ids = Trivy::new(TRIVY_OLD).config_scan(&checks);
+    assert!(ids.contains(&trivy_mirror_fixtures::CHECK_ID.to_string()), "checks from {checks}: {ids:?}");
+    stop_cleanly(&name);
 }
 
 fn dockerfile() -> String {
