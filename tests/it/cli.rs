@@ -134,3 +134,28 @@ fn first_mistakes_get_one_line_with_the_cause_once() {
         "{ping}"
     );
 }
+
+/// docs/ARCHITECTURE.md names every file under src/ (its "Modules" table), so the map a
+/// newcomer reads matches the tree.
+#[test]
+fn docs_name_every_module() {
+    let doc = std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).unwrap();
+    let src = root().join("src");
+    let mut missing = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let rel = path.strip_prefix(&src).unwrap().to_str().unwrap().replace('\\', "/");
+                if !doc.contains(&format!("`{rel}`")) {
+                    missing.push(rel);
+                }
+            }
+        }
+    }
+    missing.sort();
+    assert!(missing.is_empty(), "docs/ARCHITECTURE.md does not name {missing:?}");
+}
