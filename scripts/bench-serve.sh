@@ -47,6 +47,7 @@ done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/trivy-mirror-bench-serve.XXXXXX")
+chmod 755 "$WORK" # nginx workers run as an unprivileged user
 PIDS=()
 cleanup() {
   local pid
@@ -141,6 +142,7 @@ start_serve() { # NAME FLAGS... ; sets PORT_<NAME>, PID_<NAME>
 start_serve plain
 start_serve tls --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key"
 start_serve auth --htpasswd "$WORK/htpasswd"
+curl -sf -o /dev/null "http://127.0.0.1:$NG_PORT$SMALL" || die "nginx does not answer: $(cat "$WORK/nginx/error.log")"
 curl -sf -o /dev/null "http://127.0.0.1:$PORT_plain$SMALL" || die "serve does not answer"
 curl -sf -o /dev/null -H "$AUTH" "http://127.0.0.1:$PORT_auth$SMALL" || die "serve with auth refuses the credentials"
 curl -sfk -o /dev/null "https://127.0.0.1:$PORT_tls$SMALL" || die "serve over TLS does not answer"

@@ -313,6 +313,22 @@ pub fn serve_path(data: &[u8]) {
     }
 }
 
+/// `serve::http::range` on any `Range` header, for objects of several lengths: a partial
+/// answer is a non-empty range inside the object; a suffix range ends at the last byte.
+pub fn serve_range(data: &[u8]) {
+    use trivy_mirror::serve::http::{FileKey, RangeAnswer, range};
+    let Ok(s) = std::str::from_utf8(data) else { return };
+    let key = FileKey { len: 1000, mtime: std::time::UNIX_EPOCH, ino: 1, dev: 1 };
+    for len in [0u64, 1, 1000, u64::MAX] {
+        if let RangeAnswer::Partial { start, end } = range(Some(s), None, &key, len) {
+            assert!(start <= end && end < len, "{s:?} on {len} bytes: {start}-{end}");
+            if s.trim().trim_start_matches(|c: char| c.is_ascii_alphabetic()).trim().starts_with("=-") {
+                assert_eq!(end, len - 1, "{s:?}: a suffix range must end at the last byte");
+            }
+        }
+    }
+}
+
 /// The OCI distribution grammar of a repository name, at most 255 bytes, as the spec writes
 /// it: a regular expression, so that the oracle shares nothing with the library's
 /// hand-written matcher.

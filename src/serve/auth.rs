@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -56,7 +57,10 @@ struct Users {
 pub struct Auth {
     path: PathBuf,
     users: RwLock<Users>,
-    last_stat: Mutex<Instant>,
+    /// When the file was last looked at, in milliseconds since `started` (an atomic: this
+    /// is read on every request, from every worker thread).
+    last_stat: AtomicU64,
+    started: Instant,
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
@@ -67,7 +71,8 @@ impl Auth {
         Ok(Auth {
             path: path.to_path_buf(),
             users: RwLock::new(users),
-            last_stat: Mutex::new(Instant::now()),
+            last_stat: AtomicU64::new(0),
+            started: Instant::now(),
             failures: Mutex::new(HashMap::new()),
         })
     }
@@ -83,10 +88,9 @@ impl Auth {
             return self.fail(client);
         };
         let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
-        let (hash, cached) = {
+        let cached = {
             let users = self.users.read().expect("users lock");
-            let cached = users.verified.get(&user).is_some_and(|d| bool::from(d.ct_eq(&digest)));
-            (users.hashes.get(&user).cloned().unwrap_or_else(|| users.dummy.clone()), cached)
+            users.verified.get(&user).is_some_and(|d| bool::from(d.ct_eq(&digest)))
         };
         if cached {
             return Verdict::Allowed(user);
@@ -94,7 +98,13 @@ impl Auth {
         if let Some(wait) = self.limited(client) {
             return Verdict::Limited(wait);
         }
-        let known = self.users.read().expect("users lock").hashes.contains_key(&user);
+        let (hash, known) = {
+            let users = self.users.read().expect("users lock");
+            match users.hashes.get(&user) {
+                Some(h) => (h.clone(), true),
+                None => (users.dummy.clone(), false),
+            }
+        };
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
             .await
             .unwrap_or(false);
@@ -130,12 +140,13 @@ impl Auth {
     /// Re-read the file when it changed (checked at most once a second). A file that
     /// became unreadable or invalid keeps the previous users, with a warning.
     fn reload_if_changed(&self) {
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_stat.load(Ordering::Relaxed);
+        // One thread per second wins the exchange and looks at the file.
+        if now_ms.saturating_sub(last) < RESTAT.as_millis() as u64
+            || self.last_stat.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_err()
         {
-            let mut last = self.last_stat.lock().expect("stat lock");
-            if last.elapsed() < RESTAT {
-                return;
-            }
-            *last = Instant::now();
+            return;
         }
         let now = std::fs::metadata(&self.path).ok().map(|m| FileKey::of(&m));
         if now == self.users.read().expect("users lock").key {

@@ -19,16 +19,18 @@ pub struct FileKey {
     pub mtime: SystemTime,
     /// Inode (0 where the platform has none).
     pub ino: u64,
+    /// Device of the inode (0 where the platform has none).
+    pub dev: u64,
 }
 
 impl FileKey {
     /// The key of a file's metadata.
     pub fn of(meta: &std::fs::Metadata) -> FileKey {
         #[cfg(unix)]
-        let ino = std::os::unix::fs::MetadataExt::ino(meta);
+        let (ino, dev) = (std::os::unix::fs::MetadataExt::ino(meta), std::os::unix::fs::MetadataExt::dev(meta));
         #[cfg(not(unix))]
-        let ino = 0;
-        FileKey { len: meta.len(), mtime: meta.modified().unwrap_or(UNIX_EPOCH), ino }
+        let (ino, dev) = (0, 0);
+        FileKey { len: meta.len(), mtime: meta.modified().unwrap_or(UNIX_EPOCH), ino, dev }
     }
 
     /// Modification time in whole seconds since the epoch (HTTP dates have no fraction).
@@ -152,7 +154,7 @@ mod tests {
     use super::*;
 
     fn key() -> FileKey {
-        FileKey { len: 100, mtime: UNIX_EPOCH + Duration::from_secs(1_700_000_000), ino: 7 }
+        FileKey { len: 100, mtime: UNIX_EPOCH + Duration::from_secs(1_700_000_000), ino: 7, dev: 1 }
     }
 
     #[test]

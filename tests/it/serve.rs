@@ -232,6 +232,19 @@ fn real_trivy_over_tls_with_basic_auth_and_certificate_rotation() {
     let ok = client.get(format!("{base}/v2/")).basic_auth("scanner", Some("s3cret")).send().unwrap();
     assert_eq!(ok.status().as_u16(), 200);
 
+    // The htpasswd file is re-read when it changes (looked at once a second; polled slowly,
+    // since every refused attempt counts against this address).
+    run_ok("htpasswd -B", htpasswd_tool().arg("-bB").arg(&htpasswd).args(["ci", "added"]));
+    let started = Instant::now();
+    loop {
+        let r = client.get(format!("{base}/v2/")).basic_auth("ci", Some("added")).send().unwrap();
+        if r.status().as_u16() == 200 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the added user was not accepted: {}", r.status());
+        std::thread::sleep(Duration::from_millis(400));
+    }
+
     // Real Trivy 0.76 and 0.67 over TLS with a private CA and Basic credentials.
     let ca = path(&pki.ca);
     let env = [("SSL_CERT_FILE", ca.as_str()), ("TRIVY_USERNAME", "scanner"), ("TRIVY_PASSWORD", "s3cret")];
