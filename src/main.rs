@@ -105,8 +105,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => {
-            // Settings first (with --sync-every they create the directory), then the
-            // directory, then the listeners: nothing is announced for a server that cannot run.
+            // Settings (with --sync-every they create the directory), the directory, the
+            // listeners, TLS files and htpasswd are all checked before "serving on" is
+            // announced: a server that cannot run says why in one line and nothing else.
             let mut options = args.options(!cli.quiet)?;
             trivy_mirror::serve::open_root(&args.dir)?;
             let listener = trivy_mirror::serve::bind(args.listen).await?;
@@ -114,9 +115,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(m) = args.metrics_listen {
                 options.metrics_listener = Some(trivy_mirror::serve::bind(m).await?);
             }
-            let scheme = if options.tls.is_some() { "https" } else { "http" };
+            let (server, tls) = trivy_mirror::serve::prepare(&args.dir, &options)?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
             tracing::info!(dir = %args.dir.display(), "serving on {scheme}://{addr}");
-            trivy_mirror::serve::serve(&args.dir, listener, options).await?;
+            trivy_mirror::serve::run(server, listener, options, tls, trivy_mirror::serve::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -142,7 +142,11 @@ fn the_charts_serve_pod_runs_under_podman_and_serves_trivy_with_the_notes_values
     let set = serde_json::json!({ "mirror": { "source": [source] } }).to_string();
     let out = run_ok(
         "chart-test.sh --print-serve-container",
-        Command::new("bash").arg(root().join("scripts/chart-test.sh")).args(["--print-serve-container", "--set-json", &set]),
+        Command::new("bash").arg(root().join("scripts/chart-test.sh")).args([
+            "--print-serve-container",
+            "--set-json",
+            &set,
+        ]),
     );
     let pod: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let container = &pod["container"];
@@ -156,9 +160,8 @@ fn the_charts_serve_pod_runs_under_podman_and_serves_trivy_with_the_notes_values
     let listen = format!("127.0.0.1:{}", free_port());
     let metrics = format!("127.0.0.1:{}", free_port());
     let name = format!("trivy-mirror-chart-{}", std::process::id());
-    let mut run: Vec<String> = ["run", "-d", "--name", &name, "--network", "host", "--read-only"]
-        .map(String::from)
-        .to_vec();
+    let mut run: Vec<String> =
+        ["run", "-d", "--name", &name, "--network", "host", "--read-only"].map(String::from).to_vec();
     run.extend(["--cap-drop".into(), "ALL".into(), "--security-opt".into(), "no-new-privileges".into()]);
     run.push(format!("--user={}:{}", security["runAsUser"], security["runAsGroup"]));
     for env in container["env"].as_array().unwrap() {
@@ -195,9 +198,10 @@ fn the_charts_serve_pod_runs_under_podman_and_serves_trivy_with_the_notes_values
     // The values NOTES.txt prints for trivy-operator, with the Service's name replaced.
     let notes = pod["notes"].as_str().unwrap();
     let value = |key: &str| {
-        let line = notes.lines().find(|l| l.trim_start().starts_with(&format!("{key}:"))).unwrap_or_else(|| {
-            panic!("NOTES.txt has no {key}:\n{notes}")
-        });
+        let line = notes
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("NOTES.txt has no {key}:\n{notes}"));
         line.split_once(':').unwrap().1.trim().trim_matches('"').to_string()
     };
     let host = |registry: String| {
