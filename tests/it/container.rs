@@ -60,31 +60,31 @@ fn context(dir: &Path) -> PathBuf {
     ctx
 }
 
-/// Build the image once for the module (tests run in parallel threads).
-fn image() -> &'static str {
-    static BUILT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    BUILT.get_or_init(|| {
+/// The image built from this binary, tagged for this test alone and removed when dropped
+/// (with `--layers=false` a build leaves no intermediate images behind).
+struct Image(String);
+
+impl Image {
+    fn build(test: &str) -> Image {
+        let tag = format!("{IMAGE}-{test}-{}", std::process::id());
         let work = tempfile::tempdir().unwrap();
         let ctx = context(work.path());
         // The documented command for a host-built binary, with the network off to prove it
         // needs nothing but the base.
+        #[rustfmt::skip]
         podman_ok(&[
-            "build",
-            "--network",
-            "none",
-            "--target",
-            "runtime",
-            "--build-arg",
-            &format!("BASE_IMAGE={BASE}"),
-            "--build-arg",
-            "BINARY=target/release/trivy-mirror",
-            "-t",
-            IMAGE,
-            ctx.to_str().unwrap(),
+            "build", "--layers=false", "--network", "none", "--target", "runtime",
+            "--build-arg", &format!("BASE_IMAGE={BASE}"), "--build-arg", "BINARY=target/release/trivy-mirror",
+            "-t", &tag, ctx.to_str().unwrap(),
         ]);
-        work
-    });
-    IMAGE
+        Image(tag)
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = podman().args(["rmi", "-f", &self.0]).output();
+    }
 }
 
 /// A detached container, stopped with SIGTERM: asserts a clean exit (code 0) within the
@@ -99,7 +99,8 @@ fn stop_cleanly(name: &str) {
 
 #[test]
 fn the_image_syncs_and_serves_read_only_as_non_root() {
-    let image = image();
+    let built = Image::build("serve");
+    let image = built.0.as_str();
     let inspect = podman_ok(&["image", "inspect", image, "--format", "{{.Config.User}} {{json .Config.Entrypoint}}"]);
     assert_eq!(text(&inspect.stdout).trim(), format!("{USER} [\"/usr/local/bin/trivy-mirror\"]"));
 
@@ -136,7 +137,8 @@ fn the_image_syncs_and_serves_read_only_as_non_root() {
 /// the repositories and tags NOTES.txt tells trivy-operator users to paste.
 #[test]
 fn the_charts_serve_pod_runs_under_podman_and_serves_trivy_with_the_notes_values() {
-    let image = image();
+    let built = Image::build("chart");
+    let image = built.0.as_str();
     let (_upstream, registry) = Upstream::seeded();
     let source = format!("{}/aquasecurity", registry.addr);
     let set = serde_json::json!({ "mirror": { "source": [source] } }).to_string();
