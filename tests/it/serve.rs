@@ -393,6 +393,19 @@ fn sync_while_serving_serves_whole_versions_only() {
     assert!(metrics[r#"trivy_mirror_sync_runs_total{outcome="success"}"#] >= 4.0, "{metrics:#?}");
     assert_eq!(get(&format!("{base}/readyz"), &[]).0, 200);
     assert!(!serve.log().contains("/blobs/"), "-q turns the access log off:\n{}", serve.log());
+
+    // The source goes away: the scheduled runs fail and are counted, and the last version
+    // stays served and ready (it is younger than --max-age).
+    let manifest_url = format!("{base}/v2/aquasecurity/trivy-db/manifests/2");
+    let served = header(&get(&manifest_url, &[]).1, "docker-content-digest");
+    drop(registry);
+    let failures = r#"trivy_mirror_sync_runs_total{outcome="failure"}"#;
+    poll("a failed in-process sync counted", Duration::from_secs(60), || {
+        parse_metrics(&get(&format!("{base}/metrics"), &[]).2).get(failures).is_some_and(|n| *n >= 1.0)
+    });
+    assert_eq!(get(&format!("{base}/readyz"), &[]).0, 200, "a failed run keeps the mirror ready");
+    let (status, h, _) = get(&manifest_url, &[]);
+    assert_eq!((status, header(&h, "docker-content-digest")), (200, served), "the previous version stays served");
 }
 
 /// Silent and slow clients are disconnected, idle connections cannot lock real clients
