@@ -93,38 +93,47 @@ pub struct ClientOptions<'a> {
 
 /// Build a client: our user agent, a 15 s connect timeout, at most 10 redirects.
 pub fn client(options: &ClientOptions<'_>) -> Result<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("trivy-mirror/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(15))
-        .read_timeout(options.read_timeout.unwrap_or(Duration::from_secs(60)))
-        .tls_danger_accept_invalid_certs(options.insecure);
-    b = b.redirect(if options.no_redirects {
-        reqwest::redirect::Policy::none()
-    } else {
-        reqwest::redirect::Policy::limited(10)
-    });
-    if let Some(t) = options.total_timeout {
-        b = b.timeout(t);
-    }
-    if let Some(path) = options.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| Error::Io { context: format!("reading CA bundle {}", path.display()), source: e })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| Error::config(Setting::CaBundle, path.display().to_string(), e.to_string()))?;
-        b = b.tls_certs_merge(certs);
-    } else if !options.insecure && no_system_roots() {
+    let builder = || -> Result<reqwest::ClientBuilder> {
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("trivy-mirror/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(options.read_timeout.unwrap_or(Duration::from_secs(60)))
+            .tls_danger_accept_invalid_certs(options.insecure);
+        b = b.redirect(if options.no_redirects {
+            reqwest::redirect::Policy::none()
+        } else {
+            reqwest::redirect::Policy::limited(10)
+        });
+        if let Some(t) = options.total_timeout {
+            b = b.timeout(t);
+        }
+        if let Some(path) = options.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| Error::Io { context: format!("reading CA bundle {}", path.display()), source: e })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| Error::config(Setting::CaBundle, path.display().to_string(), e.to_string()))?;
+            b = b.tls_certs_merge(certs);
+        }
+        Ok(b)
+    };
+    let refused = |e: reqwest::Error| Error::config(Setting::HttpClient, "", e.to_string());
+    match builder()?.build() {
+        Ok(client) => Ok(client),
         // The platform verifier refuses to be built without roots ("builder error"), which
         // would fail plain-http runs too (a minimal container image has no ca-certificates).
         // An empty trust store instead: http works, and https fails per request with a
         // certificate error that `transport_error` explains.
-        b = b.tls_certs_only(Vec::new());
+        Err(_) if options.ca_file.is_none() && !options.insecure && no_system_roots() => {
+            builder()?.tls_certs_only(Vec::new()).build().map_err(refused)
+        }
+        Err(e) => Err(refused(e)),
     }
-    b.build().map_err(|e| Error::config(Setting::HttpClient, "", e.to_string()))
 }
 
 /// Whether this machine has no CA certificates at all (no ca-certificates package, and no
 /// `SSL_CERT_FILE`/`SSL_CERT_DIR` naming any): looked up once, as the platform verifier
-/// looks them up.
+/// looks them up, and only after a failure (the normal path loads the roots once, in
+/// reqwest).
 pub(crate) fn no_system_roots() -> bool {
     static NONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *NONE.get_or_init(|| rustls_native_certs::load_native_certs().certs.is_empty())

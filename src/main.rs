@@ -109,7 +109,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // listeners, TLS files and htpasswd are all checked before "serving on" is
             // announced: a server that cannot run says why in one line and nothing else.
             let mut options = args.options(!cli.quiet)?;
-            trivy_mirror::serve::open_root(&args.dir)?;
             let listener = trivy_mirror::serve::bind(args.listen).await?;
             let addr = listener.local_addr().context("reading the bound address")?;
             if let Some(m) = args.metrics_listen {

@@ -122,16 +122,9 @@ enum Listener {
     Metrics,
 }
 
-/// Serve `root` on `listener` until ctrl-c or SIGTERM. Settings that cannot work (TLS
-/// files, htpasswd) fail here, before anything is accepted.
-pub async fn serve(root: &Path, listener: TcpListener, options: ServeOptions) -> Result<()> {
-    let (server, tls) = prepare(root, &options)?;
-    run(server, listener, options, tls, shutdown_signal()).await
-}
-
 /// The mirror directory, resolved: checked before anything is announced, so a wrong path
 /// fails with one line and the hint to sync into it first.
-pub fn open_root(dir: &Path) -> Result<std::path::PathBuf> {
+fn open_root(dir: &Path) -> Result<std::path::PathBuf> {
     let context = || format!("opening mirror directory {}", dir.display());
     let root = dir.canonicalize().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::no_mirror(dir),
@@ -144,7 +137,9 @@ pub fn open_root(dir: &Path) -> Result<std::path::PathBuf> {
     Ok(root)
 }
 
-/// Check the settings and build the shared server state.
+/// Check the settings (the directory, TLS files, htpasswd) and build the shared server
+/// state: everything that can fail does so here, before the caller announces the server
+/// and hands it to [`run`].
 pub fn prepare(root: &Path, options: &ServeOptions) -> Result<(Arc<Server>, Option<tokio_rustls::TlsAcceptor>)> {
     let root = open_root(root)?;
     let tls = match &options.tls {

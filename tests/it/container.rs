@@ -285,12 +285,8 @@ fn the_default_build_uses_distroless_and_an_allowlisted_context() {
 
 /// Poll `url` until it answers, failing with the container's log if it never does.
 fn wait_until_answers(url: &str, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if http().get(url).send().is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    if within(Duration::from_secs(30), || http().get(url).send().is_ok_and(|r| r.status().is_success())) {
+        return;
     }
     let logs = podman().args(["logs", name]).output().unwrap();
     panic!("{url} never answered:\n{}{}", text(&logs.stdout), text(&logs.stderr));

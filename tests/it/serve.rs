@@ -9,15 +9,6 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-/// Poll `ok` every 100 ms until it holds; panic naming `what` after `timeout`.
-fn poll(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// GET with extra request headers: status, headers, body.
 fn get(url: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
     let mut req = http().get(url);

@@ -54,6 +54,23 @@ pub fn offline_env(cmd: &mut Command) -> &mut Command {
         .env("no_proxy", "localhost,127.0.0.1")
 }
 
+/// Whether `ok` holds within `timeout`, asked every 100 ms.
+pub fn within(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while !ok() {
+        if start.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    true
+}
+
+/// Poll `ok` until it holds; panic naming `what` after `timeout`.
+pub fn poll(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
+    assert!(within(timeout, ok), "{what}: not within {timeout:?}");
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
