@@ -17,6 +17,7 @@ use trivy_mirror::error::Setting;
 use trivy_mirror::http::RetryPolicy;
 use trivy_mirror::registry::RegistryOptions;
 use trivy_mirror::run::SyncConfig;
+use trivy_mirror::signing::{PublicKey, SigningKey};
 use trivy_mirror::source::ranged::RangeOptions;
 use trivy_mirror::source::vexhub::VexHubSource;
 use trivy_mirror::source::{BundleSource, DEFAULT_SOURCES, RegistrySource, Source};
@@ -28,6 +29,7 @@ const SOURCES: &str = "Sources";
 const DESTINATIONS: &str = "Destinations";
 const CREDENTIALS: &str = "Registry credentials";
 const VEX: &str = "VEX";
+const SIGNING: &str = "Signatures";
 const RETENTION: &str = "Retention";
 const TRANSFER: &str = "Transfers";
 const OUTPUT: &str = "Output";
@@ -153,6 +155,10 @@ pub struct VerifyArgs {
     /// Accept plain http or unverified TLS for a non-local host.
     #[arg(long)]
     pub insecure: bool,
+    /// Check every tag's cosign signature against this public key (PEM; repeat for key
+    /// rotation: any one of them may have signed).
+    #[arg(long, value_name = "PUB.pem")]
+    pub key: Vec<String>,
     /// Print the findings as JSON (for monitoring).
     #[arg(long)]
     pub json: bool,
@@ -189,6 +195,7 @@ impl VerifyArgs {
             only,
             vex_url: self.vex_url.clone(),
             now: jiff::Timestamp::now(),
+            keys: self.key.iter().map(|k| PublicKey::load(k, Setting::VerifyKey)).collect::<Result<_>>()?,
         };
         Ok((host, options))
     }
@@ -346,6 +353,18 @@ pub struct SyncArgs {
     /// Per-request read timeout in seconds (a stalled body fails and is retried).
     #[arg(long, env = "TRIVY_MIRROR_READ_TIMEOUT", default_value_t = 60, help_heading = TRANSFER)]
     pub read_timeout: u64,
+
+    /// Sign every manifest published, in cosign's format (a sha256-<digest>.sig tag beside
+    /// it), with this ECDSA P-256 private key: a PEM file (PKCS#8 or SEC1), or in the
+    /// environment variable the PEM itself.
+    #[arg(long, env = "TRIVY_MIRROR_SIGN_KEY", value_name = "KEY", hide_env_values = true, help_heading = SIGNING)]
+    pub sign_key: Option<String>,
+
+    /// Take an artifact from a source only if it carries a cosign signature that verifies
+    /// under this public key (PEM; repeat for key rotation). Anything else is refused and
+    /// the previous version stays served; the signature is published with the artifact.
+    #[arg(long, env = "TRIVY_MIRROR_REQUIRE_SIGNATURE", value_name = "PUB.pem", value_delimiter = ',', help_heading = SIGNING)]
+    pub require_signature: Vec<String>,
 }
 
 /// Where oci:// destination credentials come from.
@@ -569,6 +588,14 @@ impl SyncArgs {
             retry: self.retry_policy(),
             concurrency: self.concurrency as usize,
             progress: Arc::new(trivy_mirror::progress::Silent),
+            signing: trivy_mirror::sync::Signing {
+                key: self.sign_key.as_deref().map(SigningKey::load).transpose()?.map(Arc::new),
+                require: self
+                    .require_signature
+                    .iter()
+                    .map(|p| PublicKey::load(p, Setting::RequiredKey))
+                    .collect::<Result<_>>()?,
+            },
         };
 
         let dest_credentials = match &self.dest_token {

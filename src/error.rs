@@ -123,6 +123,20 @@ pub enum Error {
         help: Box<Help>,
     },
 
+    /// An artifact's signature is missing or does not verify (`sync --require-signature`,
+    /// `verify --key`). Nothing of the artifact is published.
+    #[error("{what} at {place}: {problem}")]
+    Signature {
+        /// The artifact (`trivy-db:2`).
+        what: String,
+        /// Where it was read (a source label or the mirror URL).
+        place: String,
+        /// What is wrong with the signature.
+        problem: SignatureProblem,
+        /// Sign on the connected side, or check where the content came from.
+        help: Box<Help>,
+    },
+
     /// A local file or socket operation failed.
     #[error("{context}: {}", io_words(.source))]
     Io {
@@ -204,6 +218,39 @@ pub enum Setting {
     TlsKey,
     /// `serve`'s htpasswd file.
     Htpasswd,
+    /// The private key a sync signs with.
+    SignKey,
+    /// A public key signatures are required to verify under (`sync`).
+    RequiredKey,
+    /// A public key `verify` checks signatures with.
+    VerifyKey,
+}
+
+/// What is wrong with a signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignatureProblem {
+    /// There is no `sha256-<hex>.sig` tag for the manifest.
+    Missing,
+    /// It does not verify under any of the keys given.
+    WrongKey,
+    /// It verifies, but for another manifest digest.
+    OtherDigest {
+        /// The digest the payload names.
+        signed: String,
+    },
+    /// It is not a cosign signature (why).
+    Malformed(String),
+}
+
+impl fmt::Display for SignatureProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignatureProblem::Missing => f.write_str("no signature"),
+            SignatureProblem::WrongKey => f.write_str("signature not valid for any of the keys given"),
+            SignatureProblem::OtherDigest { signed } => write!(f, "the signature is for another manifest ({signed})"),
+            SignatureProblem::Malformed(why) => write!(f, "malformed signature: {why}"),
+        }
+    }
 }
 
 impl fmt::Display for Setting {
@@ -227,6 +274,8 @@ impl fmt::Display for Setting {
             Setting::TlsCertificate => "TLS certificate file",
             Setting::TlsKey => "TLS key file",
             Setting::Htpasswd => "htpasswd file",
+            Setting::SignKey => "signing key",
+            Setting::RequiredKey | Setting::VerifyKey => "public key",
         })
     }
 }
@@ -303,6 +352,8 @@ pub enum Help {
     },
     /// HTTPS needs CA certificates, and the machine has none.
     InstallCaCertificates,
+    /// A signature was missing or invalid where one is required.
+    CheckSignature,
 }
 
 impl fmt::Display for Help {
@@ -344,6 +395,10 @@ impl fmt::Display for Help {
                 "nothing answers at that address: check the host and port, and that the mirror is being served",
             ),
             Help::SyncFirst { dir } => write!(f, "nothing has been mirrored into {dir} yet: sync into it first"),
+            Help::CheckSignature => f.write_str(
+                "the content was not signed by a key you trust: sign it where it is mirrored from upstream, \
+                 and check that this copy comes from that mirror; nothing of it was published",
+            ),
             Help::InstallCaCertificates => f.write_str(
                 "this machine has no CA certificates: install the ca-certificates package, or point SSL_CERT_FILE \
                  at a PEM bundle",
@@ -397,6 +452,7 @@ impl Error {
             Error::Downgrade { published, offered, .. } => {
                 format!("offers the older build {offered}, {published} is published")
             }
+            Error::Signature { problem, .. } => problem.to_string(),
             other => other.to_string(),
         }
     }
@@ -413,7 +469,7 @@ impl Error {
     pub fn help(&self) -> Option<&Help> {
         match self {
             Error::Http { help, .. } | Error::Transport { help, .. } | Error::Rejected { help, .. } => help.as_deref(),
-            Error::NoMirror { help, .. } => Some(help),
+            Error::NoMirror { help, .. } | Error::Signature { help, .. } => Some(help),
             Error::Downgrade { .. } => {
                 static ALLOW: Help = Help::AllowDowngrade;
                 Some(&ALLOW)
@@ -433,6 +489,11 @@ impl Error {
     /// Shorthand for [`Error::Rejected`] without help.
     pub(crate) fn rejected(what: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Rejected { what: what.into(), reason: reason.into(), help: None }
+    }
+
+    /// A signature problem of `what` at `place`, with the hint to check the signing side.
+    pub fn signature(what: impl Into<String>, place: impl Into<String>, problem: SignatureProblem) -> Self {
+        Error::Signature { what: what.into(), place: place.into(), problem, help: Box::new(Help::CheckSignature) }
     }
 
     /// A mirror directory that does not exist, with the hint to sync into it first.

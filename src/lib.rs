@@ -33,6 +33,7 @@ pub mod prune;
 pub mod registry;
 pub mod run;
 pub mod serve;
+pub mod signing;
 pub mod source;
 pub mod status_file;
 pub mod stream;

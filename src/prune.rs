@@ -9,6 +9,9 @@
 //! time of the next newer digest manifest; a blob no kept manifest references is
 //! unreferenced since it was written (a sync killed before its manifest, say).
 //! Nothing a tag points to is ever removed.
+//!
+//! Signatures (`sha256-<hex>.sig` tags and the manifests they point to) are not versions:
+//! a signature stays exactly as long as the version it signs, and goes with it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -90,6 +93,21 @@ async fn prune_repo(
     }
     let (digests, tags): (Vec<&Listed>, Vec<&Listed>) =
         manifests.iter().partition(|o| Digest::parse(name_of(&o.key)).is_ok());
+    // Digest manifests are versions, or signatures (told apart by their content).
+    let mut versions = Vec::new();
+    let mut signatures = Vec::new();
+    let mut bodies: BTreeMap<&str, bytes::Bytes> = BTreeMap::new();
+    for d in digests {
+        let Some(body) = dest.get_file(&d.key).await? else { continue };
+        if crate::signing::parse(&body).is_ok() {
+            signatures.push(d)
+        } else {
+            versions.push(d)
+        }
+        bodies.insert(&d.key, body);
+    }
+    let (signature_tags, tags): (Vec<&Listed>, Vec<&Listed>) =
+        tags.into_iter().partition(|t| crate::signing::is_signature_tag(name_of(&t.key)));
 
     // Snapshot tags (`<tag>-YYYYMMDDTHHMMZ`) beyond the newest `keep` per base tag go.
     let base_tags: BTreeSet<&str> = ARTIFACTS.iter().map(|a| a.tag).collect();
@@ -126,7 +144,6 @@ async fn prune_repo(
         }
     }
     // The newest `keep` versions, and versions superseded less than `grace` ago, stay.
-    let mut versions: Vec<&Listed> = digests.clone();
     versions.sort_by_key(|o| std::cmp::Reverse(o.modified));
     for (i, v) in versions.iter().enumerate() {
         let superseded = if i == 0 { now } else { versions[i - 1].modified };
@@ -134,19 +151,30 @@ async fn prune_repo(
             kept.insert(name_of(&v.key).to_string());
         }
     }
+    // A signature tag stays with the version it signs, and so does what it points to.
+    for t in signature_tags {
+        let signed = crate::signing::signed_digest(name_of(&t.key)).map(|d| d.to_string()).unwrap_or_default();
+        if !kept.contains(&signed) {
+            dropped_tags.push(t);
+        } else if let Some(bytes) = dest.get_file(&t.key).await? {
+            kept.insert(Digest::of(&bytes).to_string());
+        }
+    }
     // Blobs referenced by any kept manifest stay.
     let mut referenced: BTreeSet<String> = BTreeSet::new();
-    for v in versions.iter().filter(|v| kept.contains(name_of(&v.key))) {
-        if let Some(bytes) = dest.get_file(&v.key).await? {
-            referenced.extend(referenced_blobs(&bytes));
-        }
+    for v in versions.iter().chain(&signatures).filter(|v| kept.contains(name_of(&v.key))) {
+        referenced.extend(bodies.get(v.key.as_str()).map(|b| referenced_blobs(b)).unwrap_or_default());
     }
     let blobs = dest.list(&format!("v2/{repo}/blobs")).await?;
 
     let mut removals: Vec<&Listed> = dropped_tags;
     removals.extend(versions.iter().filter(|v| !kept.contains(name_of(&v.key))).copied());
+    // A signature no tag points to any more (its version went, or a new key re-signed).
+    removals.extend(signatures.iter().filter(|s| !kept.contains(name_of(&s.key)) && old_enough(s.modified)));
     removals.extend(blobs.iter().filter(|b| !referenced.contains(name_of(&b.key)) && old_enough(b.modified)));
-    let tags_changed = removals.iter().any(|o| tags.iter().any(|t| t.key == o.key));
+    // A removed tag (snapshot or signature) changes the listing.
+    let tags_changed =
+        removals.iter().any(|o| o.key.contains("/manifests/") && Digest::parse(name_of(&o.key)).is_err());
     for o in removals {
         tracing::info!(key = %o.key, bytes = o.size, dry_run = options.dry_run, "prune");
         if !options.dry_run {
@@ -237,6 +265,56 @@ mod tests {
         assert_eq!(done.removed.len(), 4);
         assert!(dest.get_file(&layout::manifest_key(repo, digests[0].0.as_str())).await.unwrap().is_none());
         assert!(dest.get_file(&layout::manifest_key(repo, "2")).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_signature_goes_with_the_version_it_signs() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let dest = ObjectDestination::with_store("mem", store, "", true, 300);
+        let repo = "aquasecurity/trivy-db";
+        let key = crate::signing::SigningKey::from_pem(crate::signing::TEST_KEY.as_bytes(), "test").unwrap();
+        let provenance = crate::signing::Provenance { source: "upstream".into(), fetched: Timestamp::now() };
+        let mut signatures = Vec::new();
+        for i in 0..3u8 {
+            let layer = Digest::of(&[i]);
+            let m = manifest(&layer);
+            let d = Digest::of(&m);
+            dest.put_file(&layout::blob_key(repo, &layer), Bytes::from(vec![i]), ObjectClass::Blob).await.unwrap();
+            dest.put_file(&layout::manifest_key(repo, d.as_str()), m.clone(), ObjectClass::DigestManifest)
+                .await
+                .unwrap();
+            let sig = crate::signing::sign(&key, &d, repo, &provenance);
+            for (desc, bytes) in &sig.blobs {
+                dest.put_file(&layout::blob_key(repo, &desc.digest), bytes.clone(), ObjectClass::Blob).await.unwrap();
+            }
+            for reference in [sig.digest.as_str(), sig.tag.as_str()] {
+                let key = layout::manifest_key(repo, reference);
+                dest.put_file(&key, sig.manifest.clone(), ObjectClass::TagManifest).await.unwrap();
+            }
+            if i == 2 {
+                dest.put_file(&layout::manifest_key(repo, "2"), m, ObjectClass::TagManifest).await.unwrap();
+            }
+            signatures.push(sig);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // keep 1: versions 0 and 1 go, and with them their signatures; signatures are not
+        // versions, so they do not crowd the newest-`keep` window.
+        let options = PruneOptions { keep: 1, grace: Duration::ZERO, dry_run: false, namespace: "aquasecurity".into() };
+        let later = Timestamp::now() + jiff::SignedDuration::from_secs(10);
+        let done = prune(&dest, &options, later).await.unwrap();
+        let removed: BTreeSet<_> = done.removed.iter().map(|r| r.key.clone()).collect();
+        for (i, sig) in signatures.iter().enumerate() {
+            let gone = i < 2;
+            for key in [layout::manifest_key(repo, &sig.tag), layout::manifest_key(repo, sig.digest.as_str())] {
+                assert_eq!(removed.contains(&key), gone, "signature {i}: {key}");
+            }
+            for (desc, _) in &sig.blobs {
+                assert_eq!(removed.contains(&layout::blob_key(repo, &desc.digest)), gone, "signature blob {i}");
+            }
+        }
+        let listing = dest.get_file(&layout::tags_list_key(repo)).await.unwrap().unwrap();
+        let listing = String::from_utf8(listing.to_vec()).unwrap();
+        assert!(listing.contains(&signatures[2].tag) && !listing.contains(&signatures[0].tag), "{listing}");
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub(crate) fn hint(help: &Help) -> String {
                           (check DNS and HTTPS_PROXY); to mirror from a registry inside your network, use --source"
             .into(),
         Help::SyncFirst { dir } => format!("nothing has been mirrored there yet: run `trivy-mirror sync --to {dir}` first"),
+        Help::CheckSignature => "the content was not signed by a key you trust: sign it where it is mirrored \
+                                 from upstream (sync --sign-key), and check that this copy comes from that mirror"
+            .into(),
         other => other.to_string(),
     }
 }
@@ -43,6 +46,9 @@ pub(crate) fn flag(setting: Setting) -> Option<&'static str> {
         Setting::TlsCertificate => "--tls-cert",
         Setting::TlsKey => "--tls-key",
         Setting::Htpasswd => "--htpasswd",
+        Setting::SignKey => "--sign-key",
+        Setting::RequiredKey => "--require-signature",
+        Setting::VerifyKey => "--key",
         _ => return None,
     })
 }

@@ -43,6 +43,10 @@ pub struct ArtifactStatus {
     pub source: Option<String>,
     /// The manifest (or VEX archive) digest served.
     pub digest: Option<String>,
+    /// The digest of its signature manifest (tag `sha256-<hex of digest>.sig`), when the
+    /// mirror signs or carries signatures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
     /// Layer or archive size in bytes.
     pub size: Option<u64>,
     /// Upstream build time (databases only).
@@ -83,6 +87,12 @@ pub fn merge(previous: Status, entries: &[&Entry], now: Timestamp) -> Status {
                 let changed = e.outcome == Outcome::Written || a.digest.as_deref() != e.digest.as_deref();
                 a.repository = e.repository.clone().or(a.repository.take());
                 a.source = e.source.clone().or(a.source.take());
+                // A new version drops the old one's signature; a signature written or
+                // checked this run replaces what was recorded.
+                if changed {
+                    a.signature = None;
+                }
+                a.signature = e.signature.clone().or(a.signature.take());
                 a.digest = e.digest.clone().or(a.digest.take());
                 a.size = e.size.or(a.size);
                 // Unchanged runs may not have read the layer; keep what is known.

@@ -59,6 +59,9 @@ pub struct Entry {
     /// The dated snapshot tag published with this version, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_tag: Option<String>,
+    /// The digest of the signature manifest published with this version (`sha256-<hex>.sig`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl Entry {
@@ -80,6 +83,7 @@ impl Entry {
             updated_at: None,
             next_update: None,
             snapshot_tag: None,
+            signature: None,
         }
     }
 }

@@ -8,6 +8,8 @@
 //! schema Version and a `NextUpdate` still in the future; Cache-Control is sane (tags
 //! short, blobs long). For VEX: the manifest parses, its locations point at the mirror,
 //! each archive answers HEAD with a real length and contains `index.json` at the subdir.
+//! With keys (`verify --key`): every tag's cosign signature, as cosign checks it (present,
+//! valid under one of the keys, for the digest the tag resolves to), VEX Hub's included.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -43,6 +45,8 @@ pub struct VerifyOptions {
     pub vex_url: Option<String>,
     /// "Now", for the NextUpdate check.
     pub now: Timestamp,
+    /// Public keys every tag's signature must verify under; empty: signatures unchecked.
+    pub keys: Vec<crate::signing::PublicKey>,
 }
 
 /// One check's result.
@@ -146,6 +150,18 @@ pub async fn verify(host: &str, options: &VerifyOptions) -> VerifyReport {
         for artifact in OCI_ARTIFACTS.iter().filter(|a| options.only.contains(&a.kind)) {
             check_artifact(&registry, artifact, options, &mut report).await;
         }
+        if options.only.contains(&Kind::Vex) && !options.keys.is_empty() {
+            let vex = &crate::artifact::VEX_ARTIFACT;
+            let repo = crate::oci::join_repository(&options.namespace, vex.name);
+            let result = match registry.get_manifest(&repo, vex.tag).await {
+                Ok(Some((raw, _))) => {
+                    check_signature(&registry, &repo, &crate::oci::Digest::of(&raw), &options.keys).await
+                }
+                Ok(None) => Err(format!("{vex} is not published as an OCI artifact, so it cannot carry a signature")),
+                Err(e) => Err(e.to_string()),
+            };
+            report.push("signature", vex.label(), result);
+        }
     }
     if options.only.contains(&Kind::Vex)
         && let Some(url) = &options.vex_url
@@ -215,7 +231,42 @@ async fn check_artifact(
             None => Ok(format!("Cache-Control: {cache_control:?}")),
         },
     );
+    if !options.keys.is_empty() {
+        report.push("signature", &label, check_signature(registry, &repo, &checked.digest, &options.keys).await);
+    }
     check_layer(registry, artifact, &repo, &scope, &checked, options, report).await;
+}
+
+/// The cosign signature of `digest` in `repo`, checked as cosign checks it: the
+/// `sha256-<hex>.sig` tag resolves, one of its payloads verifies under one of `keys`, and
+/// that payload names `digest`.
+async fn check_signature(
+    registry: &RegistryClient,
+    repo: &str,
+    digest: &crate::oci::Digest,
+    keys: &[crate::signing::PublicKey],
+) -> Result<String, String> {
+    use crate::error::SignatureProblem;
+    let tag = crate::signing::signature_tag(digest);
+    let raw = match registry.get_manifest(repo, &tag).await {
+        Ok(Some((raw, _))) => raw,
+        Ok(None) => return Err(format!("{} (no tag {tag})", SignatureProblem::Missing)),
+        Err(e) => return Err(e.to_string()),
+    };
+    let parsed = crate::signing::parse(&raw).map_err(|p| p.to_string())?;
+    let mut problem = SignatureProblem::WrongKey;
+    for layer in &parsed.layers {
+        let resp = registry.get_blob(repo, &layer.payload.digest).await.map_err(|e| e.to_string())?;
+        let url = resp.url().to_string();
+        let payload = read_bounded(resp, crate::signing::MAX_PAYLOAD_BYTES as usize, "GET", &url)
+            .await
+            .map_err(|e| e.to_string())?;
+        match crate::signing::check(layer, &payload, digest, keys) {
+            Ok(key) => return Ok(format!("{tag} verified with {}", key.origin)),
+            Err(p) => problem = p,
+        }
+    }
+    Err(problem.to_string())
 }
 
 async fn check_layer(

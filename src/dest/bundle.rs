@@ -286,6 +286,15 @@ impl Destination for BundleDestination {
         self.put_raw_manifest(repo, &desc, manifest.raw.clone(), tags).await
     }
 
+    async fn put_signature(&self, repo: &str, signature: &crate::signing::Signature) -> Result<()> {
+        let desc = Descriptor {
+            media_type: crate::signing::Signature::MEDIA_TYPE.to_string(),
+            digest: signature.digest.clone(),
+            size: signature.manifest.len() as u64,
+        };
+        self.put_raw_manifest(repo, &desc, signature.manifest.clone(), std::slice::from_ref(&signature.tag)).await
+    }
+
     async fn finish(&self) -> Result<()> {
         match &self.mode {
             Mode::Dir { root, writer } => {

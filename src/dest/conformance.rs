@@ -12,7 +12,9 @@
 //! - a good blob is stored whole and then found, but not under another size;
 //! - a manifest is stored as the exact bytes given, the tags then resolve to its digest,
 //!   and a static layout lists the tags;
-//! - plain files round-trip, and a missing one reads as absent.
+//! - plain files round-trip, and a missing one reads as absent;
+//! - where signatures are kept, a signature's blobs and manifest are stored and its tag
+//!   (`sha256-<hex>.sig`) and digest resolve to the exact bytes.
 
 use bytes::Bytes;
 use futures_util::stream;
@@ -87,6 +89,25 @@ pub async fn run(dest: &dyn Destination, run: &str, large: bool) {
 
     if let Some(files) = dest.files() {
         check_files(&name, files, &repo, &manifest, &tags).await;
+    }
+    if dest.keeps_signatures() {
+        check_signature(dest, &repo, &manifest).await;
+    }
+}
+
+async fn check_signature(dest: &dyn Destination, repo: &str, manifest: &CheckedManifest) {
+    let name = dest.name();
+    let key = crate::signing::SigningKey::generate();
+    let provenance = crate::signing::Provenance { source: "conformance".into(), fetched: jiff::Timestamp::now() };
+    let sig = crate::signing::sign(&key, &manifest.digest, repo, &provenance);
+    for (desc, bytes) in &sig.blobs {
+        let put = dest.put_blob(repo, desc, chunked(bytes.to_vec(), desc.clone())).await;
+        assert!(matches!(put, Ok(Upload::Stored(_))), "{name}: signature blob: {put:?}");
+    }
+    dest.put_signature(repo, &sig).await.unwrap_or_else(|e| panic!("{name}: put_signature: {e}"));
+    for reference in [sig.tag.as_str(), sig.digest.as_str()] {
+        let got = dest.manifest(repo, reference).await.unwrap_or_else(|e| panic!("{name}: manifest {reference}: {e}"));
+        assert_eq!(got.as_ref(), Some(&sig.manifest), "{name}: signature {reference} is the exact bytes");
     }
 }
 

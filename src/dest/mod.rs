@@ -56,9 +56,26 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// listings). The first tag is the one Trivy asks for; others are dated snapshots.
     async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tags: &[String]) -> Result<()>;
 
+    /// Store a signature manifest (its blobs are stored first, with [`Self::put_blob`]) as
+    /// the exact bytes, by digest and under its tag `sha256-<hex>.sig`. Called only where
+    /// [`Self::keeps_signatures`] says yes.
+    async fn put_signature(&self, repo: &str, signature: &crate::signing::Signature) -> Result<()>;
+
     /// Called once after a run that wrote something: write the `/v2/` ping and whatever
     /// else the layout needs.
     async fn finish(&self) -> Result<()>;
+
+    /// Whether this destination keeps signatures: an OCI store does; Trivy's cache holds
+    /// the unpacked data, not OCI artifacts.
+    fn keeps_signatures(&self) -> bool {
+        true
+    }
+
+    /// The repository `repo` as clients name it (`mirror.example.com/aquasecurity/trivy-db`),
+    /// where the destination knows its public address: the identity a signature records.
+    fn client_reference(&self, _repo: &str) -> Option<String> {
+        None
+    }
 
     /// The plain files of this destination, if it can hold any (a registry cannot).
     fn files(&self) -> Option<&dyn Files> {

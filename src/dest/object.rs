@@ -405,7 +405,9 @@ impl Destination for ObjectDestination {
     }
 
     async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tags: &[String]) -> Result<()> {
-        if manifest.kind == Kind::Vex {
+        // The VEX files are what Trivy follows, its "tag": written with the tags, not by a
+        // digest-only store (which the engine makes before a signature).
+        if manifest.kind == Kind::Vex && !tags.is_empty() {
             self.publish_vex(repo, manifest).await?;
         }
         let mt = Some(manifest.media_type.as_str());
@@ -416,6 +418,19 @@ impl Destination for ObjectDestination {
                 .await?;
         }
         self.write_tags_list(repo, tags).await
+    }
+
+    async fn put_signature(&self, repo: &str, signature: &crate::signing::Signature) -> Result<()> {
+        let mt = Some(crate::signing::Signature::MEDIA_TYPE);
+        let by_digest = layout::manifest_key(repo, signature.digest.as_str());
+        self.put_small(&by_digest, signature.manifest.clone(), ObjectClass::DigestManifest, mt).await?;
+        let tag = layout::manifest_key(repo, &signature.tag);
+        self.put_small(&tag, signature.manifest.clone(), ObjectClass::TagManifest, mt).await?;
+        self.write_tags_list(repo, std::slice::from_ref(&signature.tag)).await
+    }
+
+    fn client_reference(&self, repo: &str) -> Option<String> {
+        self.vex.as_ref().map(|p| format!("{}/{repo}", p.host_path()))
     }
 
     async fn finish(&self) -> Result<()> {

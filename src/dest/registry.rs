@@ -115,6 +115,19 @@ impl Destination for RegistryDestination {
         Ok(())
     }
 
+    async fn put_signature(&self, repo: &str, signature: &crate::signing::Signature) -> Result<()> {
+        let repo = self.repo(repo);
+        let mt = crate::signing::Signature::MEDIA_TYPE;
+        for reference in [signature.digest.as_str(), signature.tag.as_str()] {
+            self.registry.put_manifest(&repo, reference, &signature.manifest, mt).await?;
+        }
+        Ok(())
+    }
+
+    fn client_reference(&self, repo: &str) -> Option<String> {
+        Some(format!("{}/{}", self.registry.host(), self.repo(repo)))
+    }
+
     async fn finish(&self) -> Result<()> {
         Ok(())
     }

@@ -324,6 +324,14 @@ impl Destination for TrivyCache {
         self.write_file(&self.record(artifact), &manifest.raw).await
     }
 
+    async fn put_signature(&self, _repo: &str, _signature: &crate::signing::Signature) -> Result<()> {
+        Ok(())
+    }
+
+    fn keeps_signatures(&self) -> bool {
+        false
+    }
+
     async fn finish(&self) -> Result<()> {
         Ok(())
     }

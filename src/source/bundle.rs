@@ -154,8 +154,8 @@ impl Source for BundleSource {
         &self.label
     }
 
-    async fn manifest(&self, artifact: &OciArtifact) -> Result<Option<RawManifest>> {
-        let Some(entry) = bundle::find(&self.entries, artifact.name, artifact.tag)? else { return Ok(None) };
+    async fn manifest(&self, artifact: &OciArtifact, reference: &str) -> Result<Option<RawManifest>> {
+        let Some(entry) = bundle::find(&self.entries, artifact.name, reference)? else { return Ok(None) };
         let raw = self.read_verified(&entry.manifest, crate::oci::MAX_MANIFEST_BYTES as u64).await?;
         Ok(Some(RawManifest { raw, content_type: Some(entry.manifest.media_type.clone()) }))
     }

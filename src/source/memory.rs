@@ -100,10 +100,10 @@ impl Source for MemorySource {
         &self.label
     }
 
-    async fn manifest(&self, artifact: &OciArtifact) -> Result<Option<RawManifest>> {
+    async fn manifest(&self, artifact: &OciArtifact, reference: &str) -> Result<Option<RawManifest>> {
         self.manifest_requests.fetch_add(1, Ordering::SeqCst);
-        self.check_reachable(format!("memory://{}/{artifact}", self.label))?;
-        Ok(self.manifests.lock().unwrap().get(&format!("{}:{}", artifact.name, artifact.tag)).cloned())
+        self.check_reachable(format!("memory://{}/{}:{reference}", self.label, artifact.name))?;
+        Ok(self.manifests.lock().unwrap().get(&format!("{}:{reference}", artifact.name)).cloned())
     }
 
     async fn blob(&self, artifact: &OciArtifact, desc: &Descriptor) -> Result<RawBlob> {

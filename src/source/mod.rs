@@ -52,8 +52,9 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// How the user named it (`ghcr.io/aquasecurity`), for messages and the summary.
     fn label(&self) -> &str;
 
-    /// The manifest the artifact's tag points at; `Ok(None)` when the source has no such tag.
-    async fn manifest(&self, artifact: &OciArtifact) -> Result<Option<RawManifest>>;
+    /// The manifest `reference` points at in the artifact's repository: the artifact's tag,
+    /// or the tag of its signature (`sha256-<hex>.sig`). `Ok(None)` when there is no such tag.
+    async fn manifest(&self, artifact: &OciArtifact, reference: &str) -> Result<Option<RawManifest>>;
 
     /// The bytes of a blob the artifact's manifest references. The caller verifies them;
     /// an implementation may refuse early (a Content-Length that differs from `desc.size`).
@@ -62,7 +63,7 @@ pub trait Source: Send + Sync + std::fmt::Debug {
 
 /// Fetch the artifact's manifest from `source` and shape-check it.
 pub async fn checked_manifest(source: &dyn Source, artifact: &OciArtifact) -> Result<CheckedManifest> {
-    match source.manifest(artifact).await? {
+    match source.manifest(artifact, artifact.tag).await? {
         Some(m) => manifest::check(artifact, m.raw, m.content_type.as_deref()),
         None => Err(Error::NotFound { what: format!("{artifact}"), place: source.label().to_string() }),
     }

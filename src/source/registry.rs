@@ -83,8 +83,8 @@ impl Source for RegistrySource {
         &self.label
     }
 
-    async fn manifest(&self, artifact: &OciArtifact) -> Result<Option<RawManifest>> {
-        let found = self.registry.get_manifest(&self.repository(artifact), artifact.tag).await?;
+    async fn manifest(&self, artifact: &OciArtifact, reference: &str) -> Result<Option<RawManifest>> {
+        let found = self.registry.get_manifest(&self.repository(artifact), reference).await?;
         Ok(found.map(|(raw, content_type)| RawManifest { raw, content_type }))
     }
 

@@ -107,8 +107,9 @@ impl Source for VexHubSource {
         &self.label
     }
 
-    async fn manifest(&self, artifact: &OciArtifact) -> Result<Option<RawManifest>> {
-        if artifact.kind != Kind::Vex {
+    async fn manifest(&self, artifact: &OciArtifact, reference: &str) -> Result<Option<RawManifest>> {
+        // VEX Hub signs nothing: only the release itself is here.
+        if artifact.kind != Kind::Vex || reference != artifact.tag {
             return Ok(None);
         }
         let raw = self.release().await?;

@@ -30,6 +30,8 @@ pub(super) struct Pending {
     /// Blobs to write even though the destination reports them present (they failed
     /// `--recheck`).
     pub(super) force: BTreeSet<crate::oci::Digest>,
+    /// The signature published between the manifest and its tags, if the run signs.
+    pub(super) signature: Option<crate::signing::Signature>,
 }
 
 /// Copy one blob into every pending destination that lacks it, reading the source once.
@@ -128,7 +130,8 @@ async fn backoff(policy: &crate::http::RetryPolicy, attempt: u32, err: &Error) {
     tokio::time::sleep(wait).await;
 }
 
-/// Manifest by digest, then the tags, on every destination that has all the blobs.
+/// Manifest by digest, then the signature (if any), then the tags, on every destination
+/// that has all the blobs.
 pub(super) async fn publish_manifests(
     repo: &str,
     manifest: &CheckedManifest,
@@ -136,10 +139,22 @@ pub(super) async fn publish_manifests(
     pending: &mut [Pending],
 ) {
     let live: Vec<usize> = (0..pending.len()).filter(|&i| pending[i].error.is_none()).collect();
-    let results = join_all(live.iter().map(|&i| pending[i].dest.put_manifest(repo, manifest, tags))).await;
+    let results = join_all(live.iter().map(|&i| {
+        let p = &pending[i];
+        async move {
+            let mut bytes = 0;
+            if let Some(sig) = &p.signature {
+                p.dest.put_manifest(repo, manifest, &[]).await?;
+                bytes = super::sign::publish(p.dest.as_ref(), repo, sig).await?;
+            }
+            p.dest.put_manifest(repo, manifest, tags).await.map(|()| bytes)
+        }
+    }))
+    .await;
     for (&i, r) in live.iter().zip(results) {
-        if let Err(e) = r {
-            pending[i].error = Some(e);
+        match r {
+            Ok(bytes) => pending[i].bytes += bytes,
+            Err(e) => pending[i].error = Some(e),
         }
     }
 }

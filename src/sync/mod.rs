@@ -19,10 +19,19 @@
 //! not asked again in the same run. A failure on one destination does not stop the
 //! others; transient failures are retried as the run's retry policy says.
 //!
-//! Files: [`copy`] moves one blob; [`guard`] holds the health and downgrade checks.
+//! With signing ([`Signing`]) a destination gets, beside each manifest, a cosign signature:
+//! blobs, manifest by digest, signature, then the tag, so that no client sees a tag whose
+//! signature is missing. A destination whose version is current but whose signature is
+//! missing, or made by another key, gets only the signature (reported as repaired).
+//!
+//! Files: [`copy`] moves one blob; [`guard`] holds the health and downgrade checks;
+//! [`sign`] checks, makes and carries signatures.
 
 mod copy;
 mod guard;
+mod sign;
+
+pub use sign::Signing;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -65,6 +74,8 @@ pub struct SyncPlan {
     pub concurrency: usize,
     /// Where transfer progress goes.
     pub progress: Arc<dyn crate::progress::Progress>,
+    /// Signing what is published, and requiring signatures of what is read.
+    pub signing: Signing,
 }
 
 impl SyncPlan {
@@ -233,6 +244,14 @@ async fn try_source(
 ) -> Result<Vec<Entry>> {
     let label = artifact.label();
     let manifest = checked_manifest(source, artifact).await?;
+    // A required signature is checked before anything is copied: nothing of an artifact
+    // that fails it is published anywhere.
+    let carried = if plan.signing.require.is_empty() {
+        None
+    } else {
+        Some(sign::checked_source_signature(source, artifact, &manifest, &plan.signing.require).await?)
+    };
+    let wanted = sign::Wanted::of(plan, carried);
     let repo = plan.repository(artifact);
     let entry = |dest: &str, outcome: Outcome| {
         let mut e = Entry::new(&label, dest, outcome);
@@ -251,18 +270,28 @@ async fn try_source(
     };
 
     let mut entries = Vec::new();
+    let mut unchanged = Vec::new();
     let mut pending = Vec::new();
+    let signature_for = |dest: &dyn Destination| {
+        let wanted = wanted.as_ref().filter(|_| dest.keeps_signatures())?;
+        Some(wanted.make(dest, &repo, &manifest.digest, source.label()))
+    };
     let current = join_all(dests.iter().map(|d| d.manifest(&repo, artifact.tag))).await;
     let mut downgrades = Vec::new();
     for (dest, current) in dests.iter().zip(current) {
-        let new = |repair, force| Pending { dest: dest.clone(), bytes: 0, skipped: 0, error: None, repair, force };
+        let new = |repair, force| Pending {
+            dest: dest.clone(),
+            bytes: 0,
+            skipped: 0,
+            error: None,
+            repair,
+            force,
+            signature: signature_for(dest.as_ref()),
+        };
         let current_version = current.map(|c| c.map(|raw| (Digest::of(&raw) == manifest.digest, raw)));
         match current_version {
             Ok(Some((true, _))) if plan.recheck => match guard::recheck(dest.as_ref(), &repo, &manifest).await {
-                Ok(damage) if damage.is_empty() => {
-                    tracing::info!(artifact = %label, destination = dest.name(), digest = %manifest.digest, "unchanged (rechecked)");
-                    entries.push(entry(dest.name(), Outcome::Unchanged));
-                }
+                Ok(damage) if damage.is_empty() => unchanged.push(dest.clone()),
                 Ok(damage) => {
                     tracing::warn!(artifact = %label, destination = dest.name(), blobs = damage.blobs.len(), manifest = damage.manifest, "damage found; repairing");
                     pending.push(new(true, damage.blobs));
@@ -270,10 +299,7 @@ async fn try_source(
                 Err(e) => entries.push(fail(dest.name(), &e)),
             },
             Ok(Some((true, _))) => match guard::missing_blobs(dest.as_ref(), &repo, &manifest, seen).await {
-                Ok(0) => {
-                    tracing::info!(artifact = %label, destination = dest.name(), digest = %manifest.digest, "unchanged");
-                    entries.push(entry(dest.name(), Outcome::Unchanged));
-                }
+                Ok(0) => unchanged.push(dest.clone()),
                 Ok(missing) => {
                     tracing::warn!(artifact = %label, destination = dest.name(), missing, "blobs missing; repairing");
                     pending.push(new(true, BTreeSet::new()));
@@ -298,6 +324,35 @@ async fn try_source(
     for (dest, e) in &downgrades {
         tracing::error!(artifact = %label, destination = dest.name(), error = %e, "refused");
         entries.push(fail(dest.name(), e));
+    }
+    // Current versions: only the signature may be missing (a new key, or lost).
+    let checked = join_all(unchanged.iter().map(|dest| async {
+        let Some(wanted) = wanted.as_ref().filter(|_| dest.keeps_signatures()) else { return Ok(None) };
+        if sign::holds(dest.as_ref(), &repo, &manifest.digest, wanted).await? {
+            return Ok(Some(None));
+        }
+        let sig = wanted.make(dest.as_ref(), &repo, &manifest.digest, source.label());
+        let bytes = sign::publish(dest.as_ref(), &repo, &sig).await?;
+        Ok::<_, Error>(Some(Some((sig.digest, bytes))))
+    }))
+    .await;
+    for (dest, result) in unchanged.iter().zip(checked) {
+        let name = dest.name();
+        match result {
+            Ok(None | Some(None)) => {
+                let what = if plan.recheck { "unchanged (rechecked)" } else { "unchanged" };
+                tracing::info!(artifact = %label, destination = name, digest = %manifest.digest, "{what}");
+                entries.push(entry(name, Outcome::Unchanged));
+            }
+            Ok(Some(Some((signature, bytes)))) => {
+                tracing::info!(artifact = %label, destination = name, %signature, "signature written");
+                let mut e = entry(name, Outcome::Repaired);
+                e.bytes_written = bytes;
+                e.signature = Some(signature.to_string());
+                entries.push(e);
+            }
+            Err(e) => entries.push(fail(name, &e)),
+        }
     }
     if pending.is_empty() {
         return Ok(entries);
@@ -330,6 +385,7 @@ async fn try_source(
             let what = if p.repair { "repaired" } else { "published" };
             tracing::info!(artifact = %label, destination = p.dest.name(), digest = %manifest.digest, bytes = p.bytes, "{what}");
             e.snapshot_tag = snapshot.clone();
+            e.signature = p.signature.as_ref().map(|s| s.digest.to_string());
         }
         e.bytes_written = p.bytes;
         e.blobs_skipped = p.skipped;
@@ -344,6 +400,9 @@ async fn try_source(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod sign_tests;
 
 #[cfg(test)]
 mod unit {

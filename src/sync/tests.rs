@@ -26,14 +26,14 @@ use crate::source::memory::{Fault, MemorySource};
 use crate::stream::{BlobStream, Upload};
 
 /// trivy-db:2, trivy-java-db:1 and trivy-checks:1/:2 fixtures.
-struct Set {
-    db: fx::Artifact,
-    java: fx::Artifact,
-    checks1: fx::Artifact,
-    checks2: fx::Artifact,
+pub(super) struct Set {
+    pub(super) db: fx::Artifact,
+    pub(super) java: fx::Artifact,
+    pub(super) checks1: fx::Artifact,
+    pub(super) checks2: fx::Artifact,
 }
 
-fn set() -> Set {
+pub(super) fn set() -> Set {
     Set {
         db: fx::trivy_db(&Default::default()),
         java: fx::java_db(&Default::default()),
@@ -42,7 +42,7 @@ fn set() -> Set {
     }
 }
 
-fn source(label: &str, s: &Set) -> Arc<MemorySource> {
+pub(super) fn source(label: &str, s: &Set) -> Arc<MemorySource> {
     let src = MemorySource::new(label);
     src.add("trivy-db", "2", &s.db).add("trivy-java-db", "1", &s.java).add("trivy-checks", "1", &s.checks1).add(
         "trivy-checks",
@@ -52,7 +52,7 @@ fn source(label: &str, s: &Set) -> Arc<MemorySource> {
     Arc::new(src)
 }
 
-fn plan(sources: Vec<Arc<MemorySource>>, only: &[Kind]) -> SyncPlan {
+pub(super) fn plan(sources: Vec<Arc<MemorySource>>, only: &[Kind]) -> SyncPlan {
     let sources: Vec<Arc<dyn Source>> = sources.into_iter().map(|s| s as Arc<dyn Source>).collect();
     SyncPlan {
         vex_sources: sources.clone(),
@@ -65,17 +65,18 @@ fn plan(sources: Vec<Arc<MemorySource>>, only: &[Kind]) -> SyncPlan {
         retry: RetryPolicy { attempts: 3, initial_backoff: Duration::ZERO, max_backoff: Duration::ZERO },
         concurrency: 3,
         progress: Arc::new(crate::progress::Silent),
+        signing: Signing::default(),
     }
 }
 
-const OCI_KINDS: [Kind; 3] = [Kind::Db, Kind::JavaDb, Kind::Checks];
+pub(super) const OCI_KINDS: [Kind; 3] = [Kind::Db, Kind::JavaDb, Kind::Checks];
 
 /// The public URL of the in-memory static layouts (where their VEX locations point).
 const MIRROR_URL: &str = "https://mirror.example.com";
 
 /// What the recording wrapper makes of a destination call.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Call {
+pub(super) enum Call {
     Blob(String),
     Manifest(String, Vec<String>),
     Finish,
@@ -84,7 +85,7 @@ enum Call {
 /// A static layout in memory, wrapped to record the order of writes and to fail or
 /// renegotiate on demand (faults no real store produces when asked).
 #[derive(Debug)]
-struct Recorder {
+pub(super) struct Recorder {
     inner: ObjectDestination,
     store: Arc<InMemory>,
     calls: Mutex<Vec<Call>>,
@@ -95,7 +96,7 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn new(name: &str) -> Arc<Recorder> {
+    pub(super) fn new(name: &str) -> Arc<Recorder> {
         let store = Arc::new(InMemory::new());
         let vex = crate::vex::Publication::new(MIRROR_URL, "", false).unwrap();
         Arc::new(Recorder {
@@ -107,16 +108,16 @@ impl Recorder {
         })
     }
 
-    fn calls(&self) -> Vec<Call> {
+    pub(super) fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
 
-    async fn get(&self, key: &str) -> Option<Bytes> {
+    pub(super) async fn get(&self, key: &str) -> Option<Bytes> {
         self.inner.get_file(key).await.unwrap()
     }
 
     /// Every object key of the layout.
-    async fn keys(&self) -> BTreeSet<String> {
+    pub(super) async fn keys(&self) -> BTreeSet<String> {
         self.inner.list("").await.unwrap().into_iter().map(|l| l.key).collect()
     }
 
@@ -126,7 +127,7 @@ impl Recorder {
         self.store.head(&object_store::path::Path::from(key)).await.unwrap().last_modified
     }
 
-    async fn delete(&self, key: &str) {
+    pub(super) async fn delete(&self, key: &str) {
         self.inner.delete(key).await.unwrap();
     }
 
@@ -169,6 +170,14 @@ impl Destination for Recorder {
         self.calls.lock().unwrap().push(Call::Manifest(format!("{repo}@{}", manifest.digest), tags.to_vec()));
         Ok(())
     }
+    async fn put_signature(&self, repo: &str, signature: &crate::signing::Signature) -> Result<()> {
+        self.inner.put_signature(repo, signature).await?;
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::Manifest(format!("{repo}@{}", signature.digest), vec![signature.tag.clone()]));
+        Ok(())
+    }
     async fn finish(&self) -> Result<()> {
         self.calls.lock().unwrap().push(Call::Finish);
         self.inner.finish().await
@@ -176,13 +185,16 @@ impl Destination for Recorder {
     fn files(&self) -> Option<&dyn Files> {
         self.inner.files()
     }
+    fn client_reference(&self, repo: &str) -> Option<String> {
+        self.inner.client_reference(repo)
+    }
 }
 
-fn outcomes(report: &Report) -> Vec<(String, String, Outcome)> {
+pub(super) fn outcomes(report: &Report) -> Vec<(String, String, Outcome)> {
     report.entries.iter().map(|e| (e.artifact.clone(), e.destination.clone(), e.outcome.clone())).collect()
 }
 
-fn dests(list: &[&Arc<Recorder>]) -> Vec<Arc<dyn Destination>> {
+pub(super) fn dests(list: &[&Arc<Recorder>]) -> Vec<Arc<dyn Destination>> {
     list.iter().map(|d| Arc::clone(d) as Arc<dyn Destination>).collect()
 }
 
@@ -403,7 +415,7 @@ async fn a_new_upstream_version_replaces_the_tag_and_keeps_blobs_already_there()
     assert_eq!(tag, newer.manifest);
 }
 
-fn db_at(when: &str) -> fx::Artifact {
+pub(super) fn db_at(when: &str) -> fx::Artifact {
     fx::trivy_db(&fx::DbOptions::at(when.parse().unwrap()))
 }
 
@@ -588,8 +600,12 @@ impl Source for Gate {
     fn label(&self) -> &str {
         self.inner.label()
     }
-    async fn manifest(&self, artifact: &OciArtifact) -> crate::Result<Option<crate::source::RawManifest>> {
-        self.inner.manifest(artifact).await
+    async fn manifest(
+        &self,
+        artifact: &OciArtifact,
+        reference: &str,
+    ) -> crate::Result<Option<crate::source::RawManifest>> {
+        self.inner.manifest(artifact, reference).await
     }
     async fn blob(&self, artifact: &OciArtifact, desc: &Descriptor) -> crate::Result<crate::source::RawBlob> {
         // trivy-checks:2 follows :1 (same repository), so it is not held.
@@ -815,13 +831,17 @@ impl Source for DeniesVex {
     fn label(&self) -> &str {
         self.inner.label()
     }
-    async fn manifest(&self, artifact: &OciArtifact) -> crate::Result<Option<crate::source::RawManifest>> {
+    async fn manifest(
+        &self,
+        artifact: &OciArtifact,
+        reference: &str,
+    ) -> crate::Result<Option<crate::source::RawManifest>> {
         if artifact.kind == Kind::Vex {
             let url = format!("https://{}/v2/aquasecurity/vexhub/manifests/latest", self.label());
             let (codes, retry_after, help) = ("UNAUTHORIZED".to_string(), None, None);
             return Err(Error::Http { method: "GET", url, status: 401, codes, retry_after, help });
         }
-        self.inner.manifest(artifact).await
+        self.inner.manifest(artifact, reference).await
     }
     async fn blob(&self, artifact: &OciArtifact, desc: &Descriptor) -> crate::Result<crate::source::RawBlob> {
         drop(self.vex_asked.acquire().await.unwrap());
@@ -841,9 +861,13 @@ impl Source for Releases {
     fn label(&self) -> &str {
         self.inner.label()
     }
-    async fn manifest(&self, artifact: &OciArtifact) -> crate::Result<Option<crate::source::RawManifest>> {
+    async fn manifest(
+        &self,
+        artifact: &OciArtifact,
+        reference: &str,
+    ) -> crate::Result<Option<crate::source::RawManifest>> {
         self.vex_asked.add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
-        self.inner.manifest(artifact).await
+        self.inner.manifest(artifact, reference).await
     }
     async fn blob(&self, artifact: &OciArtifact, desc: &Descriptor) -> crate::Result<crate::source::RawBlob> {
         self.inner.blob(artifact, desc).await

@@ -89,6 +89,12 @@ impl Publication {
         if self.prefix.is_empty() { name.to_string() } else { format!("{}/{name}", self.prefix) }
     }
 
+    /// The base URL without its scheme (`mirror.example.com/trivy`): how clients name the
+    /// mirror as a registry.
+    pub fn host_path(&self) -> &str {
+        self.base_url.split_once("://").map_or(self.base_url.as_str(), |(_, rest)| rest)
+    }
+
     /// The public URL of a VEX file.
     pub fn url(&self, name: &str) -> String {
         format!("{}/{}", self.base_url, self.key(name))

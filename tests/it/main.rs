@@ -33,6 +33,8 @@ mod registry;
 mod reliability;
 /// `serve` as a service: HTTP semantics, health, metrics, TLS, Basic auth.
 mod serve;
+/// Signed provenance: cosign signatures checked with openssl, required on import.
+mod signing;
 /// Static checks of the Terraform modules.
 mod terraform;
 /// VEX Hub mirroring with the real Trivy client.

@@ -227,7 +227,9 @@ fn hostile_vex_manifests_are_refused_and_nothing_is_published() {
 #[test]
 fn a_second_mirror_takes_vex_from_the_registry_the_first_pushed_it_to() {
     // First mirror: the databases from the upstream registry and VEX Hub over HTTP, pushed
-    // into a registry of its own.
+    // into a registry of its own, signed.
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = crate::signing::keypair(keys.path(), "first", false);
     let (upstream, source) = Upstream::seeded();
     let hub = UpstreamVex::start();
     let first = Registry::start();
@@ -243,6 +245,8 @@ fn a_second_mirror_takes_vex_from_the_registry_the_first_pushed_it_to() {
             &first_dest,
             "--only",
             "db,java-db,checks,vex",
+            "--sign-key",
+            &key,
         ],
         &[],
     );
@@ -256,17 +260,34 @@ fn a_second_mirror_takes_vex_from_the_registry_the_first_pushed_it_to() {
     drop((hub, source));
 
     // Second mirror: everything from the first one's registry into a directory for its
-    // clients. VEX Hub is stopped, and VEX Hub proper is out of reach (every child runs
-    // behind a closed proxy): the named source holds the VEX artifact, so neither is asked.
+    // clients, taking only what the first one signed. VEX Hub is stopped, and VEX Hub
+    // proper is out of reach (every child runs behind a closed proxy): the named source
+    // holds the VEX artifact, so neither is asked.
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("mirror");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let from_first = format!("{}/aquasecurity", first.addr);
-    let args = ["--source", &from_first, "--to", dir.to_str().unwrap(), "--base-url", &base, "--allow-http-base-url"];
+    let to = dir.to_str().unwrap();
+    let args = [
+        "--source",
+        &from_first,
+        "--to",
+        to,
+        "--base-url",
+        &base,
+        "--allow-http-base-url",
+        "--require-signature",
+        &public,
+    ];
     let run = sync(&args, &[]);
     run.assert_ok();
     assert_eq!(run.outcomes(), ["written"; 5], "{:?}", run.summary);
+    let vex_signature = run.entries()[4]["signature"].as_str().expect("VEX Hub's signature travels on").to_string();
+    let vex_manifest = read(&dir.join("v2/aquasecurity/vexhub/manifests/latest"));
+    let tag = format!("{}.sig", crate::signing::digest_of(&vex_manifest).replace(':', "-"));
+    let carried = read(&dir.join(format!("v2/aquasecurity/vexhub/manifests/{tag}")));
+    assert_eq!(crate::signing::digest_of(&carried), vex_signature);
     assert_eq!(run.entries()[4]["source"], from_first);
     assert_eq!(read(&dir.join("main.tar.gz")), fx::vex_repository(&fx::VexOptions::default()).tar_gz);
     let published: serde_json::Value =

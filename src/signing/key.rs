@@ -1,0 +1,202 @@
+//! Keys: an ECDSA P-256 private key to sign with (`sync --sign-key`) and public keys to
+//! check with (`verify --key`, `sync --require-signature`), read from PEM as OpenSSL and
+//! cosign write them. The arithmetic is aws-lc-rs, which rustls already links.
+//!
+//! Accepted private keys: PKCS#8 (`openssl genpkey -algorithm EC -pkeyopt
+//! ec_paramgen_curve:P-256`, "BEGIN PRIVATE KEY") and SEC1 (`openssl ecparam -genkey`,
+//! "BEGIN EC PRIVATE KEY"). cosign's own encrypted format ("BEGIN ENCRYPTED SIGSTORE
+//! PRIVATE KEY", scrypt + secretbox) is refused with a hint to convert it. Public keys:
+//! "BEGIN PUBLIC KEY" (SubjectPublicKeyInfo), which is what `cosign generate-key-pair`
+//! and `openssl pkey -pubout` write.
+
+use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _, UnparsedPublicKey,
+};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer};
+
+use crate::error::{Error, Result, Setting};
+use crate::oci::Digest;
+
+/// The private key a run signs with. Its `Debug` shows only the key id.
+pub struct SigningKey {
+    pair: EcdsaKeyPair,
+    public: PublicKey,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({})", self.public.id)
+    }
+}
+
+impl SigningKey {
+    /// Load a key from `spec`: the PEM itself (as `TRIVY_MIRROR_SIGN_KEY` carries it in a
+    /// Lambda or a container job) or the path of a PEM file. `awskms://` is named as
+    /// unsupported rather than read as a file name.
+    pub fn load(spec: &str) -> Result<SigningKey> {
+        if spec.trim_start().starts_with("-----BEGIN") {
+            return SigningKey::from_pem(spec.as_bytes(), "(PEM from the environment)");
+        }
+        if spec.contains("://") {
+            return Err(Error::config(
+                Setting::SignKey,
+                spec,
+                "key management services are not supported by this build; give a PEM file",
+            ));
+        }
+        let pem = std::fs::read(spec)
+            .map_err(|e| Error::config(Setting::SignKey, spec, crate::error::io_words(&e).as_str()))?;
+        SigningKey::from_pem(&pem, spec)
+    }
+
+    /// Parse a PKCS#8 or SEC1 PEM private key; `origin` names it in errors (never the key).
+    pub fn from_pem(pem: &[u8], origin: &str) -> Result<SigningKey> {
+        let bad = |reason: &str| Error::config(Setting::SignKey, origin, reason);
+        if String::from_utf8_lossy(pem).contains("ENCRYPTED SIGSTORE PRIVATE KEY") {
+            return Err(bad("cosign's encrypted key format is not supported; export the key as PKCS#8 PEM \
+                 (cosign import-key-pair takes the other direction) or generate one with openssl genpkey"));
+        }
+        let der = PrivateKeyDer::from_pem_slice(pem)
+            .map_err(|_| bad("no PEM private key found (expected BEGIN PRIVATE KEY or BEGIN EC PRIVATE KEY)"))?;
+        let body = match &der {
+            PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der(),
+            PrivateKeyDer::Sec1(k) => k.secret_sec1_der(),
+            _ => return Err(bad("an RSA key; expected an ECDSA P-256 key")),
+        };
+        let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, body)
+            .map_err(|_| bad("not an ECDSA P-256 key"))?;
+        let spki = pair.public_key().as_der().map_err(|_| bad("its public key cannot be encoded"))?;
+        let public = PublicKey::from_spki(spki.as_ref().to_vec(), origin.to_string());
+        Ok(SigningKey { pair, public })
+    }
+
+    /// A fresh random key (the conformance routine signs with one).
+    #[cfg(any(test, feature = "conformance"))]
+    pub fn generate() -> SigningKey {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("key generation");
+        let spki = pair.public_key().as_der().expect("public key DER");
+        let public = PublicKey::from_spki(spki.as_ref().to_vec(), "generated".to_string());
+        SigningKey { pair, public }
+    }
+
+    /// ECDSA P-256 with SHA-256 over `message`, ASN.1 DER encoded (what cosign stores).
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        // Signing with a parsed key only fails if the system's RNG does.
+        self.pair.sign(&SystemRandom::new(), message).expect("ECDSA signing").as_ref().to_vec()
+    }
+
+    /// The matching public key.
+    pub fn public(&self) -> &PublicKey {
+        &self.public
+    }
+}
+
+/// A public key to check signatures with.
+#[derive(Clone)]
+pub struct PublicKey {
+    spki: Vec<u8>,
+    /// Where it came from (a file name), for messages.
+    pub origin: String,
+    /// sha256 of the SubjectPublicKeyInfo, shortened: tells keys apart in logs.
+    pub id: String,
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PublicKey({} {})", self.origin, self.id)
+    }
+}
+
+impl PublicKey {
+    fn from_spki(spki: Vec<u8>, origin: String) -> PublicKey {
+        let id = Digest::of(&spki).hex()[..16].to_string();
+        PublicKey { spki, origin, id }
+    }
+
+    /// Read a "BEGIN PUBLIC KEY" PEM file given as `setting`.
+    pub fn load(path: &str, setting: Setting) -> Result<PublicKey> {
+        let pem = std::fs::read(path).map_err(|e| Error::config(setting, path, crate::error::io_words(&e).as_str()))?;
+        PublicKey::from_pem(&pem, path, setting)
+    }
+
+    /// Parse a "BEGIN PUBLIC KEY" PEM; `origin` names it in messages.
+    pub fn from_pem(pem: &[u8], origin: &str, setting: Setting) -> Result<PublicKey> {
+        let bad = |reason: &str| Error::config(setting, origin, reason);
+        let der = SubjectPublicKeyInfoDer::from_pem_slice(pem)
+            .map_err(|_| bad("no PEM public key found (expected BEGIN PUBLIC KEY)"))?;
+        let key = PublicKey::from_spki(der.as_ref().to_vec(), origin.to_string());
+        // An unusable key is refused now, not at every check.
+        aws_lc_rs::signature::ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &key.spki)
+            .map_err(|_| bad("not an ECDSA P-256 public key"))?;
+        Ok(key)
+    }
+
+    /// Whether `signature` (ASN.1 DER) is this key's ECDSA P-256/SHA-256 signature of `message`.
+    pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.spki).verify(message, signature).is_ok()
+    }
+
+    /// The key as PEM ("BEGIN PUBLIC KEY"), e.g. to hand to `cosign verify --key`.
+    pub fn to_pem(&self) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.spki);
+        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("ascii")).collect();
+        format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
+    }
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.spki == other.spki
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A throwaway P-256 key (made with `openssl genpkey -algorithm EC -pkeyopt
+    /// ec_paramgen_curve:P-256`); it signs nothing outside these tests.
+    pub(crate) const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgEHlxKAtaySXs6C9h
+mYEqgtIZA3jXruKB9Oym7FvVnuKhRANCAAQNBccfCLxLjlq79dLtSPeudccWINc9
+6gbgQ8gsOCYpZC3x2OcMsApybVO1+TmzXZwuDsDNG/ZUZHDC56OTSRqc
+-----END PRIVATE KEY-----
+";
+
+    /// A second throwaway key, in SEC1 form (`openssl ecparam -name prime256v1 -genkey`).
+    pub(crate) const OTHER_KEY: &str = "-----BEGIN EC PRIVATE KEY-----
+MHcCAQEEIBs9hWal8zh0jvJ43pHQuxuUwI0crVmPPL7Nyh2U/xruoAoGCCqGSM49
+AwEHoUQDQgAE6ujtjgPzg9jql+dMvtE0LO9+CclMNxhHhOmFItCDY5RMjjSqkn5Z
+ibY1v30sViSjQaNo0RDFWhLBi7eoJbtICw==
+-----END EC PRIVATE KEY-----
+";
+
+    #[test]
+    fn signs_and_verifies_and_refuses_other_messages() {
+        let key = SigningKey::from_pem(TEST_KEY.as_bytes(), "test").unwrap();
+        let sig = key.sign(b"payload");
+        assert!(key.public().verifies(b"payload", &sig));
+        assert!(!key.public().verifies(b"payload!", &sig));
+        let other = SigningKey::from_pem(OTHER_KEY.as_bytes(), "sec1").unwrap();
+        assert!(!other.public().verifies(b"payload", &sig), "another key does not verify it");
+        let round = PublicKey::from_pem(key.public().to_pem().as_bytes(), "pem", Setting::VerifyKey).unwrap();
+        assert_eq!(&round, key.public());
+        assert!(round.verifies(b"payload", &sig));
+    }
+
+    #[test]
+    fn bad_keys_name_the_file_not_the_key() {
+        for pem in ["", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"] {
+            let e = SigningKey::from_pem(pem.as_bytes(), "k.pem").unwrap_err().to_string();
+            assert!(e.contains("k.pem"), "{e}");
+        }
+        let e = SigningKey::load("awskms:///alias/x").unwrap_err().to_string();
+        assert!(e.contains("not supported"), "{e}");
+        let e = SigningKey::load(TEST_KEY.replace("MIGH", "MIGX").as_str()).unwrap_err().to_string();
+        assert!(!e.contains("MIG"), "the key itself is never echoed: {e}");
+    }
+}
