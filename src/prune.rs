@@ -223,6 +223,17 @@ mod tests {
         ))
     }
 
+    /// Version `i`: its one-byte layer and its manifest by digest. Returns (manifest digest,
+    /// layer digest, manifest).
+    async fn put_version(dest: &ObjectDestination, repo: &str, i: u8) -> (Digest, Digest, Bytes) {
+        let layer = Digest::of(&[i]);
+        let m = manifest(&layer);
+        let d = Digest::of(&m);
+        dest.put_file(&layout::blob_key(repo, &layer), Bytes::from(vec![i]), ObjectClass::Blob).await.unwrap();
+        dest.put_file(&layout::manifest_key(repo, d.as_str()), m.clone(), ObjectClass::DigestManifest).await.unwrap();
+        (d, layer, m)
+    }
+
     #[tokio::test]
     async fn keeps_tagged_and_recent_versions_and_removes_the_rest() {
         let store = Arc::new(object_store::memory::InMemory::new());
@@ -230,13 +241,7 @@ mod tests {
         let repo = "aquasecurity/trivy-db";
         let mut digests = Vec::new();
         for i in 0..4u8 {
-            let layer = Digest::of(&[i]);
-            let m = manifest(&layer);
-            let d = Digest::of(&m);
-            dest.put_file(&layout::blob_key(repo, &layer), Bytes::from(vec![i]), ObjectClass::Blob).await.unwrap();
-            dest.put_file(&layout::manifest_key(repo, d.as_str()), m.clone(), ObjectClass::DigestManifest)
-                .await
-                .unwrap();
+            let (d, layer, m) = put_version(&dest, repo, i).await;
             if i == 3 {
                 dest.put_file(&layout::manifest_key(repo, "2"), m, ObjectClass::TagManifest).await.unwrap();
             }
@@ -276,13 +281,7 @@ mod tests {
         let provenance = crate::signing::Provenance { source: "upstream".into(), fetched: Timestamp::now() };
         let mut signatures = Vec::new();
         for i in 0..3u8 {
-            let layer = Digest::of(&[i]);
-            let m = manifest(&layer);
-            let d = Digest::of(&m);
-            dest.put_file(&layout::blob_key(repo, &layer), Bytes::from(vec![i]), ObjectClass::Blob).await.unwrap();
-            dest.put_file(&layout::manifest_key(repo, d.as_str()), m.clone(), ObjectClass::DigestManifest)
-                .await
-                .unwrap();
+            let (d, _, m) = put_version(&dest, repo, i).await;
             let sig = crate::signing::sign(&key, &d, repo, &provenance);
             for (desc, bytes) in &sig.blobs {
                 dest.put_file(&layout::blob_key(repo, &desc.digest), bytes.clone(), ObjectClass::Blob).await.unwrap();

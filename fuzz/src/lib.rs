@@ -49,6 +49,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("serve_path", serve_path),
     ("reference", reference),
     ("bundle", bundle),
+    ("signature", signature),
 ];
 
 /// Content-Types a registry may send with a manifest (selected by bits 2–3 of the first byte).
@@ -398,4 +399,19 @@ pub fn bundle(data: &[u8]) {
     let again = bundle::parse_index(&bundle::render_index(&entries)).expect("a rendered index parses");
     assert_eq!(again.len(), entries.len());
     assert!(entries.iter().all(|e| again.contains(e)), "the index does not round-trip");
+}
+
+/// A cosign signature manifest as a mirror source or `verify` reads it: `signing::parse`,
+/// then `signing::check` of every layer with the input itself as the payload, and the
+/// input as a public-key PEM. Nothing may panic; an accepted signature needs a real key.
+pub fn signature(data: &[u8]) {
+    use trivy_mirror::signing;
+    let _ = signing::PublicKey::from_pem(data, "fuzz", trivy_mirror::error::Setting::VerifyKey);
+    let Ok(parsed) = signing::parse(data) else { return };
+    assert!(!parsed.layers.is_empty(), "a parsed signature has a signed layer");
+    let digest = trivy_mirror::oci::Digest::of(data);
+    for layer in &parsed.layers {
+        assert!(layer.payload.size <= signing::MAX_PAYLOAD_BYTES);
+        assert!(signing::check(layer, data, &digest, &[]).is_err(), "no key verifies nothing");
+    }
 }

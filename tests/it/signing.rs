@@ -162,17 +162,22 @@ fn an_air_gapped_import_takes_only_what_a_trusted_key_signed() {
     let (other_key, _) = keypair(work.path(), "intruder", true);
     let (upstream, registry) = Upstream::seeded();
     let source = format!("{}/aquasecurity", registry.addr);
-    let bundle = |name: &str, extra: &[&str]| {
+    let bundle = |name: &str, extra: &[&str], env: &[(&str, &str)]| {
         let path = work.path().join(name);
         let to = format!("oci-archive:{}", path.display());
         let mut args = vec!["--to", to.as_str(), "--source", &source, "--only", "db,checks"];
         args.extend(extra);
-        sync(&args, &[]).assert_ok();
-        format!("oci-archive:{}", path.display())
+        let run = sync(&args, env);
+        run.assert_ok();
+        (format!("oci-archive:{}", path.display()), format!("{}{}", run.stdout, run.stderr))
     };
-    let signed = bundle("signed.tar", &["--sign-key", &key]);
-    let unsigned = bundle("unsigned.tar", &[]);
-    let intruder = bundle("intruder.tar", &["--sign-key", &other_key]);
+    // The key as a Lambda or container job holds it: the PEM itself in the environment.
+    let pem = std::fs::read_to_string(&key).unwrap();
+    let (signed, logs) = bundle("signed.tar", &[], &[("TRIVY_MIRROR_SIGN_KEY", pem.as_str())]);
+    let secret_line = pem.lines().nth(1).unwrap();
+    assert!(!logs.contains(secret_line), "the key never appears in the output");
+    let (unsigned, _) = bundle("unsigned.tar", &[], &[]);
+    let (intruder, _) = bundle("intruder.tar", &["--sign-key", &other_key], &[]);
 
     let dir = work.path().join("inside");
     let import = |from: &str| {
