@@ -137,6 +137,16 @@ pub enum Error {
         help: Box<Help>,
     },
 
+    /// A transient failure (timeout, reset, 429, 5xx) that persisted through every attempt
+    /// the retry policy allows. Final: no outer retry loop tries it again.
+    #[error("{last} (gave up after {attempts} attempts)")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: Box<Error>,
+    },
+
     /// A local file or socket operation failed.
     #[error("{context}: {}", io_words(.source))]
     Io {
@@ -453,6 +463,7 @@ impl Error {
                 format!("offers the older build {offered}, {published} is published")
             }
             Error::Signature { problem, .. } => problem.to_string(),
+            Error::GaveUp { attempts, last } => format!("{} after {attempts} attempts", last.brief()),
             other => other.to_string(),
         }
     }
@@ -470,6 +481,7 @@ impl Error {
         match self {
             Error::Http { help, .. } | Error::Transport { help, .. } | Error::Rejected { help, .. } => help.as_deref(),
             Error::NoMirror { help, .. } | Error::Signature { help, .. } => Some(help),
+            Error::GaveUp { last, .. } => last.help(),
             Error::Downgrade { .. } => {
                 static ALLOW: Help = Help::AllowDowngrade;
                 Some(&ALLOW)

@@ -40,8 +40,32 @@ impl RetryPolicy {
         retry_after.unwrap_or(exp).min(self.max_backoff)
     }
 
-    /// Run `op` until it succeeds, fails for good, or the attempts are spent, waiting
-    /// between attempts as [`RetryPolicy::backoff`] says.
+    /// The one decision every retry loop of the crate makes after failed attempt number
+    /// `attempt` (from 1) of `what`: wait as [`RetryPolicy::backoff`] says and return `Ok`
+    /// to try again, or give up and return the error. A permanent error is returned as it
+    /// is; a transient one that outlasted a retry comes back as [`Error::GaveUp`], which is
+    /// not transient, so no outer loop tries the same thing again: `--retries` bounds each
+    /// request and each transfer once, never multiplied by nesting.
+    pub async fn again(&self, what: &str, attempt: u32, err: Error) -> Result<()> {
+        if !err.is_transient() {
+            return Err(err);
+        }
+        if attempt >= self.attempts.max(1) {
+            return Err(if attempt > 1 { Error::GaveUp { attempts: attempt, last: Box::new(err) } } else { err });
+        }
+        let wait = self.backoff(attempt - 1, err.retry_after());
+        tracing::warn!(what, error = %err, attempt, wait_ms = wait.as_millis() as u64, "retrying");
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    /// The same policy allowing one attempt only (a body that cannot be sent twice).
+    pub fn once(&self) -> RetryPolicy {
+        RetryPolicy { attempts: 1, ..self.clone() }
+    }
+
+    /// Run `op` until it succeeds, fails for good, or the attempts are spent, as
+    /// [`RetryPolicy::again`] decides.
     pub async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
@@ -52,12 +76,7 @@ impl RetryPolicy {
             attempt += 1;
             match op().await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_transient() && attempt < self.attempts.max(1) => {
-                    let wait = self.backoff(attempt - 1, e.retry_after());
-                    tracing::warn!(what, error = %e, attempt, wait_ms = wait.as_millis() as u64, "retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                Err(e) => return Err(e),
+                Err(e) => self.again(what, attempt, e).await?,
             }
         }
     }
@@ -350,8 +369,27 @@ mod tests {
                 Err(transient())
             })
             .await;
-        assert!(r.is_err());
+        let err = r.unwrap_err();
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // Spent, it is final: an outer loop under the same policy does not multiply it.
+        assert!(matches!(err, Error::GaveUp { attempts: 3, .. }) && !err.is_transient(), "{err:?}");
+        assert!(err.to_string().ends_with("(gave up after 3 attempts)"), "{err}");
+        calls.store(0, std::sync::atomic::Ordering::SeqCst);
+        let nested: Result<()> = policy
+            .run("outer", || async {
+                policy
+                    .run("inner", || async {
+                        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        Err(transient())
+                    })
+                    .await
+            })
+            .await;
+        assert!(nested.is_err());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3, "3 attempts, not 3 × 3");
+        // With one attempt allowed there was no retry to give up on: the error is as it was.
+        let once = policy.once().run("x", || async { Err::<(), _>(transient()) }).await.unwrap_err();
+        assert!(once.is_transient(), "{once:?}");
 
         calls.store(0, std::sync::atomic::Ordering::SeqCst);
         let r: Result<()> = policy

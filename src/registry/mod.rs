@@ -261,7 +261,7 @@ impl RegistryClient {
         allow_404: bool,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response> {
-        self.send_with(method, url, scope, allow_404, self.options.retry.attempts, true, build).await
+        self.send_with(method, url, scope, allow_404, &self.options.retry, true, build).await
     }
 
     /// Like [`RegistryClient::send`] but a single attempt, for bodies that must not be repeated
@@ -276,7 +276,7 @@ impl RegistryClient {
         resend_on_401: bool,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response> {
-        self.send_with(method, url, scope, false, 1, resend_on_401, build).await
+        self.send_with(method, url, scope, false, &self.options.retry.once(), resend_on_401, build).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -286,12 +286,11 @@ impl RegistryClient {
         url: &str,
         scope: &str,
         allow_404: bool,
-        attempts: u32,
+        policy: &RetryPolicy,
         reauthenticate: bool,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response> {
         let method_name = method_name(&method);
-        let policy = &self.options.retry;
         let mut reauthenticated = false;
         let mut attempt = 0;
         loop {
@@ -321,12 +320,7 @@ impl RegistryClient {
                 Err(e) => transport_error(method_name, url, &e),
             };
             attempt += 1;
-            if !err.is_transient() || attempt >= attempts {
-                return Err(err);
-            }
-            let wait = policy.backoff(attempt - 1, err.retry_after());
-            tracing::warn!(%err, attempt, wait_ms = wait.as_millis() as u64, "retrying");
-            tokio::time::sleep(wait).await;
+            policy.again(method_name, attempt, err).await?;
         }
     }
 

@@ -200,14 +200,9 @@ impl Parts {
     /// `from`, or the error when it is not transient or the attempts are spent.
     async fn again(&self, attempt: &mut u32, err: Error, from: u64) -> Result<()> {
         *attempt += 1;
-        if !err.is_transient() || *attempt >= self.retry.attempts.max(1) {
-            return Err(err);
-        }
-        let wait = self.retry.backoff(*attempt - 1, err.retry_after());
-        tracing::warn!(blob = %self.desc.digest, from, error = %err, "range broke; resuming it");
         // The next request asks only for what is still missing.
-        tokio::time::sleep(wait).await;
-        Ok(())
+        tracing::debug!(blob = %self.desc.digest, from, "range broke; resuming it if the retry policy allows");
+        self.retry.again("range", *attempt, err).await
     }
 
     fn too_long(&self) -> Error {

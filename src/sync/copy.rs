@@ -83,12 +83,11 @@ pub(super) async fn copy_blob(
         };
         let (results, pulled, found) = tokio::join!(join_all(uploads), driver, inspected);
         if let Err(e) = pulled {
-            // The source failed (or sent bad bytes): every branch was aborted.
-            if e.is_transient() && attempt < attempts {
-                backoff(&plan.retry, attempt, &e).await;
-                continue;
-            }
-            return Err(e);
+            // The source failed (or sent bad bytes): every branch was aborted. A stream
+            // that already resumed itself until its attempts were spent arrives as a final
+            // `GaveUp`, so this retries only a stream that could not resume.
+            plan.retry.again("blob transfer", attempt, e).await?;
+            continue;
         }
         metadata = metadata.or(found);
         // The source was fine; send again only to the destinations that failed transiently

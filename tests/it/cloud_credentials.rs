@@ -68,6 +68,30 @@ fn gar_credentials_from_the_metadata_server_a_user_login_and_a_key_file() {
     let raw =
         skopeo_raw(&format!("{}/aquasecurity/trivy-db:2", target.addr), Some("oauth2accesstoken:ya29.metadata-token"));
     assert_eq!(raw, upstream.db.manifest);
+
+    // The identity exchange follows --retries like any request: a metadata server that
+    // throttles twice is asked three times with --retries 2, and given up on after two
+    // attempts with --retries 1.
+    let token = "/computeMetadata/v1/instance/service-accounts/default/token";
+    let throttled_push = |retries: &str| {
+        let rule =
+            Rule { method: "GET", path: token.into(), occurrences: vec![1, 2], action: Action::Status(503, None) };
+        let proxy = FaultProxy::start(&google.addr, vec![rule]);
+        let env = [
+            ("GCE_METADATA_HOST", proxy.addr.as_str()),
+            ("TRIVY_MIRROR_RETRY_BASE_MS", "1"),
+            ("TRIVY_MIRROR_RETRIES", retries),
+        ];
+        let run = push_db(&format!("oci://{}", target.addr), &source, "gar", &env);
+        (run, proxy.log().iter().filter(|l| l.contains(token)).count())
+    };
+    let (run, asked) = throttled_push("2");
+    run.assert_ok();
+    assert_eq!(asked, 3);
+    let (run, asked) = throttled_push("1");
+    assert!(!run.success);
+    assert_eq!(asked, 2);
+    assert!(run.failure(0).contains("gave up after 2 attempts"), "{}", run.failure(0));
     assert_no_secret(&run, &["ya29.metadata-token"]);
 
     // A developer's `gcloud auth application-default login`, refreshed at its token URI.

@@ -205,6 +205,50 @@ fn retries_zero_makes_exactly_one_attempt_at_a_blob() {
     assert!(!run.success);
     let blob_gets = proxy.log().iter().filter(|l| l.starts_with("GET ") && l.contains(&layer)).count();
     assert_eq!(blob_gets, 1 + 3, "--retries 2 is three attempts in all: {:#?}", proxy.log());
+    assert!(run.failure(0).contains("after 3 attempts"), "{}", run.failure(0));
+}
+
+/// `--retries N` means N + 1 attempts at each request and at each transfer, once: a
+/// failure that used up its attempts at one level is not tried again by another (before,
+/// a ranged part retried inside the request's retries inside the engine's, N³ in all).
+#[test]
+fn retries_bound_each_request_and_each_transfer_once_on_every_path() {
+    let registry = Registry::start();
+    let mut upstream = Upstream::standard();
+    upstream.java_db = fx::java_db(&fx::JavaDbOptions { padding: 1 << 20, ..Default::default() });
+    upstream.seed(&registry, "aquasecurity");
+    let (db_layer, java_layer) = (upstream.db.layer_digest(), upstream.java_db.layer_digest());
+    let rule =
+        |path: String, occurrences: Vec<usize>, action: Action| Rule { method: "GET", path, occurrences, action };
+    let proxy = FaultProxy::start(
+        &registry.addr,
+        vec![
+            // A registry request: the manifest answers 503 every time.
+            rule("/trivy-checks/manifests/2".into(), (1..=50).collect(), Action::Status(503, None)),
+            // A whole blob that cannot resume (a plain GET): its body breaks every time.
+            rule(format!("/blobs/{db_layer}"), (1..=50).collect(), Action::Reset(64)),
+            // A ranged blob: the first range answers, every range after it gets 503.
+            rule(format!("/blobs/{java_layer}"), (2..=50).collect(), Action::Status(503, None)),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!("{}/aquasecurity", proxy.addr);
+    let to = dir.path().join("mirror");
+    let args = ["--to", to.to_str().unwrap(), "--source", &source, "--only", "db,java-db,checks"];
+    let run = sync(&[&args[..], &["--retries", "2", "--retry-base-ms", "1", "--range-size", "64KiB"]].concat(), &[]);
+    assert!(!run.success);
+    let gets = |needle: &str| proxy.log().iter().filter(|l| l.starts_with("GET ") && l.contains(needle)).count();
+    assert_eq!(gets("/trivy-checks/manifests/2"), 3, "a request: {:#?}", proxy.log());
+    assert_eq!(gets(&db_layer), 3, "a transfer that cannot resume: {:#?}", proxy.log());
+    assert_eq!(gets(&java_layer), 1 + 3, "the first range, then one range request tried 3 times: {:#?}", proxy.log());
+    let entries = run.entries();
+    let failure = |artifact: &str| {
+        let e = entries.iter().find(|e| e["artifact"] == artifact).unwrap();
+        e["error"].as_str().unwrap_or_default().to_string()
+    };
+    for artifact in ["trivy-db:2", "trivy-java-db:1", "trivy-checks:2"] {
+        assert!(failure(artifact).contains("after 3 attempts"), "{artifact}: {}", failure(artifact));
+    }
 }
 
 #[test]
