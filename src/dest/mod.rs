@@ -65,10 +65,9 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     /// else the layout needs.
     async fn finish(&self) -> Result<()>;
 
-    /// Whether this destination keeps signatures: an OCI store does; Trivy's cache holds
-    /// the unpacked data, not OCI artifacts.
-    fn keeps_signatures(&self) -> bool {
-        true
+    /// What this destination keeps, which says which questions it can answer: see [`Keeps`].
+    fn keeps(&self) -> Keeps {
+        Keeps::Oci
     }
 
     /// The repository `repo` as clients name it (`mirror.example.com/aquasecurity/trivy-db`),
@@ -87,6 +86,21 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     fn carries(&self, _artifact: &crate::artifact::OciArtifact) -> bool {
         true
     }
+}
+
+/// What a destination keeps. The engine and the conformance routine ask, rather than
+/// have a destination give answers it cannot know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keeps {
+    /// OCI content: every blob by digest (and reads it back), manifests under any tag,
+    /// signatures. A static layout, a registry, a bundle.
+    Oci,
+    /// The unpacked data of each artifact (Trivy's cache): one version per artifact under
+    /// its own tag only (no dated tags, no signatures), no config blobs (reported present:
+    /// none is needed), layers unpacked while they stream and visible once their manifest
+    /// is published, nothing to read back (`--recheck` rewrites every layer). Anything
+    /// else is refused.
+    Unpacked,
 }
 
 /// Plain files of a static layout, beside the registry paths: VEX archives and manifest,

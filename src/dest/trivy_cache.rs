@@ -112,6 +112,17 @@ impl TrivyCache {
         ARTIFACTS.iter().find(|a| a.name == name && self.carries(a))
     }
 
+    /// The artifact `repo` (and `tag`, if given) names, or why the cache cannot hold it:
+    /// writes for anything else are refused, not dropped.
+    fn held(&self, repo: &str, tag: Option<&str>) -> Result<&'static OciArtifact> {
+        let artifact = self.artifact_of_repo(repo).filter(|a| tag.is_none_or(|t| t == a.tag));
+        artifact.ok_or_else(|| {
+            let what = format!("{repo}:{} for {}", tag.unwrap_or("*"), self.name);
+            let holds = format!("Trivy's cache holds trivy-db:2, trivy-java-db:1, trivy-checks:{} and VEX Hub", self.checks_tag);
+            Error::rejected(what, holds)
+        })
+    }
+
     /// Write a small file under the cache root durably.
     async fn write_file(&self, path: &Path, body: &[u8]) -> Result<()> {
         let key = path.strip_prefix(&self.root).expect("written under the root").to_string_lossy().into_owned();
@@ -211,12 +222,12 @@ impl Destination for TrivyCache {
     }
 
     async fn has_blob(&self, repo: &str, blob: &Descriptor) -> Result<bool> {
-        let Some(artifact) = self.artifact_of_repo(repo) else { return Ok(true) };
+        let artifact = self.held(repo, None)?;
         if artifact.kind == Kind::Vex {
             // Every VEX blob is needed again to rewrite the repository, config included.
             let Ok(raw) = tokio::fs::read(self.record(artifact)).await else { return Ok(false) };
             let referenced = crate::bundle::manifest_blobs(&raw)
-                .is_ok_and(|(config, layers)| std::iter::once(config).chain(layers).any(|d| d.digest == blob.digest));
+                .is_ok_and(|(config, layers)| std::iter::once(config).chain(layers).any(|d| d == *blob));
             return Ok(referenced && self.complete(artifact));
         }
         if blob.media_type != artifact.layer_media_type {
@@ -224,7 +235,7 @@ impl Destination for TrivyCache {
         }
         let Ok(raw) = tokio::fs::read(self.record(artifact)).await else { return Ok(false) };
         let layer = crate::bundle::manifest_blobs(&raw).ok().and_then(|(_, l)| l.into_iter().next());
-        Ok(layer.is_some_and(|l| l.digest == blob.digest) && self.complete(artifact))
+        Ok(layer.is_some_and(|l| l == *blob) && self.complete(artifact))
     }
 
     async fn put_blob(&self, repo: &str, blob: &Descriptor, body: BlobStream) -> Result<Upload> {
@@ -234,7 +245,7 @@ impl Destination for TrivyCache {
             self.vex_blobs.lock().expect("not poisoned").insert(blob.digest.clone(), Bytes::from(chunks.concat()));
             return Ok(Upload::Stored(blob.size));
         }
-        let artifact = self.artifact_of_repo(repo).filter(|a| blob.media_type == a.layer_media_type);
+        let artifact = Some(self.held(repo, None)?).filter(|a| blob.media_type == a.layer_media_type);
         let Some(artifact) = artifact else {
             // A config blob: read it to the end (that is where the digest is checked), keep nothing.
             let _: Vec<Bytes> = body.try_collect().await?;
@@ -271,7 +282,10 @@ impl Destination for TrivyCache {
     }
 
     async fn put_manifest(&self, repo: &str, manifest: &CheckedManifest, tags: &[String]) -> Result<()> {
-        let Some(artifact) = tags.first().and_then(|t| self.artifact(repo, t)) else { return Ok(()) };
+        // Stored by digest only (before a signature, which a cache does not keep): an
+        // unpacked cache has nothing to store until the tag. Dated tags are not kept.
+        let Some(tag) = tags.first() else { return Ok(()) };
+        let artifact = self.held(repo, Some(tag))?;
         if artifact.kind == Kind::Vex {
             self.write_vex_repository(manifest).await?;
             return self.write_file(&self.record(artifact), &manifest.raw).await;
@@ -328,8 +342,8 @@ impl Destination for TrivyCache {
         Ok(())
     }
 
-    fn keeps_signatures(&self) -> bool {
-        false
+    fn keeps(&self) -> super::Keeps {
+        super::Keeps::Unpacked
     }
 
     async fn finish(&self) -> Result<()> {

@@ -273,7 +273,7 @@ async fn try_source(
     let mut unchanged = Vec::new();
     let mut pending = Vec::new();
     let signature_for = |dest: &dyn Destination| {
-        let wanted = wanted.as_ref().filter(|_| dest.keeps_signatures())?;
+        let wanted = wanted.as_ref().filter(|_| dest.keeps() == crate::dest::Keeps::Oci)?;
         Some(wanted.make(dest, &repo, &manifest.digest, source.label()))
     };
     let current = join_all(dests.iter().map(|d| d.manifest(&repo, artifact.tag))).await;
@@ -327,7 +327,7 @@ async fn try_source(
     }
     // Current versions: only the signature may be missing (a new key, or lost).
     let checked = join_all(unchanged.iter().map(|dest| async {
-        let Some(wanted) = wanted.as_ref().filter(|_| dest.keeps_signatures()) else { return Ok(None) };
+        let Some(wanted) = wanted.as_ref().filter(|_| dest.keeps() == crate::dest::Keeps::Oci) else { return Ok(None) };
         if sign::holds(dest.as_ref(), &repo, &manifest.digest, wanted).await? {
             return Ok(Some(None));
         }
