@@ -118,7 +118,10 @@ impl TrivyCache {
         let artifact = self.artifact_of_repo(repo).filter(|a| tag.is_none_or(|t| t == a.tag));
         artifact.ok_or_else(|| {
             let what = format!("{repo}:{} for {}", tag.unwrap_or("*"), self.name);
-            let holds = format!("Trivy's cache holds trivy-db:2, trivy-java-db:1, trivy-checks:{} and VEX Hub", self.checks_tag);
+            let holds = format!(
+                "Trivy's cache holds trivy-db:2, trivy-java-db:1, trivy-checks:{} and VEX Hub",
+                self.checks_tag
+            );
             Error::rejected(what, holds)
         })
     }

@@ -473,3 +473,40 @@ fn connection_bounds_graceful_shutdown_and_json_access_log() {
         (Some(32 << 20), Some("127.0.0.1"), Some("-"))
     );
 }
+
+/// SIGTERM while a scheduled sync is copying: the process exits promptly and cleanly, and
+/// nothing of the interrupted version is visible; the next start completes it.
+#[test]
+fn sigterm_during_a_scheduled_sync_leaves_nothing_half_published() {
+    let (upstream, registry) = Upstream::seeded();
+    let layer = upstream.db.layer_digest();
+    let stall = Rule {
+        method: "GET",
+        path: format!("/blobs/{layer}"),
+        occurrences: vec![1],
+        action: Action::Stall(Duration::from_secs(60)),
+    };
+    let proxy = FaultProxy::start(&registry.addr, vec![stall]);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("mirror");
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = format!("{}/aquasecurity", proxy.addr);
+    let args = ["--sync-every", "1h", "--source", &source, "--only", "db"];
+    let mut serve = Serve::start_with(&dir, &args);
+    poll("the layer download under way", Duration::from_secs(30), || proxy.log().iter().any(|l| l.contains(&layer)));
+    let asked = Instant::now();
+    serve.process().sigterm();
+    let status = serve.process().wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "exit status {status}:\n{}", serve.log());
+    assert!(asked.elapsed() < Duration::from_secs(15), "the stalled download held the shutdown");
+    assert!(serve.log().contains("the running sync is stopped"), "{}", serve.log());
+    let tag = dir.join("v2/aquasecurity/trivy-db/manifests/2");
+    assert!(!tag.exists(), "an interrupted sync published its tag");
+    assert!(!dir.join(format!("v2/aquasecurity/trivy-db/blobs/{layer}")).exists(), "a half-copied layer is visible");
+
+    // The next start (the stall was for the first request only) completes the mirror.
+    let serve = Serve::start_with(&dir, &args);
+    let base = format!("http://{}", serve.addr);
+    poll("the next sync", Duration::from_secs(60), || get(&format!("{base}/readyz"), &[]).0 == 200);
+    assert_eq!(std::fs::read(&tag).unwrap(), upstream.db.manifest);
+}
