@@ -35,7 +35,7 @@ use crate::layout::{self, Layout, ObjectClass};
 use crate::manifest::CheckedManifest;
 use crate::oci::{Descriptor, Digest, MAX_MANIFEST_BYTES, validate_tag};
 use crate::stream::{BlobStream, Upload};
-use crate::vex::artifact::{Release, VEX_NAME};
+use crate::vex::artifact::Release;
 use crate::vex::{MANIFEST_KEY, MAX_VEX_ARCHIVE, MAX_VEX_MANIFEST, Publication};
 
 /// Blobs up to this size are sent in a single PUT.
@@ -161,11 +161,13 @@ impl ObjectDestination {
     /// Whether the VEX files of the version `raw` are in place: each archive with its
     /// layer's size, and the repository manifest pointing at `publication`.
     async fn vex_files_current(&self, raw: &[u8], publication: &Publication) -> Result<bool> {
-        let published = self.get_file(&publication.key(MANIFEST_KEY)).await?;
-        if !published.is_some_and(|p| String::from_utf8_lossy(&p).contains(&publication.url(""))) {
+        let titles = crate::vex::artifact::titles(raw);
+        let files: Vec<&str> = titles.iter().map(|(title, _)| title.as_str()).collect();
+        let published = self.get_bounded(&publication.key(MANIFEST_KEY), MAX_VEX_MANIFEST).await?;
+        if !published.is_some_and(|p| crate::vex::artifact::points_at(&p, &files, publication)) {
             return Ok(false);
         }
-        for (title, size) in crate::vex::artifact::titles(raw) {
+        for (title, size) in titles {
             let path = self.path(&publication.key(&title))?;
             match self.store.head(&path).await {
                 Ok(meta) if meta.size == size => {}
@@ -337,19 +339,18 @@ impl Destination for ObjectDestination {
     }
 
     async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Bytes>> {
-        let stored = self.get_bounded(&layout::manifest_key(repo, reference), MAX_MANIFEST_BYTES).await?;
-        // `sync --recheck` reads a version back by digest: a VEX version counts as intact
-        // only while the published repository manifest points at this mirror's URL, so a
-        // lost file or a changed --base-url / --vex-prefix is published again. (The
-        // everyday tag read stays one request.)
-        if let (Some(raw), Some(publication)) = (&stored, &self.vex)
-            && repo.rsplit('/').next() == Some(VEX_NAME)
-            && Digest::parse(reference).is_ok()
-            && !self.vex_files_current(raw, publication).await?
-        {
-            return Ok(None);
+        self.get_bounded(&layout::manifest_key(repo, reference), MAX_MANIFEST_BYTES).await
+    }
+
+    /// A VEX version is current only while its archives are there with their layers' sizes
+    /// and the published repository manifest points at this mirror's URL: a lost file or a
+    /// changed --base-url / --vex-prefix is published again by the next plain sync. Costs
+    /// one small GET plus one HEAD per archive.
+    async fn published_current(&self, _repo: &str, manifest: &CheckedManifest) -> Result<bool> {
+        match &self.vex {
+            Some(publication) if manifest.kind == Kind::Vex => self.vex_files_current(&manifest.raw, publication).await,
+            _ => Ok(true),
         }
-        Ok(stored)
     }
 
     async fn read_blob(&self, repo: &str, blob: &Descriptor) -> Result<Option<crate::source::RawBlob>> {

@@ -6,7 +6,8 @@
 //! tags/list, then (once per run) the `/v2/` ping and `status.json`. A run killed at any
 //! point leaves the previous tag pointing at complete content. A destination whose tag
 //! already resolves to the upstream digest costs one small GET plus one HEAD per blob
-//! and run (the health check of [`guard`]), and is repaired if a blob went missing.
+//! and run (the health check of [`guard`]; a static layout's VEX files add one GET and a
+//! HEAD per archive), and is repaired if a blob or such a file went missing.
 //!
 //! Up to [`SyncPlan::concurrency`] artifacts are copied at the same time; each keeps its
 //! own order, and the report lists them in the fixed order of [`ARTIFACTS`]. VEX Hub is
@@ -264,18 +265,19 @@ async fn try_source(
                     entries.push(entry(dest.name(), Outcome::Unchanged));
                 }
                 Ok(damage) => {
-                    tracing::warn!(artifact = %label, destination = dest.name(), blobs = damage.blobs.len(), manifest = damage.manifest, "damage found; repairing");
+                    tracing::warn!(artifact = %label, destination = dest.name(), blobs = damage.blobs.len(), manifest = damage.manifest, files = damage.files, "damage found; repairing");
                     pending.push(new(true, damage.blobs));
                 }
                 Err(e) => entries.push(fail(dest.name(), &e)),
             },
-            Ok(Some((true, _))) => match guard::missing_blobs(dest.as_ref(), &repo, &manifest, seen).await {
-                Ok(0) => {
+            Ok(Some((true, _))) => match guard::health(dest.as_ref(), &repo, &manifest, seen).await {
+                Ok(health) if health.is_intact() => {
                     tracing::info!(artifact = %label, destination = dest.name(), digest = %manifest.digest, "unchanged");
                     entries.push(entry(dest.name(), Outcome::Unchanged));
                 }
-                Ok(missing) => {
-                    tracing::warn!(artifact = %label, destination = dest.name(), missing, "blobs missing; repairing");
+                Ok(health) => {
+                    let (missing, files_current) = (health.missing, health.published);
+                    tracing::warn!(artifact = %label, destination = dest.name(), missing, files_current, "damage found; repairing");
                     pending.push(new(true, BTreeSet::new()));
                 }
                 Err(e) => entries.push(fail(dest.name(), &e)),

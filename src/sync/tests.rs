@@ -96,8 +96,12 @@ struct Recorder {
 
 impl Recorder {
     fn new(name: &str) -> Arc<Recorder> {
-        let store = Arc::new(InMemory::new());
-        let vex = crate::vex::Publication::new(MIRROR_URL, "", false).unwrap();
+        Recorder::publishing(name, Arc::new(InMemory::new()), MIRROR_URL, "")
+    }
+
+    /// A layout over `store` publishing VEX at `base_url` under `prefix`.
+    fn publishing(name: &str, store: Arc<InMemory>, base_url: &str, prefix: &str) -> Arc<Recorder> {
+        let vex = crate::vex::Publication::new(base_url, prefix, false).unwrap();
         Arc::new(Recorder {
             inner: ObjectDestination::with_store(name, store.clone(), "", true, 300).with_vex(Some(vex)),
             store,
@@ -175,6 +179,9 @@ impl Destination for Recorder {
     }
     fn files(&self) -> Option<&dyn Files> {
         self.inner.files()
+    }
+    async fn published_current(&self, repo: &str, manifest: &CheckedManifest) -> Result<bool> {
+        self.inner.published_current(repo, manifest).await
     }
 }
 
@@ -753,6 +760,48 @@ async fn lost_vex_blobs_are_repaired_and_lost_files_by_a_recheck() {
     assert_eq!(dest.get(VEX_MANIFEST_KEY).await.unwrap(), manifest);
     assert_eq!(dest.get("main.tar.gz").await.unwrap(), vex.archive);
     let again = sync(&p, &dests(&[&dest])).await;
+    assert_eq!(again.entries[0].outcome, Outcome::Unchanged, "{:?}", again.entries);
+}
+
+#[tokio::test]
+async fn a_plain_sync_publishes_lost_or_moved_vex_files_again() {
+    let vex = vex_at("2026-11-26T06:00:00Z");
+    let src = vex_source("vexhub", &vex);
+    let p = plan(vec![src.clone()], &[Kind::Vex]);
+    let store = Arc::new(InMemory::new());
+    let dest = Recorder::publishing("mem", store.clone(), MIRROR_URL, "");
+    sync(&p, &dests(&[&dest])).await;
+    let manifest = dest.get(VEX_MANIFEST_KEY).await.unwrap();
+    let blobs = src.blob_requests.load(Ordering::SeqCst);
+
+    // Each file lost behind the publisher's back: repaired by the next plain sync, with
+    // no blob copied (they are all there) and nothing read from the source.
+    for lost in [VEX_MANIFEST_KEY, "main.tar.gz"] {
+        dest.delete(lost).await;
+        let report = sync(&p, &dests(&[&dest])).await;
+        assert_eq!(report.entries[0].outcome, Outcome::Repaired, "{lost}: {:?}", report.entries);
+        assert_eq!(report.entries[0].bytes_written, 0, "{lost}");
+        assert_eq!(dest.get(VEX_MANIFEST_KEY).await.unwrap(), manifest, "{lost}");
+        assert_eq!(dest.get("main.tar.gz").await.unwrap(), vex.archive, "{lost}");
+    }
+    assert_eq!(src.blob_requests.load(Ordering::SeqCst), blobs);
+
+    // A changed --base-url, then a changed --vex-prefix: published for the new URL.
+    let moved = Recorder::publishing("mem", store.clone(), "https://cdn.example.com/mirror", "");
+    let report = sync(&p, &dests(&[&moved])).await;
+    assert_eq!(report.entries[0].outcome, Outcome::Repaired, "{:?}", report.entries);
+    let published: serde_json::Value = serde_json::from_slice(&moved.get(VEX_MANIFEST_KEY).await.unwrap()).unwrap();
+    let url = &published["versions"][0]["locations"][0]["url"];
+    assert_eq!(url, "https://cdn.example.com/mirror/main.tar.gz//vexhub-main");
+    let prefixed = Recorder::publishing("mem", store, "https://cdn.example.com/mirror", "vex");
+    let report = sync(&p, &dests(&[&prefixed])).await;
+    assert_eq!(report.entries[0].outcome, Outcome::Repaired, "{:?}", report.entries);
+    assert_eq!(prefixed.get("vex/main.tar.gz").await.unwrap(), vex.archive);
+    let published = prefixed.get(&format!("vex/{VEX_MANIFEST_KEY}")).await.unwrap();
+    assert!(String::from_utf8_lossy(&published).contains("https://cdn.example.com/mirror/vex/main.tar.gz"));
+
+    // Settled: the next run is unchanged again.
+    let again = sync(&p, &dests(&[&prefixed])).await;
     assert_eq!(again.entries[0].outcome, Outcome::Unchanged, "{:?}", again.entries);
 }
 
