@@ -17,6 +17,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The run's deadline passed before this artifact was done; it was stopped, or not
+    /// started. Tags still point at complete content (they are published last).
+    #[error("{}", if *.started { "stopped at the run's deadline, unfinished" } else { "not started: the run's deadline had passed" })]
+    Deadline {
+        /// Whether the artifact's copy had begun.
+        started: bool,
+    },
+
     /// A setting (URL, name, file) is unusable. Fix the configuration.
     #[error("invalid {setting} {value:?}: {reason}")]
     Config {
@@ -204,6 +212,8 @@ pub enum Setting {
     TlsKey,
     /// `serve`'s htpasswd file.
     Htpasswd,
+    /// The environment variable of a setting, read without flags (the Lambda handler).
+    Variable(&'static str),
 }
 
 impl fmt::Display for Setting {
@@ -227,6 +237,7 @@ impl fmt::Display for Setting {
             Setting::TlsCertificate => "TLS certificate file",
             Setting::TlsKey => "TLS key file",
             Setting::Htpasswd => "htpasswd file",
+            Setting::Variable(name) => name,
         })
     }
 }
@@ -303,6 +314,8 @@ pub enum Help {
     },
     /// HTTPS needs CA certificates, and the machine has none.
     InstallCaCertificates,
+    /// The run's deadline passed with work left.
+    AllowMoreTime,
 }
 
 impl fmt::Display for Help {
@@ -347,6 +360,10 @@ impl fmt::Display for Help {
             Help::InstallCaCertificates => f.write_str(
                 "this machine has no CA certificates: install the ca-certificates package, or point SSL_CERT_FILE \
                  at a PEM bundle",
+            ),
+            Help::AllowMoreTime => f.write_str(
+                "the run's deadline passed with work left; the next run continues where this one stopped. Allow \
+                 more time, or split the run by artifact kind",
             ),
         }
     }
@@ -417,6 +434,10 @@ impl Error {
             Error::Downgrade { .. } => {
                 static ALLOW: Help = Help::AllowDowngrade;
                 Some(&ALLOW)
+            }
+            Error::Deadline { .. } => {
+                static MORE_TIME: Help = Help::AllowMoreTime;
+                Some(&MORE_TIME)
             }
             _ => None,
         }

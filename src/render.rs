@@ -26,6 +26,9 @@ pub(crate) fn hint(help: &Help) -> String {
                           (check DNS and HTTPS_PROXY); to mirror from a registry inside your network, use --source"
             .into(),
         Help::SyncFirst { dir } => format!("nothing has been mirrored there yet: run `trivy-mirror sync --to {dir}` first"),
+        Help::AllowMoreTime => "the run's deadline passed with work left; the next run continues where this one \
+                                stopped. Raise --deadline (TRIVY_MIRROR_DEADLINE), or split the run with --only"
+            .into(),
         other => other.to_string(),
     }
 }

@@ -90,6 +90,18 @@ pub fn snapshot_tag(tag: &str, at: Timestamp) -> String {
 
 /// Run a whole sync into every destination.
 pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Report {
+    sync_until(plan, destinations, None).await
+}
+
+/// [`sync`], stopping at `deadline`: no artifact starts after it, one in flight is
+/// dropped there (what it had not published stays unpublished; tags go last, so they
+/// still point at complete content), and the report says so per artifact. The `/v2/`
+/// ping and `status.json` are still written, so the run ends with a clean report.
+pub async fn sync_until(
+    plan: &SyncPlan,
+    destinations: &[Arc<dyn Destination>],
+    deadline: Option<tokio::time::Instant>,
+) -> Report {
     let mut report = Report::default();
     let condemned = Condemned::default();
     let seen = guard::Seen::default();
@@ -109,9 +121,24 @@ pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Rep
             let mut entries = Vec::new();
             for artifact in group {
                 let carriers: Vec<_> = destinations.iter().filter(|d| d.carries(artifact)).cloned().collect();
-                if !carriers.is_empty() {
-                    entries.extend(sync_artifact(plan, artifact, &carriers, condemned, seen).await);
+                if carriers.is_empty() {
+                    continue;
                 }
+                let run = sync_artifact(plan, artifact, &carriers, condemned, seen);
+                let Some(at) = deadline else {
+                    entries.extend(run.await);
+                    continue;
+                };
+                let start = Instant::now();
+                let started = tokio::time::Instant::now() < at;
+                let done = if started { tokio::time::timeout_at(at, run).await.ok() } else { None };
+                entries.extend(done.unwrap_or_else(|| {
+                    let e = Error::Deadline { started };
+                    let why = |d: &Arc<dyn Destination>| {
+                        failed_with(&artifact.label(), d.name(), start, e.to_string(), e.help().cloned())
+                    };
+                    carriers.iter().map(why).collect()
+                }));
             }
             entries
         }

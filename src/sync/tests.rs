@@ -924,3 +924,55 @@ async fn a_registry_denying_the_vex_repository_still_serves_the_databases_of_the
         ]
     );
 }
+
+/// A source whose trivy-db layer never arrives: a transfer still in flight at the deadline.
+#[derive(Debug)]
+struct Hangs(Arc<MemorySource>);
+
+#[async_trait]
+impl Source for Hangs {
+    fn label(&self) -> &str {
+        self.0.label()
+    }
+    async fn manifest(&self, artifact: &OciArtifact) -> crate::Result<Option<crate::source::RawManifest>> {
+        self.0.manifest(artifact).await
+    }
+    async fn blob(&self, artifact: &OciArtifact, desc: &Descriptor) -> crate::Result<crate::source::RawBlob> {
+        if artifact.kind == Kind::Db && desc.media_type == artifact.layer_media_type {
+            std::future::pending::<()>().await;
+        }
+        self.0.blob(artifact, desc).await
+    }
+}
+
+#[tokio::test]
+async fn at_the_deadline_nothing_starts_the_transfer_in_flight_stops_and_the_run_reports() {
+    let s = set();
+    let mut p = plan(Vec::new(), &OCI_KINDS);
+    p.sources = vec![Arc::new(Hangs(source("upstream", &s))) as Arc<dyn Source>];
+    p.concurrency = 1;
+    let dest = Recorder::new("mem");
+    // The only wait is the deadline under test: the hanging transfer ends there.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+    let report = sync_until(&p, &dests(&[&dest]), Some(deadline)).await;
+
+    let errors: Vec<_> =
+        report.entries.iter().map(|e| (e.outcome.clone(), e.error.clone().unwrap_or_default())).collect();
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(errors.iter().all(|(o, _)| *o == Outcome::Failed), "{errors:?}");
+    assert!(errors[0].1.contains("stopped at the run's deadline"), "{errors:?}");
+    assert!(errors[1..].iter().all(|(_, e)| e.contains("not started")), "{errors:?}");
+    assert_eq!(report.hints(), [&Help::AllowMoreTime]);
+    assert!(
+        dest.get(&layout::manifest_key("aquasecurity/trivy-db", "2")).await.is_none(),
+        "no tag of an unfinished copy"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&dest.get(crate::status_file::STATUS_KEY).await.unwrap()).unwrap();
+    assert!(status["artifacts"]["trivy-db:2"]["last_error"].is_string(), "the run still reports: {status}");
+
+    // The next run, with time to spare, finishes the job.
+    let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+    let report = sync_until(&plan(vec![source("upstream", &s)], &OCI_KINDS), &dests(&[&dest]), Some(far)).await;
+    assert!(report.entries.iter().all(|e| e.outcome == Outcome::Written), "{:?}", report.entries);
+}
