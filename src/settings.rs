@@ -208,13 +208,16 @@ impl Vars<'_> {
         self.text(name).is_some_and(|v| !["0", "false", "no", "off", "n", "f"].contains(&v.to_lowercase().as_str()))
     }
 
-    fn parsed<T>(
+    fn parsed<T, E: std::fmt::Display>(
         &self,
         name: &'static str,
-        parse: impl Fn(&str) -> std::result::Result<T, String>,
+        parse: impl Fn(&str) -> std::result::Result<T, E>,
     ) -> Result<Option<T>> {
         self.text(name)
-            .map(|v| parse(v.trim()).map_err(|reason| Error::config(Setting::Variable(name), v.as_str(), reason)))
+            .map(|v| {
+                let refuse = |reason: E| Error::config(Setting::Variable(name), v.as_str(), reason.to_string());
+                parse(v.trim()).map_err(refuse)
+            })
             .transpose()
     }
 
@@ -244,11 +247,10 @@ impl SyncSettings {
             let reason = "is not set: name where to publish (a directory, s3://, gs://, az:// or oci:// URL)";
             return Err(Error::config(Setting::Variable("TRIVY_MIRROR_TO"), "", reason));
         }
-        let kinds = |list: &str| -> std::result::Result<Vec<Kind>, String> {
+        let kinds = |list: &str| {
             let names = list.split(',').map(str::trim).filter(|k| !k.is_empty());
-            names.map(|k| k.parse::<Kind>().map_err(|e| e.to_string())).collect()
+            names.map(str::parse::<Kind>).collect::<Result<Vec<_>>>()
         };
-        let size = |c: &str| parse_size(c).map_err(|e| e.0);
         Ok(SyncSettings {
             to,
             source: v.list("TRIVY_MIRROR_SOURCE").unwrap_or(d.source),
@@ -265,7 +267,7 @@ impl SyncSettings {
             dest_auth: v.parsed("TRIVY_MIRROR_DEST_AUTH", parse_auth_mode)?.unwrap_or(d.dest_auth),
             insecure_destination: v.flag("TRIVY_MIRROR_INSECURE_DESTINATION"),
             dest_ca_file: v.text("TRIVY_MIRROR_DEST_CA_FILE").map(PathBuf::from),
-            dest_chunk_size: v.parsed("TRIVY_MIRROR_DEST_CHUNK_SIZE", size)?,
+            dest_chunk_size: v.parsed("TRIVY_MIRROR_DEST_CHUNK_SIZE", parse_size)?,
             base_url: v.text("TRIVY_MIRROR_BASE_URL"),
             allow_http_base_url: v.flag("TRIVY_MIRROR_ALLOW_HTTP_BASE_URL"),
             vex_prefix: v.text("TRIVY_MIRROR_VEX_PREFIX").unwrap_or_default(),
@@ -287,7 +289,7 @@ impl SyncSettings {
                 .unwrap_or(d.retry_base),
             concurrency: v.number("TRIVY_MIRROR_CONCURRENCY", 1..=16)?.unwrap_or(d.concurrency),
             range_parts: v.number("TRIVY_MIRROR_RANGE_PARTS", 1..=32)?.unwrap_or(d.range_parts),
-            range_size: v.parsed("TRIVY_MIRROR_RANGE_SIZE", size)?.unwrap_or(d.range_size),
+            range_size: v.parsed("TRIVY_MIRROR_RANGE_SIZE", parse_size)?.unwrap_or(d.range_size),
             read_timeout: v
                 .number("TRIVY_MIRROR_READ_TIMEOUT", 0..=u64::MAX)?
                 .map(Duration::from_secs)
@@ -500,15 +502,20 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, BadSize> {
     Ok(size)
 }
 
+/// A value outside a variable's fixed choices.
+#[derive(Debug, thiserror::Error)]
+#[error("expected one of {0}")]
+pub struct NotAChoice(&'static str);
+
 /// `auto`, `docker`, `ecr`, `gar`, `acr`.
-fn parse_auth_mode(s: &str) -> std::result::Result<AuthMode, String> {
+fn parse_auth_mode(s: &str) -> std::result::Result<AuthMode, NotAChoice> {
     Ok(match s.to_ascii_lowercase().as_str() {
         "auto" => AuthMode::Auto,
         "docker" => AuthMode::Docker,
         "ecr" => AuthMode::Cloud(Cloud::Ecr),
         "gar" => AuthMode::Cloud(Cloud::Gar),
         "acr" => AuthMode::Cloud(Cloud::Acr),
-        _ => return Err("expected one of auto, docker, ecr, gar, acr".into()),
+        _ => return Err(NotAChoice("auto, docker, ecr, gar, acr")),
     })
 }
 
