@@ -48,6 +48,27 @@ pub enum Error {
         help: Option<Box<Help>>,
     },
 
+    /// Bytes do not match the descriptor that names them: more or fewer than its size, or
+    /// a different sha256. Read from a source, nothing is published; read back from a
+    /// destination (`--recheck`), the blob is damaged and is copied again.
+    #[error("refused {what}: {reason}")]
+    Mismatch {
+        /// Whose bytes (a blob, with where it was read).
+        what: String,
+        /// How they differ.
+        reason: String,
+    },
+
+    /// Something read whole (a response, a stored file, a credentials file) is larger than
+    /// its bound; it is refused rather than held in memory.
+    #[error("refused {what}: larger than {limit} bytes")]
+    TooLarge {
+        /// What was read.
+        what: String,
+        /// The bound, in bytes.
+        limit: u64,
+    },
+
     /// A source does not have what was asked for (a tag, a blob). The next source may.
     #[error("{place} has no {what}")]
     NotFound {
@@ -410,7 +431,8 @@ impl Error {
                 format!("HTTP {status} {}", first.split_whitespace().next().unwrap_or_default())
             }
             Error::NotFound { what, .. } => format!("no {what}"),
-            Error::Rejected { reason, .. } => format!("refused: {reason}"),
+            Error::Rejected { reason, .. } | Error::Mismatch { reason, .. } => format!("refused: {reason}"),
+            Error::TooLarge { limit, .. } => format!("refused: larger than {limit} bytes"),
             Error::Downgrade { published, offered, .. } => {
                 format!("offers the older build {offered}, {published} is published")
             }

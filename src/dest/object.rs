@@ -154,7 +154,10 @@ impl ObjectDestination {
         let bytes = self.get_bounded(&key, limit).await?;
         match bytes {
             Some(b) if Digest::of(&b) == blob.digest => Ok(b),
-            _ => Err(Error::rejected(format!("{key} in {}", self.name), "missing or not the bytes of its digest")),
+            _ => Err(Error::Mismatch {
+                what: format!("{key} in {}", self.name),
+                reason: "missing or not the bytes of its digest".into(),
+            }),
         }
     }
 
@@ -268,10 +271,9 @@ impl ObjectDestination {
     async fn get_bounded(&self, rel: &str, limit: usize) -> Result<Option<Bytes>> {
         let path = self.path(rel)?;
         match self.store.get(&path).await {
-            Ok(r) if r.meta.size > limit as u64 => Err(Error::rejected(
-                format!("{} in {}", path, self.name),
-                format!("{} bytes is over the {limit}-byte limit", r.meta.size),
-            )),
+            Ok(r) if r.meta.size > limit as u64 => {
+                Err(Error::TooLarge { what: format!("{} in {}", path, self.name), limit: limit as u64 })
+            }
             Ok(r) => Ok(Some(r.bytes().await.map_err(self.err("get", &path))?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err("get", &path)(e)),

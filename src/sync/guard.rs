@@ -118,7 +118,7 @@ pub(super) async fn recheck(dest: &dyn Destination, repo: &str, manifest: &Check
                 while let Some(chunk) = stream.next().await {
                     if let Err(e) = chunk {
                         match e {
-                            Error::Rejected { .. } => {
+                            Error::Mismatch { .. } => {
                                 tracing::warn!(destination = dest.name(), error = %e, "damaged blob");
                                 ok = false;
                                 break;
