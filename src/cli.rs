@@ -5,24 +5,20 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use trivy_mirror::Result;
 use trivy_mirror::artifact::Kind;
-use trivy_mirror::credentials::{self, AuthMode, Cloud, Credentials, Env, Secret};
-use trivy_mirror::dest::{DestinationUrl, LocalForm, OpenOptions};
+use trivy_mirror::credentials::{AuthMode, Cloud, Credentials, Env, Secret};
 use trivy_mirror::error::Setting;
 use trivy_mirror::http::RetryPolicy;
 use trivy_mirror::registry::RegistryOptions;
 use trivy_mirror::run::SyncConfig;
-use trivy_mirror::signing::{PublicKey, SigningKey};
-use trivy_mirror::source::ranged::RangeOptions;
-use trivy_mirror::source::vexhub::VexHubSource;
-use trivy_mirror::source::{BundleSource, DEFAULT_SOURCES, RegistrySource, Source};
-use trivy_mirror::sync::SyncPlan;
-use trivy_mirror::{Error, Result};
+use trivy_mirror::settings::SyncSettings;
+use trivy_mirror::signing::PublicKey;
+use trivy_mirror::source::DEFAULT_SOURCES;
 
 /// `sync --help` headings, in the order they are shown.
 const SOURCES: &str = "Sources";
@@ -275,7 +271,7 @@ pub struct SyncArgs {
 
     /// Push blobs to oci:// destinations in chunks of this size (e.g. 4MiB) instead of one
     /// request each. Without it, chunks are used only after a 413 (a proxy's body limit).
-    #[arg(long, env = "TRIVY_MIRROR_DEST_CHUNK_SIZE", value_parser = parse_size, help_heading = DESTINATIONS)]
+    #[arg(long, env = "TRIVY_MIRROR_DEST_CHUNK_SIZE", value_parser = trivy_mirror::settings::parse_size, help_heading = DESTINATIONS)]
     pub dest_chunk_size: Option<u64>,
 
     /// Public base URL of the mirror (https://trivy-mirror.example.com); VEX locations point here.
@@ -347,7 +343,7 @@ pub struct SyncArgs {
     pub range_parts: u32,
 
     /// Bytes per range request (e.g. 4MiB); blobs under two parts take one plain GET.
-    #[arg(long, env = "TRIVY_MIRROR_RANGE_SIZE", default_value = "2MiB", value_parser = parse_size, help_heading = TRANSFER)]
+    #[arg(long, env = "TRIVY_MIRROR_RANGE_SIZE", default_value = "2MiB", value_parser = trivy_mirror::settings::parse_size, help_heading = TRANSFER)]
     pub range_size: u64,
 
     /// Per-request read timeout in seconds (a stalled body fails and is retried).
@@ -365,6 +361,12 @@ pub struct SyncArgs {
     /// the previous version stays served; the signature is published with the artifact.
     #[arg(long, env = "TRIVY_MIRROR_REQUIRE_SIGNATURE", value_name = "PUB.pem", value_delimiter = ',', help_heading = SIGNING)]
     pub require_signature: Vec<String>,
+
+    /// Stop after this long (e.g. 14m): no artifact starts later, one in flight is stopped
+    /// (tags still point at complete content), and the run reports which did not finish.
+    /// For a job with a hard time limit; the next run continues where this one stopped.
+    #[arg(long, env = "TRIVY_MIRROR_DEADLINE", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = TRANSFER)]
+    pub deadline: Option<Duration>,
 }
 
 /// Where oci:// destination credentials come from.
@@ -438,9 +440,9 @@ impl ServeArgs {
         o.htpasswd = self.htpasswd.clone();
         o.access_log = access_log;
         if let Some(every) = self.sync_every {
-            let mut sync = self.sync.clone();
+            let mut sync = self.sync.settings();
             sync.to = vec![self.dir.display().to_string()];
-            let config = sync.config(&trivy_mirror::credentials::process_env)?;
+            let config = sync.validate(&trivy_mirror::credentials::process_env)?;
             o.sync = Some(trivy_mirror::serve::schedule::Schedule { every, config });
         }
         Ok(o)
@@ -448,181 +450,54 @@ impl ServeArgs {
 }
 
 impl SyncArgs {
-    fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            attempts: self.retries.saturating_add(1),
-            initial_backoff: Duration::from_millis(self.retry_base_ms),
-            ..RetryPolicy::default()
+    /// The flags as the library's settings: no rule is applied here.
+    pub fn settings(&self) -> SyncSettings {
+        SyncSettings {
+            to: self.to.clone(),
+            source: self.source.clone(),
+            only: self.only.clone(),
+            namespace: self.namespace.clone(),
+            tag_cache_seconds: self.tag_cache_seconds,
+            insecure_source: self.insecure_source,
+            source_username: self.source_username.clone(),
+            source_password: self.source_password.clone(),
+            source_ca_file: self.source_ca_file.clone(),
+            dest_username: self.dest_username.clone(),
+            dest_password: self.dest_password.clone(),
+            dest_token: self.dest_token.clone(),
+            dest_auth: self.dest_auth.mode(),
+            insecure_destination: self.insecure_destination,
+            dest_ca_file: self.dest_ca_file.clone(),
+            dest_chunk_size: self.dest_chunk_size,
+            base_url: self.base_url.clone(),
+            allow_http_base_url: self.allow_http_base_url,
+            vex_prefix: self.vex_prefix.clone(),
+            vex_source: self.vex_source.clone(),
+            vex_archive: self.vex_archive,
+            prune: self.prune,
+            keep: self.retention.keep,
+            grace: self.retention.grace,
+            cache_checks: if self.cache_checks == "1" { 1 } else { 2 },
+            snapshot_tags: self.snapshot_tags,
+            allow_downgrade: self.allow_downgrade,
+            recheck: self.recheck,
+            retries: self.retries,
+            retry_base: Duration::from_millis(self.retry_base_ms),
+            concurrency: self.concurrency,
+            range_parts: self.range_parts,
+            range_size: self.range_size,
+            read_timeout: Duration::from_secs(self.read_timeout),
+            deadline: self.deadline,
+            sign_key: self.sign_key.clone(),
+            require_signature: self.require_signature.clone(),
         }
-    }
-
-    /// `--only`, or its default: the three databases, plus VEX when `--base-url` is set or
-    /// a bundle or Trivy cache is written (where VEX needs no public URL), and the bundle
-    /// read from, if any, carries it.
-    fn kinds(&self, bundles: &[Arc<BundleSource>], urls: &[DestinationUrl]) -> BTreeSet<Kind> {
-        if !self.only.is_empty() {
-            return self.only.iter().copied().collect();
-        }
-        let mut k: BTreeSet<Kind> = [Kind::Db, Kind::JavaDb, Kind::Checks].into();
-        let local_output = urls.iter().any(|u| {
-            matches!(u, DestinationUrl::OciLayout(_) | DestinationUrl::OciArchive(_) | DestinationUrl::TrivyCache(_))
-        });
-        let bundle_has_vex = bundles.first().is_none_or(|b| {
-            trivy_mirror::bundle::find(
-                b.entries(),
-                trivy_mirror::vex::artifact::VEX_NAME,
-                trivy_mirror::vex::artifact::VEX_TAG,
-            )
-            .is_ok_and(|e| e.is_some())
-        });
-        if (self.base_url.is_some() || local_output) && bundle_has_vex {
-            k.insert(Kind::Vex);
-        }
-        k
     }
 
     /// Validate every setting, resolve credentials and open every destination: the one
     /// configuration a run needs. `env` reads environment variables (docker config,
     /// credential helpers).
     pub fn config(&self, env: Env<'_>) -> Result<SyncConfig> {
-        let read_timeout = Some(Duration::from_secs(self.read_timeout.max(1)));
-        if !self.namespace.is_empty() {
-            trivy_mirror::oci::validate_repository(&self.namespace)?;
-        }
-        let basic = |u: &Option<String>, p: &Option<String>| match (u, p) {
-            (Some(u), Some(p)) => Some(Credentials::Basic { username: u.clone(), password: Secret::new(p.clone()) }),
-            _ => None,
-        };
-        // Destinations are parsed first (a mistyped one is the error to report, and their
-        // kinds decide the VEX defaults) and opened last, so a refused setting creates nothing.
-        let urls = self.to.iter().map(|u| DestinationUrl::parse(u)).collect::<Result<Vec<_>>>()?;
-        let source_credentials = basic(&self.source_username, &self.source_password);
-        let mut sources: Vec<Arc<dyn Source>> = Vec::new();
-        let mut bundles = Vec::new();
-        for spec in &self.source {
-            if let Some((form, path)) = trivy_mirror::dest::local_form(spec) {
-                let archive = match form {
-                    LocalForm::Layout => false,
-                    LocalForm::Archive => true,
-                    LocalForm::Cache => {
-                        return Err(Error::Config {
-                            setting: Setting::Source,
-                            value: spec.clone(),
-                            reason:
-                                "a Trivy cache is a destination only; give the bundle (oci:DIR or oci-archive:FILE)"
-                                    .into(),
-                        });
-                    }
-                };
-                let bundle = Arc::new(BundleSource::open(std::path::Path::new(path), archive)?);
-                bundles.push(bundle.clone());
-                sources.push(bundle);
-                continue;
-            }
-            let host = spec.split('/').next().unwrap_or_default();
-            let options = RegistryOptions {
-                credentials: credentials::resolve(host, source_credentials.clone(), AuthMode::Docker, env)?,
-                insecure: self.insecure_source,
-                ca_file: self.source_ca_file.clone(),
-                retry: self.retry_policy(),
-                read_timeout,
-                chunk_size: None,
-            };
-            let ranges = RangeOptions { parts: self.range_parts as usize, part_size: self.range_size.max(64 * 1024) };
-            sources.push(Arc::new(RegistrySource::parse(spec, options)?.with_ranges(ranges)));
-        }
-        let only = self.kinds(&bundles, &urls);
-        let static_output = urls.iter().any(|u| {
-            matches!(
-                u,
-                DestinationUrl::Local(_)
-                    | DestinationUrl::S3 { .. }
-                    | DestinationUrl::Gcs { .. }
-                    | DestinationUrl::Azure { .. }
-            )
-        });
-        let mut vex_sources = Vec::new();
-        let mut vex_publication = None;
-        if only.contains(&Kind::Vex) {
-            if static_output && self.base_url.is_none() {
-                return Err(Error::Config {
-                    setting: Setting::BaseUrl,
-                    value: String::new(),
-                    reason: "mirroring VEX to a static mirror needs the mirror's public URL, because the rewritten \
-                             manifest points Trivy there; or leave vex out of --only"
-                        .into(),
-                });
-            }
-            vex_publication = self
-                .base_url
-                .as_deref()
-                .map(|b| trivy_mirror::vex::Publication::new(b, &self.vex_prefix, self.allow_http_base_url))
-                .transpose()?;
-            // Without --vex-source, sources named on the command line that hold the VEX
-            // artifact come first; VEX Hub follows unless a bundle is read (an air gap has
-            // no network). The default upstream registries carry no VEX artifact.
-            let named_sources = self.source != DEFAULT_SOURCES.map(String::from);
-            if self.vex_source.is_none() && named_sources {
-                vex_sources.extend(sources.iter().cloned());
-            }
-            if self.vex_source.is_some() || bundles.is_empty() {
-                let url = self.vex_source.as_deref().unwrap_or(trivy_mirror::vex::DEFAULT_VEX_SOURCE);
-                let hub = VexHubSource::new(
-                    url,
-                    self.vex_archive,
-                    self.insecure_source,
-                    self.source_ca_file.clone(),
-                    read_timeout,
-                )?;
-                vex_sources.push(Arc::new(hub) as Arc<dyn Source>);
-            }
-        }
-        let plan = SyncPlan {
-            sources,
-            namespace: self.namespace.clone(),
-            only,
-            vex_sources,
-            snapshot_tags: self.snapshot_tags,
-            allow_downgrade: self.allow_downgrade,
-            recheck: self.recheck,
-            retry: self.retry_policy(),
-            concurrency: self.concurrency as usize,
-            progress: Arc::new(trivy_mirror::progress::Silent),
-            signing: trivy_mirror::sync::Signing {
-                key: self.sign_key.as_deref().map(SigningKey::load).transpose()?.map(Arc::new),
-                require: self
-                    .require_signature
-                    .iter()
-                    .map(|p| PublicKey::load(p, Setting::RequiredKey))
-                    .collect::<Result<_>>()?,
-            },
-        };
-
-        let dest_credentials = match &self.dest_token {
-            Some(t) => Some(Credentials::Bearer(Secret::new(t.clone()))),
-            None => basic(&self.dest_username, &self.dest_password),
-        };
-        let mut targets = Vec::new();
-        for (url, parsed) in self.to.iter().zip(&urls) {
-            let mut registry = RegistryOptions {
-                credentials: Credentials::Anonymous,
-                insecure: self.insecure_destination,
-                ca_file: self.dest_ca_file.clone(),
-                retry: self.retry_policy(),
-                read_timeout,
-                chunk_size: self.dest_chunk_size,
-            };
-            if let DestinationUrl::Registry { host, .. } = parsed {
-                registry.credentials =
-                    credentials::resolve(host, dest_credentials.clone(), self.dest_auth.mode(), env)?;
-            }
-            let cache_checks_tag = if self.cache_checks == "1" { "1" } else { "2" };
-            let vex = vex_publication.clone();
-            let options = OpenOptions { tag_ttl: self.tag_cache_seconds, registry, cache_checks_tag, vex };
-            targets.push(trivy_mirror::dest::open(url, options)?);
-        }
-        let prune = self.prune.then(|| self.retention.options(&self.namespace, false));
-        Ok(SyncConfig { plan, targets, prune })
+        self.settings().validate(env)
     }
 }
 
@@ -638,39 +513,25 @@ impl DestAuth {
     }
 }
 
-/// `1048576`, `512KiB`, `4MiB`, `1GiB` (also KB/MB/GB, read as binary units).
-fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size such as 4MiB"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown unit {other:?}: use KiB, MiB or GiB")),
-    };
-    let size = n.checked_mul(factor).ok_or_else(|| format!("{s:?} is too large"))?;
-    if size < trivy_mirror::registry::push::MIN_CHUNK {
-        return Err(format!("chunks are at least 64KiB, got {s:?}"));
-    }
-    Ok(size)
-}
-
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory as _;
+
     use super::*;
 
     #[test]
-    fn sizes_take_binary_units_and_refuse_tiny_chunks() {
-        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_size(" 1 GiB "), Ok(1 << 30));
-        assert!(parse_size("1KiB").unwrap_err().contains("at least 64KiB"));
-        assert!(parse_size("4PB").unwrap_err().contains("unknown unit"));
-        assert!(parse_size("MiB").unwrap_err().contains("not a size"));
-        assert!(parse_size("99999999999999999999GiB").is_err());
+    fn the_library_settings_know_every_variable_and_default_of_sync() {
+        let cli = Cli::command();
+        let sync = cli.find_subcommand("sync").expect("sync");
+        let flags: BTreeSet<String> = (cli.get_arguments().chain(sync.get_arguments()))
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        let library: BTreeSet<String> = trivy_mirror::settings::VARIABLES.iter().map(|v| v.to_string()).collect();
+        assert_eq!(flags, library, "the Lambda handler reads the library's list");
+
+        let parsed = Cli::try_parse_from(["trivy-mirror", "sync", "--to", "d"]).unwrap();
+        let Command::Sync(args) = parsed.command else { panic!("sync") };
+        let expected = SyncSettings { to: vec!["d".into()], ..SyncSettings::default() };
+        assert_eq!(args.settings(), expected, "the flags' defaults are the library's");
     }
 }

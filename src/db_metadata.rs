@@ -29,22 +29,24 @@ pub struct DbMetadata {
 
 /// Read a tar.gz to the end, returning its `metadata.json` if it has one. Reading to the
 /// end matters when the reader also hashes: every byte must pass.
-pub fn read_metadata(reader: impl Read) -> Result<Option<DbMetadata>, String> {
+pub fn read_metadata(reader: impl Read) -> crate::Result<Option<DbMetadata>> {
+    let refuse = |reason: String| crate::Error::rejected("database layer", reason);
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
     let mut found = None;
-    let entries = archive.entries().map_err(|e| format!("not a tar.gz: {e}"))?;
+    let entries = archive.entries().map_err(|e| refuse(format!("not a tar.gz: {e}")))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| format!("not a tar.gz: {e}"))?;
-        let path = entry.path().map_err(|e| e.to_string())?.to_string_lossy().trim_start_matches("./").to_string();
+        let mut entry = entry.map_err(|e| refuse(format!("not a tar.gz: {e}")))?;
+        let path = entry.path().map_err(|e| refuse(e.to_string()))?;
+        let path = path.to_string_lossy().trim_start_matches("./").to_string();
         if path == "metadata.json" && found.is_none() {
             let mut buf = Vec::new();
-            (&mut entry).take(1024 * 1024).read_to_end(&mut buf).map_err(|e| e.to_string())?;
-            found = Some(serde_json::from_slice(&buf).map_err(|e| format!("metadata.json: {e}"))?);
+            (&mut entry).take(1024 * 1024).read_to_end(&mut buf).map_err(|e| refuse(e.to_string()))?;
+            found = Some(serde_json::from_slice(&buf).map_err(|e| refuse(format!("metadata.json: {e}")))?);
         }
     }
     // Drain whatever follows the tar end marker (gzip trailer, padding).
     let mut rest = archive.into_inner();
-    std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| e.to_string())?;
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| refuse(e.to_string()))?;
     Ok(found)
 }
 

@@ -17,6 +17,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The run's deadline passed before this artifact was done; it was stopped, or not
+    /// started. Tags still point at complete content (they are published last).
+    #[error("{}", if *.started { "stopped at the run's deadline, unfinished" } else { "not started: the run's deadline had passed" })]
+    Deadline {
+        /// Whether the artifact's copy had begun.
+        started: bool,
+    },
+
     /// A setting (URL, name, file) is unusable. Fix the configuration.
     #[error("invalid {setting} {value:?}: {reason}")]
     Config {
@@ -38,6 +46,27 @@ pub enum Error {
         reason: String,
         /// What to do about it, when the fix is on the user's side.
         help: Option<Box<Help>>,
+    },
+
+    /// Bytes do not match the descriptor that names them: more or fewer than its size, or
+    /// a different sha256. Read from a source, nothing is published; read back from a
+    /// destination (`--recheck`), the blob is damaged and is copied again.
+    #[error("refused {what}: {reason}")]
+    Mismatch {
+        /// Whose bytes (a blob, with where it was read).
+        what: String,
+        /// How they differ.
+        reason: String,
+    },
+
+    /// Something read whole (a response, a stored file, a credentials file) is larger than
+    /// its bound; it is refused rather than held in memory.
+    #[error("refused {what}: larger than {limit} bytes")]
+    TooLarge {
+        /// What was read.
+        what: String,
+        /// The bound, in bytes.
+        limit: u64,
     },
 
     /// A source does not have what was asked for (a tag, a blob). The next source may.
@@ -234,6 +263,8 @@ pub enum Setting {
     RequiredKey,
     /// A public key `verify` checks signatures with.
     VerifyKey,
+    /// The environment variable of a setting, read without flags (the Lambda handler).
+    Variable(&'static str),
 }
 
 /// What is wrong with a signature.
@@ -286,6 +317,7 @@ impl fmt::Display for Setting {
             Setting::Htpasswd => "htpasswd file",
             Setting::SignKey => "signing key",
             Setting::RequiredKey | Setting::VerifyKey => "public key",
+            Setting::Variable(name) => name,
         })
     }
 }
@@ -364,6 +396,8 @@ pub enum Help {
     InstallCaCertificates,
     /// A signature was missing or invalid where one is required.
     CheckSignature,
+    /// The run's deadline passed with work left.
+    AllowMoreTime,
 }
 
 impl fmt::Display for Help {
@@ -413,6 +447,10 @@ impl fmt::Display for Help {
                 "this machine has no CA certificates: install the ca-certificates package, or point SSL_CERT_FILE \
                  at a PEM bundle",
             ),
+            Help::AllowMoreTime => f.write_str(
+                "the run's deadline passed with work left; the next run continues where this one stopped. Allow \
+                 more time, or split the run by artifact kind",
+            ),
         }
     }
 }
@@ -458,7 +496,8 @@ impl Error {
                 format!("HTTP {status} {}", first.split_whitespace().next().unwrap_or_default())
             }
             Error::NotFound { what, .. } => format!("no {what}"),
-            Error::Rejected { reason, .. } => format!("refused: {reason}"),
+            Error::Rejected { reason, .. } | Error::Mismatch { reason, .. } => format!("refused: {reason}"),
+            Error::TooLarge { limit, .. } => format!("refused: larger than {limit} bytes"),
             Error::Downgrade { published, offered, .. } => {
                 format!("offers the older build {offered}, {published} is published")
             }
@@ -485,6 +524,10 @@ impl Error {
             Error::Downgrade { .. } => {
                 static ALLOW: Help = Help::AllowDowngrade;
                 Some(&ALLOW)
+            }
+            Error::Deadline { .. } => {
+                static MORE_TIME: Help = Help::AllowMoreTime;
+                Some(&MORE_TIME)
             }
             _ => None,
         }

@@ -311,8 +311,7 @@ pub(crate) fn is_certificate_error(err: &reqwest::Error) -> bool {
 
 /// Read a whole response body, refusing more than `limit` bytes.
 pub async fn read_bounded(mut resp: Response, limit: usize, method: &'static str, url: &str) -> Result<Bytes> {
-    let too_large =
-        || Error::rejected(format!("response from {}", strip_query(url)), format!("larger than {limit} bytes"));
+    let too_large = || Error::TooLarge { what: format!("response from {}", strip_query(url)), limit: limit as u64 };
     if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }

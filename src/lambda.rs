@@ -3,12 +3,11 @@
 //!
 //! What this module owns: turning one invocation into one `sync` run, and the run's outcome
 //! into the invocation's result.
-//! - Settings come from the same `TRIVY_MIRROR_*` environment variables as the CLI, parsed by
-//!   the CLI's own clap definitions, so names, defaults and validation cannot drift apart.
-//! - The payload is an EventBridge (Scheduler or rule) event, `{}` or `null`. It may narrow
-//!   what is mirrored (`only`, at the top level or in `detail`) and nothing else: a payload
-//!   that could change the destination or the source would let anyone allowed to *invoke*
-//!   the function publish other content into the mirror that every Trivy client trusts.
+//! - Settings come from the same `TRIVY_MIRROR_*` environment variables as the CLI, read by
+//!   the library ([`SyncSettings::from_env`]) and validated by the same rules.
+//! - The payload may narrow what is mirrored and nothing else ([`payload`]).
+//! - The run's deadline is the function's, less a margin to report: the library stops
+//!   starting work there and the run reports like any other.
 //! - The response is the run summary (the `sync --log-format json` line). Any failed entry
 //!   fails the invocation, so scheduler retries, the `Errors` metric and alarms work.
 //! - Logs are JSON lines on stderr (CloudWatch Logs Insights parses them; Lambda's JSON log
@@ -22,16 +21,15 @@ use std::fmt;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use aws_lambda_events::eventbridge::EventBridgeEvent;
-use clap::{CommandFactory as _, Parser as _};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent, service_fn};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use trivy_mirror::artifact::Kind;
 use trivy_mirror::credentials;
-use trivy_mirror::summary::{Outcome, Report};
+use trivy_mirror::settings::SyncSettings;
 
-use crate::cli::{Cli, Command, SyncArgs};
+mod payload;
+
+use payload::Invocation;
 
 /// Time kept back from the Lambda deadline to log the summary and return an error ourselves;
 /// otherwise Lambda kills the process and all that remains is "Task timed out".
@@ -173,85 +171,47 @@ async fn handle(event: LambdaEvent<Value>) -> Result<Value, Failure> {
 async fn run(payload: Value, context: &Context) -> Result<Value, Failure> {
     let invocation = Invocation::parse(payload).map_err(Failure::Payload)?;
     invocation.log();
-    let mut args = settings_from_environment()?;
-    if let Some(only) = &invocation.only {
-        args.only.clone_from(only);
+    let config_failure = |e: trivy_mirror::Error| Failure::Config(e.to_string());
+    let mut settings = SyncSettings::from_env(&|name| std::env::var(name).ok()).map_err(config_failure)?;
+    if let Some(only) = invocation.only {
+        settings.only = only;
     }
-    let config = args.config(&credentials::process_env).map_err(|e| Failure::Config(e.to_string()))?;
+    let budget = time_budget(context, SystemTime::now());
+    settings.deadline = match (settings.deadline, budget) {
+        (Some(set), Some(budget)) => Some(set.min(budget)),
+        (set, budget) => set.or(budget),
+    };
+    let config = settings.validate(&credentials::process_env).map_err(config_failure)?;
 
     let kinds: Vec<&str> = config.plan.only.iter().map(|k| k.as_str()).collect();
-    let budget = time_budget(context, SystemTime::now());
     tracing::info!(
         only = ?kinds,
-        to = ?args.to,
+        to = ?settings.to,
         deadline_ms = context.deadline,
-        budget_seconds = budget.map(|b| b.as_secs()),
+        budget_seconds = config.deadline.map(|b| b.as_secs()),
         "sync starting"
     );
-    let run = trivy_mirror::run::run(&config);
-    let report = match budget {
-        Some(budget) => tokio::time::timeout(budget, run).await.map_err(|_| {
-            let message = format!(
-                "stopped after {}s, {}s before the function timeout, with the run unfinished. \
-                 Tags still point at complete content (they are published last); raise the \
-                 timeout or the memory (which also raises CPU and network), or split the run \
-                 with `only`",
-                budget.as_secs(),
-                DEADLINE_MARGIN.as_secs()
-            );
-            print_summary(context, None, &message);
-            Failure::Deadline(message)
-        })?,
-        None => run.await,
-    };
+    let report = trivy_mirror::run::run(&config).await;
     let summary = crate::render::run_json(&report);
     if report.success() {
-        print_summary(context, Some(&summary), "sync finished");
+        print_summary(context, &summary, "sync finished");
         Ok(summary)
+    } else if report.deadline_passed {
+        let message = format!(
+            "stopped after {}s, {}s before the function timeout, with the run unfinished. \
+             Tags still point at complete content (they are published last); raise the \
+             timeout or the memory (which also raises CPU and network), or split the run \
+             with `only`. {}",
+            config.deadline.unwrap_or_default().as_secs(),
+            DEADLINE_MARGIN.as_secs(),
+            report.sync.failures()
+        );
+        print_summary(context, &summary, "sync stopped at the deadline");
+        Err(Failure::Deadline(message))
     } else {
         // The entries carry the reasons; the error message repeats them for the caller.
-        print_summary(context, Some(&summary), "sync failed");
-        Err(Failure::Publish(failed_entries(&report.sync)))
-    }
-}
-
-/// The sync settings, exactly as `trivy-mirror sync` would read them from the environment.
-fn settings_from_environment() -> Result<SyncArgs, Failure> {
-    let cli = Cli::try_parse_from(["trivy-mirror", "sync"]).map_err(|e| Failure::Config(clap_message(&e)))?;
-    // Parsed from a fixed `sync` argument list, so any other command cannot come back.
-    let Command::Sync(args) = cli.command else {
-        return Err(Failure::Config("expected the sync command".into()));
-    };
-    Ok(*args)
-}
-
-/// clap's message without the usage text, naming the environment variables involved (a
-/// Lambda user sets variables, not flags).
-fn clap_message(err: &clap::Error) -> String {
-    let rendered = err.render().to_string();
-    let text = rendered.split("\nUsage:").next().unwrap_or_default();
-    let text = text.trim().trim_start_matches("error: ").split_whitespace().collect::<Vec<_>>().join(" ");
-    let cli = Cli::command();
-    let sync = cli.find_subcommand("sync");
-    let arguments = cli.get_arguments().chain(sync.into_iter().flat_map(|s| s.get_arguments()));
-    let mut variables = Vec::new();
-    for arg in arguments {
-        let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
-            continue;
-        };
-        let mentioned = [format!("--{long} "), format!("--{long}'"), format!("--{long}>")]
-            .iter()
-            .any(|needle| text.contains(needle.as_str()))
-            || text.ends_with(&format!("--{long}"));
-        let env = env.to_string_lossy().into_owned();
-        if mentioned && !variables.contains(&env) {
-            variables.push(env);
-        }
-    }
-    if variables.is_empty() {
-        format!("{text} (the function reads its settings from TRIVY_MIRROR_* environment variables)")
-    } else {
-        format!("{text} (set by {})", variables.join(", "))
+        print_summary(context, &summary, "sync failed");
+        Err(Failure::Publish(report.sync.failures()))
     }
 }
 
@@ -267,266 +227,24 @@ fn time_budget(context: &Context, now: SystemTime) -> Option<Duration> {
     Some(if left > 2 * DEADLINE_MARGIN { left - DEADLINE_MARGIN } else { left })
 }
 
-/// "2 of 4 failed: trivy-db:2 → s3://…: why; …"
-fn failed_entries(report: &Report) -> String {
-    let failed: Vec<String> = report
-        .entries
-        .iter()
-        .filter(|e| e.outcome == Outcome::Failed)
-        .map(|e| format!("{} → {}: {}", e.artifact, e.destination, e.error.as_deref().unwrap_or("failed")))
-        .collect();
-    format!("{} of {} failed: {}", failed.len(), report.entries.len(), failed.join("; "))
-}
-
 /// The one structured line a run ends with, on stdout: the same `summary`/`success` object
 /// as the CLI's JSON line, with the fields CloudWatch and Lambda's log filtering key on.
-fn print_summary(context: &Context, summary: Option<&Value>, message: &str) {
-    let success = summary.is_some_and(|s| s["success"] == Value::Bool(true));
-    let mut line = json!({
+fn print_summary(context: &Context, summary: &Value, message: &str) {
+    let success = summary["success"] == Value::Bool(true);
+    let line = json!({
         "timestamp": jiff::Timestamp::now().to_string(),
         "level": if success { "INFO" } else { "ERROR" },
         "message": message,
         "requestId": context.request_id,
         "success": success,
+        "summary": summary["summary"],
     });
-    if let (Some(Value::Object(extra)), Value::Object(fields)) = (summary, &mut line) {
-        fields.insert("summary".into(), extra["summary"].clone());
-    }
     println!("{line}");
-}
-
-/// Where an invocation came from, for the logs.
-#[derive(Debug, PartialEq)]
-enum Trigger {
-    /// `{}`, `null` or a bare override object: a manual `aws lambda invoke`, a test, or a
-    /// Scheduler target without an EventBridge-shaped input.
-    Direct,
-    /// An EventBridge event envelope (a rule, or Scheduler with an event-shaped input).
-    EventBridge { source: String, detail_type: String, id: Option<String>, time: Option<String> },
-}
-
-/// What one payload asks for.
-#[derive(Debug, PartialEq)]
-struct Invocation {
-    trigger: Trigger,
-    /// Replaces `TRIVY_MIRROR_ONLY` for this run.
-    only: Option<Vec<Kind>>,
-}
-
-/// Keys of an EventBridge envelope, which are never settings even where a setting has the
-/// same name (`source`).
-const ENVELOPE_KEYS: [&str; 9] =
-    ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"];
-
-impl Invocation {
-    fn parse(payload: Value) -> Result<Invocation, String> {
-        let object = match payload {
-            Value::Null => Map::new(),
-            Value::Object(object) => object,
-            other => {
-                return Err(format!("expected a JSON object (an EventBridge event or {{}}), got {}", kind_of(&other)));
-            }
-        };
-        let (trigger, detail) = if object.contains_key("detail-type") {
-            let event: EventBridgeEvent<Value> = serde_json::from_value(Value::Object(object.clone()))
-                .map_err(|e| format!("an EventBridge event needs \"detail-type\", \"source\" and \"detail\": {e}"))?;
-            let detail = match event.detail {
-                Value::Object(detail) => Some(detail),
-                Value::Null => None,
-                other => {
-                    return Err(format!("the event's \"detail\" must be an object, got {}", kind_of(&other)));
-                }
-            };
-            let trigger = Trigger::EventBridge {
-                source: event.source,
-                detail_type: event.detail_type,
-                id: event.id,
-                time: event.time.map(|t| t.to_rfc3339()),
-            };
-            (trigger, detail)
-        } else {
-            (Trigger::Direct, None)
-        };
-        let envelope = matches!(trigger, Trigger::EventBridge { .. });
-
-        let mut only = None;
-        let top = object.iter().filter(|(key, _)| !(envelope && ENVELOPE_KEYS.contains(&key.as_str())));
-        let nested = detail.iter().flat_map(|d| d.iter());
-        for (key, value) in top.chain(nested) {
-            if key == "only" {
-                let kinds = parse_only(value)?;
-                if only.as_ref().is_some_and(|o| o != &kinds) {
-                    return Err("\"only\" is given twice with different values".into());
-                }
-                only = Some(kinds);
-            } else if let Some(variable) = setting_variable(key) {
-                return Err(format!(
-                    "{key:?} cannot be set by the payload; it is the function's {variable} \
-                     setting. Only \"only\" can be given per invocation"
-                ));
-            }
-            // Anything else (an event's own detail fields) is not ours and is ignored.
-        }
-        Ok(Invocation { trigger, only })
-    }
-
-    fn log(&self) {
-        let only: Option<Vec<&str>> = self.only.as_ref().map(|kinds| kinds.iter().map(|k| k.as_str()).collect());
-        match &self.trigger {
-            Trigger::Direct => tracing::info!(trigger = "direct", only = ?only, "invoked"),
-            Trigger::EventBridge { source, detail_type, id, time } => tracing::info!(
-                trigger = "eventbridge",
-                event_source = %source,
-                detail_type = %detail_type,
-                event_id = id.as_deref().unwrap_or(""),
-                event_time = time.as_deref().unwrap_or(""),
-                only = ?only,
-                "invoked"
-            ),
-        }
-    }
-}
-
-/// `["db", "vex"]` or `"db,vex"`.
-fn parse_only(value: &Value) -> Result<Vec<Kind>, String> {
-    let names: Vec<&str> = match value {
-        Value::String(s) => s.split(',').collect(),
-        Value::Array(items) => items
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .ok_or_else(|| format!("\"only\" must list artifact kinds as strings, got {}", kind_of(item)))
-            })
-            .collect::<Result<_, _>>()?,
-        other => {
-            return Err(format!("\"only\" must be a list like [\"db\", \"vex\"], got {}", kind_of(other)));
-        }
-    };
-    let kinds = names
-        .iter()
-        .map(|name| name.trim())
-        .filter(|name| !name.is_empty())
-        .map(|name| name.parse::<Kind>().map_err(|e| format!("\"only\": {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    if kinds.is_empty() {
-        return Err("\"only\" is empty; name at least one of db, java-db, checks, vex, or leave it out".into());
-    }
-    Ok(kinds)
-}
-
-/// The environment variable of the sync setting a payload key names (`to`, `base_url`,
-/// `base-url`, …), from the CLI definitions so that new settings are refused too.
-fn setting_variable(key: &str) -> Option<String> {
-    let cli = Cli::command();
-    let sync = cli.find_subcommand("sync")?;
-    let normalized = key.replace('_', "-");
-    sync.get_arguments()
-        .chain(cli.get_arguments())
-        .find(|arg| arg.get_long() == Some(normalized.as_str()) || arg.get_id() == key)
-        .map(|arg| arg.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_else(|| format!("--{normalized}")))
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(payload: Value) -> Result<Invocation, String> {
-        Invocation::parse(payload)
-    }
-
-    #[test]
-    fn empty_and_null_payloads_run_with_the_function_settings() {
-        for payload in [json!({}), Value::Null] {
-            assert_eq!(parse(payload).unwrap(), Invocation { trigger: Trigger::Direct, only: None });
-        }
-    }
-
-    #[test]
-    fn a_scheduled_event_is_accepted() {
-        // EventBridge's scheduled-rule event (aws_lambda_events' fixture shape).
-        let event = json!({
-            "version": "0",
-            "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-            "detail-type": "Scheduled Event",
-            "source": "aws.events",
-            "account": "123456789012",
-            "time": "2015-10-08T16:53:06Z",
-            "region": "us-east-1",
-            "resources": ["arn:aws:events:us-east-1:123456789012:rule/my-scheduled-rule"],
-            "detail": {}
-        });
-        let invocation = parse(event).unwrap();
-        assert_eq!(invocation.only, None);
-        assert!(matches!(
-            invocation.trigger,
-            Trigger::EventBridge { ref source, ref detail_type, .. }
-                if source == "aws.events" && detail_type == "Scheduled Event"
-        ));
-    }
-
-    #[test]
-    fn overrides_come_from_the_top_level_or_the_detail() {
-        let top = parse(json!({"only": ["db", "vex"]})).unwrap();
-        assert_eq!(top.only, Some(vec![Kind::Db, Kind::Vex]));
-        let detail = parse(json!({
-            "source": "trivy-mirror.scheduler",
-            "detail-type": "Scheduled Event",
-            "detail": {"only": "java-db, checks"}
-        }))
-        .unwrap();
-        assert_eq!(detail.only, Some(vec![Kind::JavaDb, Kind::Checks]));
-    }
-
-    #[test]
-    fn bad_payloads_are_refused_with_a_reason() {
-        let cases = [
-            (json!([]), "expected a JSON object"),
-            (json!({"only": ["nope"]}), "expected one of db, java-db, checks, vex"),
-            (json!({"only": []}), "\"only\" is empty"),
-            (json!({"only": 3}), "must be a list"),
-            (json!({"detail-type": "Scheduled Event"}), "needs \"detail-type\", \"source\""),
-            (json!({"to": "s3://elsewhere"}), "TRIVY_MIRROR_TO"),
-            (json!({"source": "evil.example/ns"}), "TRIVY_MIRROR_SOURCE"),
-            (
-                json!({"source": "aws.events", "detail-type": "x", "detail": {"base_url": "https://x"}}),
-                "TRIVY_MIRROR_BASE_URL",
-            ),
-        ];
-        for (payload, expected) in cases {
-            let err = parse(payload.clone()).unwrap_err();
-            assert!(err.contains(expected), "{payload}: {err}");
-        }
-    }
-
-    #[test]
-    fn unknown_detail_fields_are_ignored() {
-        let invocation = parse(json!({
-            "source": "aws.events",
-            "detail-type": "Scheduled Event",
-            "detail": {"note": "anything"}
-        }))
-        .unwrap();
-        assert_eq!(invocation.only, None);
-    }
-
-    #[test]
-    fn clap_errors_name_the_environment_variable() {
-        let err = Cli::try_parse_from(["trivy-mirror", "sync", "--to", "x", "--only", "nope"]).unwrap_err();
-        let message = clap_message(&err);
-        assert!(message.contains("TRIVY_MIRROR_ONLY"), "{message}");
-        assert!(!message.contains("Usage"), "{message}");
-    }
 
     #[test]
     fn the_budget_keeps_a_margin_before_the_deadline() {

@@ -3,6 +3,8 @@
 //! them into any OCI registry, so that Trivy pulls from your own infrastructure.
 //!
 //! The pieces, from the outside in:
+//! - [`settings`]: what a run can be told, validated into [`run::SyncConfig`] for every
+//!   entry point; [`run`]: one run (sync, prune, report).
 //! - [`sync`]: the copy engine (sources → verified streams → destinations).
 //! - [`source`]: where artifacts come from (the [`source::Source`] trait and its checks).
 //! - [`registry`]: the OCI distribution client; [`credentials`]: what it authenticates with;
@@ -33,6 +35,7 @@ pub mod prune;
 pub mod registry;
 pub mod run;
 pub mod serve;
+pub mod settings;
 pub mod signing;
 pub mod source;
 pub mod status_file;

@@ -126,7 +126,7 @@ pub fn check(artifact: &OciArtifact, raw: Bytes, content_type: Option<&str>) -> 
             .annotations
             .get("org.opencontainers.image.title")
             .ok_or_else(|| refuse("the layer has no org.opencontainers.image.title annotation".into()))?;
-        check_title(title).map_err(refuse)?;
+        check_title(&what, title)?;
         vec![layer]
     };
     let digest = Digest::of(&raw);
@@ -220,12 +220,12 @@ fn descriptor(d: &RawDescriptor, what: &str) -> Result<Descriptor> {
 
 /// Trivy writes the layer to `<cache>/<title>` and picks the decompressor from the name:
 /// the title must be a plain `*.tar.gz` file name, never a path.
-fn check_title(title: &str) -> std::result::Result<(), String> {
+fn check_title(what: &str, title: &str) -> Result<()> {
     if !title.ends_with(".tar.gz") {
-        return Err(format!("layer title {title:?} does not end in .tar.gz"));
+        return Err(Error::rejected(what, format!("layer title {title:?} does not end in .tar.gz")));
     }
     if title.contains('/') || title.contains('\\') || title.starts_with('.') || title.contains('\0') {
-        return Err(format!("layer title {title:?} is not a plain file name"));
+        return Err(Error::rejected(what, format!("layer title {title:?} is not a plain file name")));
     }
     Ok(())
 }

@@ -7,30 +7,22 @@ use serde_json::Value;
 use trivy_mirror::error::{Help, Setting};
 use trivy_mirror::summary::Report;
 
-/// The advice of `help`, with the flags that carry it out.
+/// The advice of `help`: the library's words (each hint is written once, in `error.rs`),
+/// then the flags that carry it out, where some do.
 pub(crate) fn hint(help: &Help) -> String {
-    match help {
-        Help::TrustCertificate => "a private CA? trust it with --dest-ca-file / --source-ca-file, or \
-                                   --insecure-destination / --insecure-source"
-            .into(),
-        Help::ServerSpeaksTls => "the server speaks TLS; trust its CA with --dest-ca-file / --source-ca-file, \
-                                  or use --insecure-destination / --insecure-source"
-            .into(),
-        Help::NoChunkedUploads => "the registry does not support chunked uploads; drop --dest-chunk-size, or \
-                                   lift the proxy's body limit so that blobs go in one request"
-            .into(),
-        Help::AllowDowngrade => "the destination keeps serving the newer build; a source serving the older one \
-                                 is stale or replaying an old tag. To roll back on purpose, rerun with --allow-downgrade"
-            .into(),
-        Help::Offline => "no source host could be reached: this machine looks offline, or cannot resolve names \
-                          (check DNS and HTTPS_PROXY); to mirror from a registry inside your network, use --source"
-            .into(),
-        Help::SyncFirst { dir } => format!("nothing has been mirrored there yet: run `trivy-mirror sync --to {dir}` first"),
-        Help::CheckSignature => "the content was not signed by a key you trust: sign it where it is mirrored \
-                                 from upstream (sync --sign-key), and check that this copy comes from that mirror"
-            .into(),
-        other => other.to_string(),
-    }
+    let flags = match help {
+        Help::TrustCertificate | Help::ServerSpeaksTls => {
+            "--dest-ca-file / --source-ca-file, or --insecure-destination / --insecure-source".into()
+        }
+        Help::NoChunkedUploads => "drop --dest-chunk-size".into(),
+        Help::AllowDowngrade => "--allow-downgrade".into(),
+        Help::Offline => "--source".into(),
+        Help::SyncFirst { dir } => format!("`trivy-mirror sync --to {dir}`"),
+        Help::CheckSignature => "sync --sign-key; --require-signature".into(),
+        Help::AllowMoreTime => "--deadline or TRIVY_MIRROR_DEADLINE; --only".into(),
+        _ => return help.to_string(),
+    };
+    format!("{help} ({flags})")
 }
 
 /// The flag that sets `setting`, where one does.

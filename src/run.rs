@@ -4,6 +4,8 @@
 //! a validated [`SyncConfig`] and renders the [`RunReport`]; nothing here knows where the
 //! settings came from.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 
 use crate::dest::Target;
@@ -20,6 +22,8 @@ pub struct SyncConfig {
     pub targets: Vec<Target>,
     /// Retention applied to every static destination after the sync, if asked for.
     pub prune: Option<PruneOptions>,
+    /// How long the run may take: no new work starts after it, and the run reports.
+    pub deadline: Option<Duration>,
 }
 
 /// Retention's outcome at one static destination.
@@ -38,6 +42,8 @@ pub struct RunReport {
     pub sync: Report,
     /// Per static destination, when retention was asked for.
     pub pruned: Vec<Pruned>,
+    /// Whether the deadline passed before the sync was done (retention is then skipped).
+    pub deadline_passed: bool,
 }
 
 impl RunReport {
@@ -47,16 +53,18 @@ impl RunReport {
     }
 }
 
-/// Sync, then prune (when configured), then report.
+/// Sync, then prune (when configured and time is left), then report.
 pub async fn run(config: &SyncConfig) -> RunReport {
     let destinations: Vec<_> = config.targets.iter().map(Target::destination).collect();
-    let sync = crate::sync::sync(&config.plan, &destinations).await;
+    let deadline = config.deadline.map(|d| tokio::time::Instant::now() + d);
+    let sync = crate::sync::sync_until(&config.plan, &destinations, deadline).await;
+    let deadline_passed = deadline.is_some_and(|at| tokio::time::Instant::now() >= at);
     let mut pruned = Vec::new();
-    if let Some(options) = &config.prune {
+    if let Some(options) = config.prune.as_ref().filter(|_| !deadline_passed) {
         for layout in config.targets.iter().filter_map(Target::layout) {
             let result = crate::prune::prune(layout, options, Timestamp::now()).await;
             pruned.push(Pruned { destination: crate::dest::Destination::name(layout).to_string(), result });
         }
     }
-    RunReport { sync, pruned }
+    RunReport { sync, pruned, deadline_passed }
 }

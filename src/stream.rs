@@ -82,10 +82,13 @@ where
                 this.seen += chunk.len() as u64;
                 if this.seen > this.expected.size {
                     this.hasher = None;
-                    return Poll::Ready(Some(Err(Error::rejected(
-                        this.what.clone(),
-                        format!("upstream sent more than the {} bytes its descriptor declares", this.expected.size),
-                    ))));
+                    return Poll::Ready(Some(Err(Error::Mismatch {
+                        what: this.what.clone(),
+                        reason: format!(
+                            "upstream sent more than the {} bytes its descriptor declares",
+                            this.expected.size
+                        ),
+                    })));
                 }
                 hasher.update(&chunk);
                 Poll::Ready(Some(Ok(chunk)))
@@ -97,17 +100,20 @@ where
             Poll::Ready(None) => {
                 let hasher = this.hasher.take().expect("checked above");
                 if this.seen != this.expected.size {
-                    return Poll::Ready(Some(Err(Error::rejected(
-                        this.what.clone(),
-                        format!("upstream sent {} bytes, its descriptor declares {}", this.seen, this.expected.size),
-                    ))));
+                    return Poll::Ready(Some(Err(Error::Mismatch {
+                        what: this.what.clone(),
+                        reason: format!(
+                            "upstream sent {} bytes, its descriptor declares {}",
+                            this.seen, this.expected.size
+                        ),
+                    })));
                 }
                 let actual = Digest::from_hasher(hasher);
                 if actual != this.expected.digest {
-                    return Poll::Ready(Some(Err(Error::rejected(
-                        this.what.clone(),
-                        format!("content hashes to {actual}, not {}", this.expected.digest),
-                    ))));
+                    return Poll::Ready(Some(Err(Error::Mismatch {
+                        what: this.what.clone(),
+                        reason: format!("content hashes to {actual}, not {}", this.expected.digest),
+                    })));
                 }
                 Poll::Ready(None)
             }

@@ -112,6 +112,14 @@ impl Report {
         out
     }
 
+    /// The failures in one line, for an error message: `2 of 4 failed: trivy-db:2 → s3://…: why; …`.
+    pub fn failures(&self) -> String {
+        let failed: Vec<String> = (self.entries.iter().filter(|e| e.outcome == Outcome::Failed))
+            .map(|e| format!("{} → {}: {}", e.artifact, e.destination, e.error.as_deref().unwrap_or("failed")))
+            .collect();
+        format!("{} of {} failed: {}", failed.len(), self.entries.len(), failed.join("; "))
+    }
+
     /// Entries that wrote something.
     pub fn written(&self) -> usize {
         self.entries.iter().filter(|e| matches!(e.outcome, Outcome::Written | Outcome::Repaired)).count()

@@ -62,9 +62,11 @@ pub fn blob_path(digest: &Digest) -> String {
 /// Check a ref name against the image-layout grammar:
 /// `component ("/" component)*`, `component ::= alphanum (separator alphanum)*`,
 /// `alphanum ::= [A-Za-z0-9]+`, `separator ::= [-._:@+] | "--"`.
-pub fn validate_ref_name(name: &str) -> std::result::Result<(), String> {
+pub fn validate_ref_name(name: &str) -> Result<()> {
+    // Ref names live in index.json: that is what a bad one makes unusable.
+    let refuse = |reason: String| Error::rejected(format!("bundle {INDEX_FILE}"), reason);
     if name.is_empty() || name.len() > 512 {
-        return Err("a ref name is 1 to 512 characters".into());
+        return Err(refuse("a ref name is 1 to 512 characters".into()));
     }
     for component in name.split('/') {
         let b = component.as_bytes();
@@ -75,7 +77,7 @@ pub fn validate_ref_name(name: &str) -> std::result::Result<(), String> {
                 i += 1;
             }
             if i == start {
-                return Err(format!("{name:?} is not a valid ref name (image-layout grammar)"));
+                return Err(refuse(format!("{name:?} is not a valid ref name (image-layout grammar)")));
             }
             if i == b.len() {
                 break;
@@ -85,7 +87,7 @@ pub fn validate_ref_name(name: &str) -> std::result::Result<(), String> {
             } else if b"-._:@+".contains(&b[i]) {
                 i += 1;
             } else {
-                return Err(format!("{name:?} is not a valid ref name (image-layout grammar)"));
+                return Err(refuse(format!("{name:?} is not a valid ref name (image-layout grammar)")));
             }
         }
     }
@@ -129,7 +131,7 @@ pub fn parse_index(raw: &[u8]) -> Result<Vec<IndexEntry>> {
     let mut entries: Vec<IndexEntry> = Vec::new();
     for m in index.manifests {
         let Some(name) = m.annotations.get(REF_NAME) else { continue };
-        validate_ref_name(name).map_err(refuse)?;
+        validate_ref_name(name)?;
         let (repository, tag) = name
             .rsplit_once(':')
             .filter(|(r, t)| validate_repository(r).is_ok() && validate_tag(t).is_ok())

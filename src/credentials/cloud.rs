@@ -101,7 +101,7 @@ pub(crate) async fn gar_credentials(retry: &RetryPolicy) -> Result<Credentials> 
         let what = format!("Google credentials file {}", path.display());
         let bytes = std::fs::read(&path).map_err(|e| Error::Io { context: format!("reading {what}"), source: e })?;
         if bytes.len() > MAX_CREDENTIAL_BYTES {
-            return Err(Error::rejected(what, "larger than 64 KiB"));
+            return Err(Error::TooLarge { what, limit: MAX_CREDENTIAL_BYTES as u64 });
         }
         return google_file_credentials(id, &what, &bytes).await;
     }

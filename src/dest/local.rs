@@ -98,7 +98,7 @@ mod tests {
 
         let failing: BlobStream = Box::pin(futures_util::stream::iter([
             Ok(Bytes::from_static(b"part")),
-            Err(Error::rejected("blob", "digest mismatch")),
+            Err(Error::Mismatch { what: "blob".into(), reason: "digest mismatch".into() }),
         ]));
         assert!(w.put_stream("v2/r/blobs/sha256:cd", failing).await.is_err());
         let names: Vec<_> =

@@ -86,6 +86,15 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     fn carries(&self, _artifact: &crate::artifact::OciArtifact) -> bool {
         true
     }
+
+    /// Whether what this destination publishes beside the OCI part for the version
+    /// `manifest` (a static layout's VEX files) is in place and matches its current
+    /// settings. The health check asks it when the tag is already at the upstream digest;
+    /// `false` makes the engine publish the version again. Default: nothing beside the OCI
+    /// part.
+    async fn published_current(&self, _repo: &str, _manifest: &CheckedManifest) -> Result<bool> {
+        Ok(true)
+    }
 }
 
 /// What a destination keeps. The engine and the conformance routine ask, rather than

@@ -178,7 +178,7 @@ fn read(path: &Path) -> Result<Users> {
     let bad = |reason: String| Error::config(Setting::Htpasswd, path.display().to_string(), reason);
     let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
     let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
-    let hashes = parse(&text).map_err(bad)?;
+    let hashes = parse(&text).map_err(|e| bad(e.to_string()))?;
     // The dummy hash has the cost of the real ones, so unknown users take as long.
     let cost = hashes.values().next().and_then(|h| h.get(4..6)).and_then(|c| c.parse().ok()).unwrap_or(10);
     let dummy = bcrypt::hash("trivy-mirror: no such user", cost).map_err(|e| bad(e.to_string()))?;
@@ -186,7 +186,28 @@ fn read(path: &Path) -> Result<Users> {
 }
 
 /// Parse htpasswd text: `user:hash` lines, `#` comments and blank lines ignored.
-fn parse(text: &str) -> std::result::Result<HashMap<String, String>, String> {
+/// Why an htpasswd file is refused.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    /// A line without a colon.
+    #[error("line {0} is not user:hash")]
+    NotUserHash(usize),
+    /// A hash other than bcrypt.
+    #[error("line {line} (user {user:?}) has {kind} hash; only bcrypt entries are accepted (htpasswd -B)")]
+    NotBcrypt {
+        /// The line number.
+        line: usize,
+        /// Whose entry.
+        user: String,
+        /// What kind of hash it is.
+        kind: &'static str,
+    },
+    /// No entry at all.
+    #[error("has no users")]
+    Empty,
+}
+
+fn parse(text: &str) -> std::result::Result<HashMap<String, String>, Refused> {
     let mut users = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -195,7 +216,7 @@ fn parse(text: &str) -> std::result::Result<HashMap<String, String>, String> {
         }
         let n = i + 1;
         let Some((user, hash)) = line.split_once(':') else {
-            return Err(format!("line {n} is not user:hash"));
+            return Err(Refused::NotUserHash(n));
         };
         let kind = if ["$2y$", "$2b$", "$2a$"].iter().any(|p| hash.starts_with(p)) && hash.len() == 60 {
             None
@@ -209,14 +230,12 @@ fn parse(text: &str) -> std::result::Result<HashMap<String, String>, String> {
             Some("a plain-text or DES crypt")
         };
         if let Some(kind) = kind {
-            return Err(format!(
-                "line {n} (user {user:?}) has {kind} hash; only bcrypt entries are accepted (htpasswd -B)"
-            ));
+            return Err(Refused::NotBcrypt { line: n, user: user.to_string(), kind });
         }
         users.insert(user.to_string(), hash.to_string());
     }
     if users.is_empty() {
-        return Err("has no users".into());
+        return Err(Refused::Empty);
     }
     Ok(users)
 }
@@ -235,7 +254,7 @@ mod tests {
             ("bob:$6$salt$hash", "crypt"),
             ("bob:secret", "plain-text"),
         ] {
-            let err = parse(&format!("alice:{bcrypt}\n{line}\n")).unwrap_err();
+            let err = parse(&format!("alice:{bcrypt}\n{line}\n")).unwrap_err().to_string();
             assert!(err.contains("line 2") && err.contains(kind) && !err.contains("secret"), "{err}");
         }
         assert!(parse("# nobody\n").is_err());

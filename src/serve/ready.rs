@@ -88,7 +88,7 @@ fn artifact(root: &Path, name: String, a: Option<&ArtifactStatus>, max_age: Dura
     match complete {
         Ok(bytes) => state.bytes = bytes,
         Err(why) => {
-            state.problem = Some(why);
+            state.problem = Some(why.to_string());
             return state;
         }
     }
@@ -103,22 +103,36 @@ fn artifact(root: &Path, name: String, a: Option<&ArtifactStatus>, max_age: Dura
     state
 }
 
+/// What keeps a published version from being complete, as `/readyz` words it.
+#[derive(Debug, thiserror::Error)]
+enum Incomplete {
+    #[error("missing: manifest {0}")]
+    NoManifest(String),
+    #[error("incomplete: manifest {0} is not JSON")]
+    NotJson(String),
+    #[error("incomplete: manifest {0} has a descriptor without digest or size")]
+    Descriptor(String),
+    #[error("incomplete: blob {digest} has {has} of {size} bytes")]
+    Short { digest: String, has: u64, size: u64 },
+    #[error("missing: blob {0}")]
+    NoBlob(String),
+}
+
 /// Tag → manifest → every blob with its size; the total bytes, or what is missing.
-fn oci_complete(root: &Path, repo: &str, tag: &str) -> Result<u64, String> {
+fn oci_complete(root: &Path, repo: &str, tag: &str) -> Result<u64, Incomplete> {
     let base = root.join("v2").join(repo);
-    let manifest = std::fs::read(base.join("manifests").join(tag)).map_err(|_| format!("missing: manifest {tag}"))?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&manifest).map_err(|_| format!("incomplete: manifest {tag} is not JSON"))?;
+    let manifest = std::fs::read(base.join("manifests").join(tag)).map_err(|_| Incomplete::NoManifest(tag.into()))?;
+    let value: serde_json::Value = serde_json::from_slice(&manifest).map_err(|_| Incomplete::NotJson(tag.into()))?;
     let mut total = manifest.len() as u64;
     let descriptors = value.get("config").into_iter().chain(value["layers"].as_array().into_iter().flatten());
     for d in descriptors {
         let (Some(digest), Some(size)) = (d["digest"].as_str(), d["size"].as_u64()) else {
-            return Err(format!("incomplete: manifest {tag} has a descriptor without digest or size"));
+            return Err(Incomplete::Descriptor(tag.into()));
         };
         match std::fs::metadata(base.join("blobs").join(digest)) {
             Ok(m) if m.len() == size => total += size,
-            Ok(m) => return Err(format!("incomplete: blob {digest} has {} of {size} bytes", m.len())),
-            Err(_) => return Err(format!("missing: blob {digest}")),
+            Ok(m) => return Err(Incomplete::Short { digest: digest.into(), has: m.len(), size }),
+            Err(_) => return Err(Incomplete::NoBlob(digest.into())),
         }
     }
     Ok(total)

@@ -14,6 +14,7 @@
 //! [`vexhub::VexHubSource`] (VEX Hub over HTTP, packed as the VEX artifact).
 
 pub mod bundle;
+pub mod location;
 pub mod ranged;
 pub mod registry;
 pub mod vexhub;
@@ -32,6 +33,7 @@ use crate::oci::Descriptor;
 use crate::stream::{BlobStream, verify};
 
 pub use bundle::BundleSource;
+pub use location::SourceLocation;
 pub use registry::{DEFAULT_SOURCES, RegistrySource};
 
 /// A manifest as a source served it: the exact bytes and the Content-Type, if any.

@@ -71,7 +71,7 @@ pub(crate) enum First {
     /// 200: the server ignores Range; this response is the whole blob.
     Whole(Response),
     /// A Content-Range that does not match the request: fetch as one plain stream.
-    Refused(String),
+    Refused(RangeMismatch),
 }
 
 /// Classify the answer to `bytes=0-<end-1>` of a blob of `size` bytes.
@@ -85,10 +85,18 @@ pub(crate) fn classify(resp: Response, size: u64, end: u64) -> First {
     }
 }
 
-fn check_content_range(resp: &Response, start: u64, end: u64, size: u64) -> std::result::Result<(), String> {
+/// A 206 whose Content-Range is not the range asked for.
+#[derive(Debug, thiserror::Error)]
+#[error("Content-Range {got:?} where {want:?} was asked for")]
+pub(crate) struct RangeMismatch {
+    got: String,
+    want: String,
+}
+
+fn check_content_range(resp: &Response, start: u64, end: u64, size: u64) -> std::result::Result<(), RangeMismatch> {
     let got = resp.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let want = format!("bytes {start}-{}/{size}", end - 1);
-    if got == want { Ok(()) } else { Err(format!("Content-Range {got:?} where {want:?} was asked for")) }
+    if got == want { Ok(()) } else { Err(RangeMismatch { got: got.to_string(), want }) }
 }
 
 /// Fetches the parts of one blob.
@@ -137,7 +145,8 @@ impl Parts {
         if resp.status() != StatusCode::PARTIAL_CONTENT {
             return Err(Error::rejected(&self.what, format!("a range request got HTTP {}, not 206", resp.status())));
         }
-        check_content_range(&resp, from, end, self.desc.size).map_err(|r| Error::rejected(&self.what, r))?;
+        check_content_range(&resp, from, end, self.desc.size)
+            .map_err(|r| Error::rejected(&self.what, r.to_string()))?;
         Ok(resp)
     }
 

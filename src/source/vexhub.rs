@@ -48,7 +48,7 @@ impl VexHubSource {
     ) -> Result<VexHubSource> {
         let bad = |reason: String| Error::config(Setting::VexSource, manifest_url, reason);
         let url = url::Url::parse(manifest_url).map_err(|e| bad(e.to_string()))?;
-        check_fetch_scheme(&url, insecure).map_err(bad)?;
+        check_fetch_scheme(&url, insecure).map_err(|e| bad(e.to_string()))?;
         let http = crate::http::client(&ClientOptions {
             insecure,
             ca_file: ca_file.as_deref(),

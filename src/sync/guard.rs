@@ -2,7 +2,9 @@
 //! - **health**: a tag already at the upstream digest still needs every blob its manifest
 //!   references, present with the descriptor's size (one HEAD or metadata read per blob);
 //!   damage done behind the publisher's back (a truncated restore, a lifecycle rule) is
-//!   then repaired by the normal copy instead of being reported `unchanged` forever;
+//!   then repaired by the normal copy instead of being reported `unchanged` forever; the
+//!   destination's own files of the version (a static layout's VEX files) must be in place
+//!   and match its settings too, so a lost file or a changed `--base-url` is published again;
 //! - **no downgrade**: a source offering an older build than the one published is refused
 //!   (a stale edge of mirror.gcr.io, trivy-db#517, or an old tag replayed by a compromised
 //!   source would otherwise roll every scanner behind the mirror back). Build times come
@@ -39,13 +41,37 @@ impl Seen {
     }
 }
 
-/// How many of `manifest`'s blobs `dest` lacks (absent, or of another size).
-pub(super) async fn missing_blobs(
+/// What the everyday health check found at a destination whose tag is current.
+#[derive(Debug)]
+pub(super) struct Health {
+    /// Blobs absent or of another size.
+    pub(super) missing: usize,
+    /// Whether what the destination publishes beside the OCI part (a static layout's VEX
+    /// files) is in place and matches its settings.
+    pub(super) published: bool,
+}
+
+impl Health {
+    pub(super) fn is_intact(&self) -> bool {
+        self.missing == 0 && self.published
+    }
+}
+
+/// The everyday health check: every blob present with its size, and the destination's
+/// own files of the version current ([`Destination::published_current`]).
+pub(super) async fn health(
     dest: &dyn Destination,
     repo: &str,
     manifest: &CheckedManifest,
     seen: &Seen,
-) -> Result<usize> {
+) -> Result<Health> {
+    let missing = missing_blobs(dest, repo, manifest, seen).await?;
+    let published = dest.published_current(repo, manifest).await?;
+    Ok(Health { missing, published })
+}
+
+/// How many of `manifest`'s blobs `dest` lacks (absent, or of another size).
+async fn missing_blobs(dest: &dyn Destination, repo: &str, manifest: &CheckedManifest, seen: &Seen) -> Result<usize> {
     let known =
         |b: &&crate::oci::Descriptor| seen.0.lock().expect("not poisoned").contains(&Seen::key(dest, repo, &b.digest));
     let ask: Vec<_> = manifest.blobs().into_iter().filter(|b| !known(b)).collect();
@@ -68,11 +94,13 @@ pub(super) struct Damage {
     pub(super) blobs: BTreeSet<Digest>,
     /// The manifest stored by digest is absent or not the exact bytes: written again.
     pub(super) manifest: bool,
+    /// The destination's own files of the version are lost or stale: published again.
+    pub(super) files: bool,
 }
 
 impl Damage {
     pub(super) fn is_empty(&self) -> bool {
-        self.blobs.is_empty() && !self.manifest
+        self.blobs.is_empty() && !self.manifest && !self.files
     }
 }
 
@@ -90,7 +118,7 @@ pub(super) async fn recheck(dest: &dyn Destination, repo: &str, manifest: &Check
                 while let Some(chunk) = stream.next().await {
                     if let Err(e) = chunk {
                         match e {
-                            Error::Rejected { .. } => {
+                            Error::Mismatch { .. } => {
                                 tracing::warn!(destination = dest.name(), error = %e, "damaged blob");
                                 ok = false;
                                 break;
@@ -108,6 +136,7 @@ pub(super) async fn recheck(dest: &dyn Destination, repo: &str, manifest: &Check
     }
     let stored = dest.manifest(repo, manifest.digest.as_str()).await?;
     damage.manifest = stored.as_ref() != Some(&manifest.raw);
+    damage.files = !dest.published_current(repo, manifest).await?;
     Ok(damage)
 }
 

@@ -6,7 +6,8 @@
 //! tags/list, then (once per run) the `/v2/` ping and `status.json`. A run killed at any
 //! point leaves the previous tag pointing at complete content. A destination whose tag
 //! already resolves to the upstream digest costs one small GET plus one HEAD per blob
-//! and run (the health check of [`guard`]), and is repaired if a blob went missing.
+//! and run (the health check of [`guard`]; a static layout's VEX files add one GET and a
+//! HEAD per archive), and is repaired if a blob or such a file went missing.
 //!
 //! Up to [`SyncPlan::concurrency`] artifacts are copied at the same time; each keeps its
 //! own order, and the report lists them in the fixed order of [`ARTIFACTS`]. VEX Hub is
@@ -100,6 +101,18 @@ pub fn snapshot_tag(tag: &str, at: Timestamp) -> String {
 
 /// Run a whole sync into every destination.
 pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Report {
+    sync_until(plan, destinations, None).await
+}
+
+/// [`sync`], stopping at `deadline`: no artifact starts after it, one in flight is
+/// dropped there (what it had not published stays unpublished; tags go last, so they
+/// still point at complete content), and the report says so per artifact. The `/v2/`
+/// ping and `status.json` are still written, so the run ends with a clean report.
+pub async fn sync_until(
+    plan: &SyncPlan,
+    destinations: &[Arc<dyn Destination>],
+    deadline: Option<tokio::time::Instant>,
+) -> Report {
     let mut report = Report::default();
     let condemned = Condemned::default();
     let seen = guard::Seen::default();
@@ -119,9 +132,24 @@ pub async fn sync(plan: &SyncPlan, destinations: &[Arc<dyn Destination>]) -> Rep
             let mut entries = Vec::new();
             for artifact in group {
                 let carriers: Vec<_> = destinations.iter().filter(|d| d.carries(artifact)).cloned().collect();
-                if !carriers.is_empty() {
-                    entries.extend(sync_artifact(plan, artifact, &carriers, condemned, seen).await);
+                if carriers.is_empty() {
+                    continue;
                 }
+                let run = sync_artifact(plan, artifact, &carriers, condemned, seen);
+                let Some(at) = deadline else {
+                    entries.extend(run.await);
+                    continue;
+                };
+                let start = Instant::now();
+                let started = tokio::time::Instant::now() < at;
+                let done = if started { tokio::time::timeout_at(at, run).await.ok() } else { None };
+                entries.extend(done.unwrap_or_else(|| {
+                    let e = Error::Deadline { started };
+                    let why = |d: &Arc<dyn Destination>| {
+                        failed_with(&artifact.label(), d.name(), start, e.to_string(), e.help().cloned())
+                    };
+                    carriers.iter().map(why).collect()
+                }));
             }
             entries
         }
@@ -293,15 +321,16 @@ async fn try_source(
             Ok(Some((true, _))) if plan.recheck => match guard::recheck(dest.as_ref(), &repo, &manifest).await {
                 Ok(damage) if damage.is_empty() => unchanged.push(dest.clone()),
                 Ok(damage) => {
-                    tracing::warn!(artifact = %label, destination = dest.name(), blobs = damage.blobs.len(), manifest = damage.manifest, "damage found; repairing");
+                    tracing::warn!(artifact = %label, destination = dest.name(), blobs = damage.blobs.len(), manifest = damage.manifest, files = damage.files, "damage found; repairing");
                     pending.push(new(true, damage.blobs));
                 }
                 Err(e) => entries.push(fail(dest.name(), &e)),
             },
-            Ok(Some((true, _))) => match guard::missing_blobs(dest.as_ref(), &repo, &manifest, seen).await {
-                Ok(0) => unchanged.push(dest.clone()),
-                Ok(missing) => {
-                    tracing::warn!(artifact = %label, destination = dest.name(), missing, "blobs missing; repairing");
+            Ok(Some((true, _))) => match guard::health(dest.as_ref(), &repo, &manifest, seen).await {
+                Ok(health) if health.is_intact() => unchanged.push(dest.clone()),
+                Ok(health) => {
+                    let (missing, files_current) = (health.missing, health.published);
+                    tracing::warn!(artifact = %label, destination = dest.name(), missing, files_current, "damage found; repairing");
                     pending.push(new(true, BTreeSet::new()));
                 }
                 Err(e) => entries.push(fail(dest.name(), &e)),

@@ -97,8 +97,12 @@ pub(super) struct Recorder {
 
 impl Recorder {
     pub(super) fn new(name: &str) -> Arc<Recorder> {
-        let store = Arc::new(InMemory::new());
-        let vex = crate::vex::Publication::new(MIRROR_URL, "", false).unwrap();
+        Recorder::publishing(name, Arc::new(InMemory::new()), MIRROR_URL, "")
+    }
+
+    /// A layout over `store` publishing VEX at `base_url` under `prefix`.
+    fn publishing(name: &str, store: Arc<InMemory>, base_url: &str, prefix: &str) -> Arc<Recorder> {
+        let vex = crate::vex::Publication::new(base_url, prefix, false).unwrap();
         Arc::new(Recorder {
             inner: ObjectDestination::with_store(name, store.clone(), "", true, 300).with_vex(Some(vex)),
             store,
@@ -187,6 +191,9 @@ impl Destination for Recorder {
     }
     fn client_reference(&self, repo: &str) -> Option<String> {
         self.inner.client_reference(repo)
+    }
+    async fn published_current(&self, repo: &str, manifest: &CheckedManifest) -> Result<bool> {
+        self.inner.published_current(repo, manifest).await
     }
 }
 
@@ -773,6 +780,48 @@ async fn lost_vex_blobs_are_repaired_and_lost_files_by_a_recheck() {
 }
 
 #[tokio::test]
+async fn a_plain_sync_publishes_lost_or_moved_vex_files_again() {
+    let vex = vex_at("2026-11-26T06:00:00Z");
+    let src = vex_source("vexhub", &vex);
+    let p = plan(vec![src.clone()], &[Kind::Vex]);
+    let store = Arc::new(InMemory::new());
+    let dest = Recorder::publishing("mem", store.clone(), MIRROR_URL, "");
+    sync(&p, &dests(&[&dest])).await;
+    let manifest = dest.get(VEX_MANIFEST_KEY).await.unwrap();
+    let blobs = src.blob_requests.load(Ordering::SeqCst);
+
+    // Each file lost behind the publisher's back: repaired by the next plain sync, with
+    // no blob copied (they are all there) and nothing read from the source.
+    for lost in [VEX_MANIFEST_KEY, "main.tar.gz"] {
+        dest.delete(lost).await;
+        let report = sync(&p, &dests(&[&dest])).await;
+        assert_eq!(report.entries[0].outcome, Outcome::Repaired, "{lost}: {:?}", report.entries);
+        assert_eq!(report.entries[0].bytes_written, 0, "{lost}");
+        assert_eq!(dest.get(VEX_MANIFEST_KEY).await.unwrap(), manifest, "{lost}");
+        assert_eq!(dest.get("main.tar.gz").await.unwrap(), vex.archive, "{lost}");
+    }
+    assert_eq!(src.blob_requests.load(Ordering::SeqCst), blobs);
+
+    // A changed --base-url, then a changed --vex-prefix: published for the new URL.
+    let moved = Recorder::publishing("mem", store.clone(), "https://cdn.example.com/mirror", "");
+    let report = sync(&p, &dests(&[&moved])).await;
+    assert_eq!(report.entries[0].outcome, Outcome::Repaired, "{:?}", report.entries);
+    let published: serde_json::Value = serde_json::from_slice(&moved.get(VEX_MANIFEST_KEY).await.unwrap()).unwrap();
+    let url = &published["versions"][0]["locations"][0]["url"];
+    assert_eq!(url, "https://cdn.example.com/mirror/main.tar.gz//vexhub-main");
+    let prefixed = Recorder::publishing("mem", store, "https://cdn.example.com/mirror", "vex");
+    let report = sync(&p, &dests(&[&prefixed])).await;
+    assert_eq!(report.entries[0].outcome, Outcome::Repaired, "{:?}", report.entries);
+    assert_eq!(prefixed.get("vex/main.tar.gz").await.unwrap(), vex.archive);
+    let published = prefixed.get(&format!("vex/{VEX_MANIFEST_KEY}")).await.unwrap();
+    assert!(String::from_utf8_lossy(&published).contains("https://cdn.example.com/mirror/vex/main.tar.gz"));
+
+    // Settled: the next run is unchanged again.
+    let again = sync(&p, &dests(&[&prefixed])).await;
+    assert_eq!(again.entries[0].outcome, Outcome::Unchanged, "{:?}", again.entries);
+}
+
+#[tokio::test]
 async fn an_older_vex_release_never_replaces_a_newer_one_unless_allowed() {
     let newer = vex_at("2026-11-26T06:00:00Z");
     let older = vex_at("2026-11-20T06:00:00Z");
@@ -898,4 +947,60 @@ async fn a_registry_denying_the_vex_repository_still_serves_the_databases_of_the
             ("vex", Outcome::Written, Some("vexhub")),
         ]
     );
+}
+
+/// A source whose trivy-db layer never arrives: a transfer still in flight at the deadline.
+#[derive(Debug)]
+struct Hangs(Arc<MemorySource>);
+
+#[async_trait]
+impl Source for Hangs {
+    fn label(&self) -> &str {
+        self.0.label()
+    }
+    async fn manifest(
+        &self,
+        artifact: &OciArtifact,
+        reference: &str,
+    ) -> crate::Result<Option<crate::source::RawManifest>> {
+        self.0.manifest(artifact, reference).await
+    }
+    async fn blob(&self, artifact: &OciArtifact, desc: &Descriptor) -> crate::Result<crate::source::RawBlob> {
+        if artifact.kind == Kind::Db && desc.media_type == artifact.layer_media_type {
+            std::future::pending::<()>().await;
+        }
+        self.0.blob(artifact, desc).await
+    }
+}
+
+#[tokio::test]
+async fn at_the_deadline_nothing_starts_the_transfer_in_flight_stops_and_the_run_reports() {
+    let s = set();
+    let mut p = plan(Vec::new(), &OCI_KINDS);
+    p.sources = vec![Arc::new(Hangs(source("upstream", &s))) as Arc<dyn Source>];
+    p.concurrency = 1;
+    let dest = Recorder::new("mem");
+    // The only wait is the deadline under test: the hanging transfer ends there.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+    let report = sync_until(&p, &dests(&[&dest]), Some(deadline)).await;
+
+    let errors: Vec<_> =
+        report.entries.iter().map(|e| (e.outcome.clone(), e.error.clone().unwrap_or_default())).collect();
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(errors.iter().all(|(o, _)| *o == Outcome::Failed), "{errors:?}");
+    assert!(errors[0].1.contains("stopped at the run's deadline"), "{errors:?}");
+    assert!(errors[1..].iter().all(|(_, e)| e.contains("not started")), "{errors:?}");
+    assert_eq!(report.hints(), [&Help::AllowMoreTime]);
+    assert!(
+        dest.get(&layout::manifest_key("aquasecurity/trivy-db", "2")).await.is_none(),
+        "no tag of an unfinished copy"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&dest.get(crate::status_file::STATUS_KEY).await.unwrap()).unwrap();
+    assert!(status["artifacts"]["trivy-db:2"]["last_error"].is_string(), "the run still reports: {status}");
+
+    // The next run, with time to spare, finishes the job.
+    let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+    let report = sync_until(&plan(vec![source("upstream", &s)], &OCI_KINDS), &dests(&[&dest]), Some(far)).await;
+    assert!(report.entries.iter().all(|e| e.outcome == Outcome::Written), "{:?}", report.entries);
 }

@@ -213,6 +213,25 @@ impl Release {
     }
 }
 
+/// Whether a published repository manifest points its locations, in order, at `files`
+/// under `publication`, as [`Release::rewrite`] wrote them (a subdir or archive hint may
+/// follow each file's URL). A changed base URL or prefix, or a foreign manifest, is not.
+pub fn points_at(published: &[u8], files: &[&str], publication: &Publication) -> bool {
+    let Ok(doc) = serde_json::from_slice::<Value>(published) else {
+        return false;
+    };
+    let locations = doc.get("versions").and_then(Value::as_array).into_iter().flatten();
+    let urls: Vec<&str> = locations
+        .flat_map(|v| v.get("locations").and_then(Value::as_array).into_iter().flatten())
+        .map(|l| l.get("url").and_then(Value::as_str).unwrap_or_default())
+        .collect();
+    urls.len() == files.len()
+        && urls.iter().zip(files).all(|(url, file)| {
+            url.strip_prefix(publication.url(file).as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("//") || rest.starts_with('?'))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +260,19 @@ mod tests {
         let published = Publication::new("https://m.example.com/", "vex", false).unwrap();
         let doc: Value = serde_json::from_slice(&release.rewrite(&published)).unwrap();
         assert_eq!(doc["versions"][0]["locations"][0]["url"], "https://m.example.com/vex/main.zip//vexhub-main");
+
+        // What the health check compares: the same publication, not a moved one.
+        let rewritten = release.rewrite(&published);
+        assert!(points_at(&rewritten, &["main.zip"], &published));
+        for moved in
+            [("https://m.example.com/sub", "vex"), ("https://m.example.com", ""), ("https://n.example.com", "vex")]
+        {
+            let moved = Publication::new(moved.0, moved.1, false).unwrap();
+            assert!(!points_at(&rewritten, &["main.zip"], &moved), "{moved:?}");
+        }
+        assert!(!points_at(&rewritten, &["other.zip"], &published));
+        assert!(!points_at(&rewritten, &[], &published));
+        assert!(!points_at(config, &["main.zip"], &published), "the upstream manifest points elsewhere");
     }
 
     #[test]

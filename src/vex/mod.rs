@@ -123,7 +123,18 @@ fn check_base_url(base_url: &str, allow_http: bool) -> Result<String> {
     Ok(base_url.trim_end_matches('/').to_string())
 }
 
-pub(crate) fn check_fetch_scheme(url: &url::Url, insecure: bool) -> std::result::Result<(), String> {
+/// Why a URL VEX would be fetched from is refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SchemeRefused {
+    /// Plain http to a host that is not local, without the insecure setting.
+    #[error("plain http is only used for localhost/127.0.0.1, or when the source is allowed to be insecure")]
+    PlainHttp,
+    /// Neither https nor http.
+    #[error("scheme {0:?} is not supported; use https")]
+    Unsupported(String),
+}
+
+pub(crate) fn check_fetch_scheme(url: &url::Url, insecure: bool) -> std::result::Result<(), SchemeRefused> {
     let local = url.host_str().is_some_and(|h| {
         let with_port = url.port().map(|p| format!("{h}:{p}")).unwrap_or_else(|| h.to_string());
         is_local_host(&with_port) || h == "localhost"
@@ -131,10 +142,8 @@ pub(crate) fn check_fetch_scheme(url: &url::Url, insecure: bool) -> std::result:
     match url.scheme() {
         "https" => Ok(()),
         "http" if local || insecure => Ok(()),
-        "http" => {
-            Err("plain http is only used for localhost/127.0.0.1, or when the source is allowed to be insecure".into())
-        }
-        other => Err(format!("scheme {other:?} is not supported; use https")),
+        "http" => Err(SchemeRefused::PlainHttp),
+        other => Err(SchemeRefused::Unsupported(other.to_string())),
     }
 }
 
@@ -186,7 +195,7 @@ pub(crate) fn parse_location(raw: &str, choice: ArchiveChoice, insecure: bool) -
     if !kept.is_empty() {
         fetch.query_pairs_mut().extend_pairs(kept);
     }
-    check_fetch_scheme(&fetch, insecure).map_err(refuse)?;
+    check_fetch_scheme(&fetch, insecure).map_err(|e| refuse(e.to_string()))?;
     let name = fetch.path_segments().and_then(|mut s| s.next_back()).unwrap_or("").to_string();
     let format = match archive_hint.as_deref() {
         Some("tar.gz" | "tgz") => Format::TarGz,
@@ -249,7 +258,7 @@ pub(crate) fn validate_archive(bytes: &[u8], format: Format, subdir: &str, what:
                 let path = entry.path().map_err(|e| refuse(e.to_string()))?.to_string_lossy().to_string();
                 let path = normalize(&path);
                 if path == index_path {
-                    index = Some(read_limited(&mut entry, 64 * 1024 * 1024).map_err(refuse)?);
+                    index = Some(read_limited(&mut entry, 64 * 1024 * 1024, what)?);
                 }
                 files.insert(path);
             }
@@ -261,7 +270,7 @@ pub(crate) fn validate_archive(bytes: &[u8], format: Format, subdir: &str, what:
                 let mut entry = archive.by_index(i).map_err(|e| refuse(format!("not a zip archive: {e}")))?;
                 let path = normalize(entry.name());
                 if path == index_path {
-                    index = Some(read_limited(&mut entry, 64 * 1024 * 1024).map_err(refuse)?);
+                    index = Some(read_limited(&mut entry, 64 * 1024 * 1024, what)?);
                 }
                 files.insert(path);
             }
@@ -302,10 +311,11 @@ pub(crate) async fn validate_archive_off_runtime(
         .map_err(|e| Error::rejected("VEX archive", e.to_string()))?
 }
 
-fn read_limited(r: &mut impl std::io::Read, limit: u64) -> std::result::Result<Vec<u8>, String> {
+/// `index.json` of the archive `what`, refused above `limit` bytes.
+fn read_limited(r: &mut impl std::io::Read, limit: u64, what: &str) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    r.take(limit + 1).read_to_end(&mut buf).map_err(|e| e.to_string())?;
-    if buf.len() as u64 > limit { Err("index.json is too large".into()) } else { Ok(buf) }
+    r.take(limit + 1).read_to_end(&mut buf).map_err(|e| Error::rejected(what, e.to_string()))?;
+    if buf.len() as u64 > limit { Err(Error::rejected(what, "index.json is too large")) } else { Ok(buf) }
 }
 
 /// Check an upstream VEX repository manifest as a sync would: its shape and every

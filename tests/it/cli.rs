@@ -138,6 +138,23 @@ fn first_mistakes_get_one_line_with_the_cause_once() {
 /// docs/ARCHITECTURE.md names every file under src/ (its "Modules" table), so the map a
 /// newcomer reads matches the tree.
 #[test]
+fn a_passed_deadline_starts_nothing_and_still_reports() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("mirror");
+    // The deadline passes before the first artifact, so no source is ever contacted.
+    let run = sync(&["--to", dir.to_str().unwrap(), "--deadline", "0s"], &[]);
+    assert!(!run.success, "{}", run.stdout);
+    assert_eq!(run.outcomes(), ["failed"; 4]);
+    for e in run.entries() {
+        let error = e["error"].as_str().unwrap_or_default();
+        assert!(error.contains("not started: the run's deadline had passed"), "{e}");
+        assert!(e["help"].as_str().unwrap_or_default().contains("--deadline"), "{e}");
+    }
+    let status: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("status.json")).unwrap()).unwrap();
+    assert!(status["artifacts"]["trivy-db:2"]["last_error"].is_string(), "{status}");
+}
+
+#[test]
 fn docs_name_every_module() {
     let doc = std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).unwrap();
     let src = root().join("src");

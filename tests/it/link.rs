@@ -214,6 +214,10 @@ fn a_registry_serving_blobs_itself_gives_one_resumable_stream_unless_it_is_slow(
     let mib = 1024 * 1024;
     let want: Vec<String> =
         (0..size.div_ceil(mib)).map(|i| format!("bytes={}-{}", i * mib, ((i + 1) * mib).min(size) - 1)).collect();
-    assert_eq!(layer_ranges(&slow, &hex), want);
+    // The timed first part comes alone; the rest are in flight together, in any order.
+    let mut seen = layer_ranges(&slow, &hex);
+    assert_eq!(seen.first(), want.first(), "{seen:#?}");
+    seen[1..].sort_by_key(|r| r.trim_start_matches("bytes=").split_once('-').unwrap().0.parse::<u64>().unwrap());
+    assert_eq!(seen, want);
     assert!(stored(&dir).unwrap() == upstream.java_db.layer, "the layer landed whole");
 }

@@ -121,6 +121,25 @@ fn vex_mirrored_to_a_directory_is_used_by_trivy() {
     again.assert_ok();
     assert_eq!(again.outcomes(), ["unchanged"]);
     assert_eq!(snapshot(&dir), before);
+
+    // Files lost behind the publisher's back, then a moved mirror: a plain sync (no
+    // --recheck) publishes them again, for the URL it is given now.
+    let published = read(&dir.join(".well-known/vex-repository.json"));
+    std::fs::remove_file(dir.join(".well-known/vex-repository.json")).unwrap();
+    std::fs::remove_file(dir.join("main.tar.gz")).unwrap();
+    let repaired = sync_vex(dir.to_str().unwrap(), &base, &upstream.manifest_url(), &[], &[]);
+    repaired.assert_ok();
+    assert_eq!(repaired.outcomes(), ["repaired"]);
+    assert_eq!(read(&dir.join(".well-known/vex-repository.json")), published);
+    assert_eq!(read(&dir.join("main.tar.gz")), fx::vex_repository(&fx::VexOptions::default()).tar_gz);
+    let moved = "https://mirror.example.com/trivy";
+    let rerun = sync_vex(dir.to_str().unwrap(), moved, &upstream.manifest_url(), &["--vex-prefix", "vex"], &[]);
+    rerun.assert_ok();
+    assert_eq!(rerun.outcomes(), ["repaired"]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&dir.join("vex/.well-known/vex-repository.json"))).unwrap();
+    assert_eq!(manifest["versions"][0]["locations"][0]["url"], format!("{moved}/vex/main.tar.gz//vexhub-main"));
+    assert_eq!(read(&dir.join("vex/main.tar.gz")), fx::vex_repository(&fx::VexOptions::default()).tar_gz);
 }
 
 #[test]
