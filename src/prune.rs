@@ -282,7 +282,7 @@ mod tests {
         let mut signatures = Vec::new();
         for i in 0..3u8 {
             let (d, _, m) = put_version(&dest, repo, i).await;
-            let sig = crate::signing::sign(&key, &d, repo, &provenance);
+            let sig = crate::signing::sign(&key, &d, repo, &provenance).await.unwrap();
             for (desc, bytes) in &sig.blobs {
                 dest.put_file(&layout::blob_key(repo, &desc.digest), bytes.clone(), ObjectClass::Blob).await.unwrap();
             }

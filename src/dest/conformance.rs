@@ -168,7 +168,7 @@ async fn check_signature(dest: &dyn Destination, repo: &str, manifest: &CheckedM
     let name = dest.name();
     let key = crate::signing::SigningKey::generate();
     let provenance = crate::signing::Provenance { source: "conformance".into(), fetched: jiff::Timestamp::now() };
-    let sig = crate::signing::sign(&key, &manifest.digest, repo, &provenance);
+    let sig = crate::signing::sign(&key, &manifest.digest, repo, &provenance).await.unwrap();
     for (desc, bytes) in &sig.blobs {
         let put = dest.put_blob(repo, desc, chunked(bytes.to_vec(), desc.clone())).await;
         assert!(matches!(put, Ok(Upload::Stored(_))), "{name}: signature blob: {put:?}");

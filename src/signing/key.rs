@@ -20,15 +20,28 @@ use rustls_pki_types::{PrivateKeyDer, SubjectPublicKeyInfoDer};
 use crate::error::{Error, Result, Setting};
 use crate::oci::Digest;
 
-/// The private key a run signs with. Its `Debug` shows only the key id.
+/// The private key a run signs with: a PEM key in memory, or a key in AWS KMS. Its
+/// `Debug` shows only where it is.
 pub struct SigningKey {
-    pair: EcdsaKeyPair,
-    public: PublicKey,
+    signer: Signer,
+}
+
+enum Signer {
+    Pem {
+        pair: EcdsaKeyPair,
+        public: PublicKey,
+    },
+    #[cfg(feature = "kms")]
+    Kms(super::kms::KmsKey),
 }
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SigningKey({})", self.public.id)
+        match &self.signer {
+            Signer::Pem { public, .. } => write!(f, "SigningKey({})", public.id),
+            #[cfg(feature = "kms")]
+            Signer::Kms(_) => f.write_str("SigningKey(KMS)"),
+        }
     }
 }
 
@@ -40,12 +53,17 @@ impl SigningKey {
         if spec.trim_start().starts_with("-----BEGIN") {
             return SigningKey::from_pem(spec.as_bytes(), "(PEM from the environment)");
         }
+        #[cfg(feature = "kms")]
+        if let Some(kms) = super::kms::KmsKey::parse(spec) {
+            return Ok(SigningKey { signer: Signer::Kms(kms?) });
+        }
         if spec.contains("://") {
-            return Err(Error::config(
-                Setting::SignKey,
-                spec,
-                "key management services are not supported by this build; give a PEM file",
-            ));
+            let why = if spec.starts_with("awskms://") {
+                "AWS KMS keys need a build with the `kms` feature; or give a PEM file"
+            } else {
+                "the only key management service supported is AWS KMS (awskms:///alias/NAME); or give a PEM file"
+            };
+            return Err(Error::config(Setting::SignKey, spec, why));
         }
         let pem = std::fs::read(spec)
             .map_err(|e| Error::config(Setting::SignKey, spec, crate::error::io_words(&e).as_str()))?;
@@ -70,7 +88,7 @@ impl SigningKey {
             .map_err(|_| bad("not an ECDSA P-256 key"))?;
         let spki = pair.public_key().as_der().map_err(|_| bad("its public key cannot be encoded"))?;
         let public = PublicKey::from_spki(spki.as_ref().to_vec(), origin.to_string());
-        Ok(SigningKey { pair, public })
+        Ok(SigningKey { signer: Signer::Pem { pair, public } })
     }
 
     /// A fresh random key (the conformance routine signs with one).
@@ -79,18 +97,28 @@ impl SigningKey {
         let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("key generation");
         let spki = pair.public_key().as_der().expect("public key DER");
         let public = PublicKey::from_spki(spki.as_ref().to_vec(), "generated".to_string());
-        SigningKey { pair, public }
+        SigningKey { signer: Signer::Pem { pair, public } }
     }
 
     /// ECDSA P-256 with SHA-256 over `message`, ASN.1 DER encoded (what cosign stores).
-    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        // Signing with a parsed key only fails if the system's RNG does.
-        self.pair.sign(&SystemRandom::new(), message).expect("ECDSA signing").as_ref().to_vec()
+    pub async fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        match &self.signer {
+            // Signing with a parsed key only fails if the system's RNG does.
+            Signer::Pem { pair, .. } => {
+                Ok(pair.sign(&SystemRandom::new(), message).expect("ECDSA signing").as_ref().to_vec())
+            }
+            #[cfg(feature = "kms")]
+            Signer::Kms(kms) => kms.sign(message).await,
+        }
     }
 
-    /// The matching public key.
-    pub fn public(&self) -> &PublicKey {
-        &self.public
+    /// The matching public key (for a KMS key, asked of KMS once).
+    pub async fn public(&self) -> Result<&PublicKey> {
+        match &self.signer {
+            Signer::Pem { public, .. } => Ok(public),
+            #[cfg(feature = "kms")]
+            Signer::Kms(kms) => kms.public().await,
+        }
     }
 }
 
@@ -114,6 +142,14 @@ impl PublicKey {
     fn from_spki(spki: Vec<u8>, origin: String) -> PublicKey {
         let id = Digest::of(&spki).hex()[..16].to_string();
         PublicKey { spki, origin, id }
+    }
+
+    /// A DER SubjectPublicKeyInfo (what KMS answers), refused unless P-256.
+    #[cfg_attr(not(feature = "kms"), allow(dead_code))]
+    pub(super) fn from_der(spki: Vec<u8>, origin: &str) -> Result<PublicKey> {
+        aws_lc_rs::signature::ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &spki)
+            .map_err(|_| Error::config(Setting::SignKey, origin, "its public key is not an ECDSA P-256 key"))?;
+        Ok(PublicKey::from_spki(spki, origin.to_string()))
     }
 
     /// Read a "BEGIN PUBLIC KEY" PEM file given as `setting`.
@@ -175,16 +211,17 @@ ibY1v30sViSjQaNo0RDFWhLBi7eoJbtICw==
 -----END EC PRIVATE KEY-----
 ";
 
-    #[test]
-    fn signs_and_verifies_and_refuses_other_messages() {
+    #[tokio::test]
+    async fn signs_and_verifies_and_refuses_other_messages() {
         let key = SigningKey::from_pem(TEST_KEY.as_bytes(), "test").unwrap();
-        let sig = key.sign(b"payload");
-        assert!(key.public().verifies(b"payload", &sig));
-        assert!(!key.public().verifies(b"payload!", &sig));
+        let sig = key.sign(b"payload").await.unwrap();
+        let public = key.public().await.unwrap();
+        assert!(public.verifies(b"payload", &sig));
+        assert!(!public.verifies(b"payload!", &sig));
         let other = SigningKey::from_pem(OTHER_KEY.as_bytes(), "sec1").unwrap();
-        assert!(!other.public().verifies(b"payload", &sig), "another key does not verify it");
-        let round = PublicKey::from_pem(key.public().to_pem().as_bytes(), "pem", Setting::VerifyKey).unwrap();
-        assert_eq!(&round, key.public());
+        assert!(!other.public().await.unwrap().verifies(b"payload", &sig), "another key does not verify it");
+        let round = PublicKey::from_pem(public.to_pem().as_bytes(), "pem", Setting::VerifyKey).unwrap();
+        assert_eq!(&round, public);
         assert!(round.verifies(b"payload", &sig));
     }
 
@@ -194,8 +231,8 @@ ibY1v30sViSjQaNo0RDFWhLBi7eoJbtICw==
             let e = SigningKey::from_pem(pem.as_bytes(), "k.pem").unwrap_err().to_string();
             assert!(e.contains("k.pem"), "{e}");
         }
-        let e = SigningKey::load("awskms:///alias/x").unwrap_err().to_string();
-        assert!(e.contains("not supported"), "{e}");
+        let e = SigningKey::load("gcpkms://projects/p/keys/k").unwrap_err().to_string();
+        assert!(e.contains("only key management service supported is AWS KMS"), "{e}");
         let e = SigningKey::load(TEST_KEY.replace("MIGH", "MIGX").as_str()).unwrap_err().to_string();
         assert!(!e.contains("MIG"), "the key itself is never echoed: {e}");
     }

@@ -15,6 +15,8 @@
 //! engine's business (`sync/sign.rs`) and `verify`'s.
 
 mod key;
+#[cfg(feature = "kms")]
+mod kms;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -22,7 +24,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::SignatureProblem;
+use crate::error::{Result, SignatureProblem};
 use crate::oci::{Descriptor, Digest, OCI_MANIFEST};
 #[cfg(test)]
 pub(crate) use key::tests::{OTHER_KEY, TEST_KEY};
@@ -89,7 +91,7 @@ impl Signature {
 
 /// Sign `signed` as `reference` (the repository as clients name it). The payload's
 /// `critical` part is what cosign checks; `optional` records the provenance.
-pub fn sign(key: &SigningKey, signed: &Digest, reference: &str, provenance: &Provenance) -> Signature {
+pub async fn sign(key: &SigningKey, signed: &Digest, reference: &str, provenance: &Provenance) -> Result<Signature> {
     let payload = json!({
         "critical": {
             "identity": {"docker-reference": reference},
@@ -101,11 +103,11 @@ pub fn sign(key: &SigningKey, signed: &Digest, reference: &str, provenance: &Pro
             "source-digest": signed.as_str(),
             "fetched": provenance.fetched.to_string(),
             "generator": concat!("trivy-mirror ", env!("CARGO_PKG_VERSION")),
-            "signer": key.public().id,
+            "signer": key.public().await?.id,
         },
     });
     let payload = Bytes::from(serde_json::to_vec(&payload).expect("JSON"));
-    let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(&payload));
+    let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(&payload).await?);
     let payload_desc = descriptor(SIMPLE_SIGNING, &payload);
     // The image config cosign writes for a signature: empty but for the diff_ids.
     let config = json!({
@@ -126,12 +128,12 @@ pub fn sign(key: &SigningKey, signed: &Digest, reference: &str, provenance: &Pro
         }],
     });
     let manifest = Bytes::from(serde_json::to_vec(&manifest).expect("JSON"));
-    Signature {
+    Ok(Signature {
         tag: signature_tag(signed),
         digest: Digest::of(&manifest),
         manifest,
         blobs: vec![(payload_desc, payload), (config_desc, config)],
-    }
+    })
 }
 
 fn descriptor(media_type: &str, body: &[u8]) -> Descriptor {
@@ -265,17 +267,17 @@ mod tests {
         Provenance { source: "mirror.gcr.io/aquasec".into(), fetched: "2026-12-07T06:00:00Z".parse().unwrap() }
     }
 
-    #[test]
-    fn a_signature_checks_and_names_its_digest() {
+    #[tokio::test]
+    async fn a_signature_checks_and_names_its_digest() {
         let digest = Digest::of(b"manifest");
-        let sig = sign(&key(), &digest, "mirror.example.com/aquasecurity/trivy-db", &provenance());
+        let sig = sign(&key(), &digest, "mirror.example.com/aquasecurity/trivy-db", &provenance()).await.unwrap();
         assert_eq!(sig.tag, format!("sha256-{}.sig", digest.hex()));
         assert_eq!(signed_digest(&sig.tag), Some(digest.clone()));
         let parsed = parse(&sig.manifest).unwrap();
         assert_eq!(parsed.layers.len(), 1);
         assert_eq!(parsed.config, sig.blobs[1].0);
         let payload = &sig.blobs[0].1;
-        let keys = [key().public().clone()];
+        let keys = [key().public().await.unwrap().clone()];
         assert!(check(&parsed.layers[0], payload, &digest, &keys).is_ok());
         // Another digest, a flipped signature byte, a changed payload, no matching key.
         let other = Digest::of(b"other");

@@ -300,10 +300,7 @@ async fn try_source(
     let mut entries = Vec::new();
     let mut unchanged = Vec::new();
     let mut pending = Vec::new();
-    let signature_for = |dest: &dyn Destination| {
-        let wanted = wanted.as_ref().filter(|_| dest.keeps() == crate::dest::Keeps::Oci)?;
-        Some(wanted.make(dest, &repo, &manifest.digest, source.label()))
-    };
+    let wanted_at = |dest: &dyn Destination| wanted.as_ref().filter(|_| dest.keeps() == crate::dest::Keeps::Oci);
     let current = join_all(dests.iter().map(|d| d.manifest(&repo, artifact.tag))).await;
     let mut downgrades = Vec::new();
     for (dest, current) in dests.iter().zip(current) {
@@ -314,7 +311,7 @@ async fn try_source(
             error: None,
             repair,
             force,
-            signature: signature_for(dest.as_ref()),
+            signature: None,
         };
         let current_version = current.map(|c| c.map(|raw| (Digest::of(&raw) == manifest.digest, raw)));
         match current_version {
@@ -356,11 +353,11 @@ async fn try_source(
     }
     // Current versions: only the signature may be missing (a new key, or lost).
     let checked = join_all(unchanged.iter().map(|dest| async {
-        let Some(wanted) = wanted.as_ref().filter(|_| dest.keeps() == crate::dest::Keeps::Oci) else { return Ok(None) };
+        let Some(wanted) = wanted_at(dest.as_ref()) else { return Ok(None) };
         if sign::holds(dest.as_ref(), &repo, &manifest.digest, wanted).await? {
             return Ok(Some(None));
         }
-        let sig = wanted.make(dest.as_ref(), &repo, &manifest.digest, source.label());
+        let sig = wanted.make(dest.as_ref(), &repo, &manifest.digest, source.label()).await?;
         let bytes = sign::publish(dest.as_ref(), &repo, &sig).await?;
         Ok::<_, Error>(Some(Some((sig.digest, bytes))))
     }))
@@ -385,6 +382,13 @@ async fn try_source(
     }
     if pending.is_empty() {
         return Ok(entries);
+    }
+    for p in &mut pending {
+        let Some(wanted) = wanted_at(p.dest.as_ref()) else { continue };
+        match wanted.make(p.dest.as_ref(), &repo, &manifest.digest, source.label()).await {
+            Ok(sig) => p.signature = Some(sig),
+            Err(e) => p.error = Some(e),
+        }
     }
 
     // Read the database's metadata.json while its layer streams past (status, snapshots),

@@ -48,15 +48,21 @@ impl Wanted {
         }
     }
 
-    /// The signature to publish at `dest`.
-    pub(super) fn make(&self, dest: &dyn Destination, repo: &str, signed: &Digest, source: &str) -> Signature {
+    /// The signature to publish at `dest` (a KMS key signs remotely, and can fail).
+    pub(super) async fn make(
+        &self,
+        dest: &dyn Destination,
+        repo: &str,
+        signed: &Digest,
+        source: &str,
+    ) -> Result<Signature> {
         match self {
             Wanted::Ours(key) => {
                 let reference = dest.client_reference(repo).unwrap_or_else(|| repo.to_string());
                 let provenance = Provenance { source: source.to_string(), fetched: Timestamp::now() };
-                signing::sign(key, signed, &reference, &provenance)
+                signing::sign(key, signed, &reference, &provenance).await
             }
-            Wanted::Carried(sig) => sig.clone(),
+            Wanted::Carried(sig) => Ok(sig.clone()),
         }
     }
 }
@@ -130,7 +136,7 @@ pub(super) async fn holds(dest: &dyn Destination, repo: &str, signed: &Digest, w
             Ok(true)
         }
         Wanted::Ours(key) => {
-            let keys = std::slice::from_ref(key.public());
+            let keys = std::slice::from_ref(key.public().await?);
             for layer in &parsed.layers {
                 let Some(body) = dest.read_blob(repo, &layer.payload).await? else { continue };
                 let Some(payload) = read_small(body, &layer.payload).await? else { continue };

@@ -45,7 +45,7 @@ async fn signing_goes_blobs_manifest_signature_then_the_tag_and_a_rerun_writes_n
     let report = sync(&p, &dests(&[&dest])).await;
     assert_eq!(report.entries[0].outcome, Outcome::Written, "{:?}", outcomes(&report));
 
-    let payload = stored_payload(&dest, DB_REPO, &s.db.manifest_digest(), k.public()).await;
+    let payload = stored_payload(&dest, DB_REPO, &s.db.manifest_digest(), k.public().await.unwrap()).await;
     assert_eq!(payload["critical"]["identity"]["docker-reference"], "mirror.example.com/aquasecurity/trivy-db");
     assert_eq!(payload["critical"]["type"], "cosign container image signature");
     assert_eq!(payload["optional"]["source"], "upstream");
@@ -76,7 +76,7 @@ async fn signing_goes_blobs_manifest_signature_then_the_tag_and_a_rerun_writes_n
     let repaired = sync(&p, &dests(&[&dest])).await;
     assert_eq!(repaired.entries[0].outcome, Outcome::Repaired);
     assert!(!dest.calls()[before..].iter().any(|c| matches!(c, Call::Manifest(_, t) if t == &["2"])), "tag untouched");
-    stored_payload(&dest, DB_REPO, &s.db.manifest_digest(), k.public()).await;
+    stored_payload(&dest, DB_REPO, &s.db.manifest_digest(), k.public().await.unwrap()).await;
 }
 
 #[tokio::test]
@@ -98,7 +98,7 @@ async fn a_new_key_replaces_every_signature_and_touches_nothing_else() {
         .count();
     assert_eq!(retagged, 0, "no artifact tag is rewritten");
     for (repo, fixture) in [(DB_REPO, &s.db), ("aquasecurity/trivy-checks", &s.checks2)] {
-        stored_payload(&dest, repo, &fixture.manifest_digest(), new.public()).await;
+        stored_payload(&dest, repo, &fixture.manifest_digest(), new.public().await.unwrap()).await;
     }
     // And the new signatures are then current: nothing more to do.
     let again = sync(&with(&new), &dests(&[&dest])).await;
@@ -115,7 +115,7 @@ enum Spoil {
 }
 
 /// A source serving the db `db` with a signature spoiled as told.
-fn signed_source(db: &trivy_mirror_fixtures::Artifact, spoil: Spoil) -> Arc<MemorySource> {
+async fn signed_source(db: &trivy_mirror_fixtures::Artifact, spoil: Spoil) -> Arc<MemorySource> {
     let src = MemorySource::new("bundle");
     src.add("trivy-db", "2", db);
     let digest = Digest::parse(&db.manifest_digest()).unwrap();
@@ -125,7 +125,7 @@ fn signed_source(db: &trivy_mirror_fixtures::Artifact, spoil: Spoil) -> Arc<Memo
         Spoil::OtherDigest => (key(TEST_KEY), Digest::of(b"another manifest")),
         _ => (key(TEST_KEY), digest.clone()),
     };
-    let mut sig = signing::sign(&signer, &signed, DB_REPO, &provenance);
+    let mut sig = signing::sign(&signer, &signed, DB_REPO, &provenance).await.unwrap();
     if let Spoil::FlippedByte = spoil {
         let mut m: serde_json::Value = serde_json::from_slice(&sig.manifest).unwrap();
         let b64 = base64::engine::general_purpose::STANDARD;
@@ -145,13 +145,13 @@ fn signed_source(db: &trivy_mirror_fixtures::Artifact, spoil: Spoil) -> Arc<Memo
 
 #[tokio::test]
 async fn a_required_signature_refuses_every_bad_one_and_publishes_nothing_of_it() {
-    let trusted = key(TEST_KEY).public().clone();
+    let trusted = key(TEST_KEY).public().await.unwrap().clone();
     let require = Signing { key: None, require: vec![trusted.clone()] };
     let old = super::tests::db_at("2026-11-25T06:00:00Z");
     let new = super::tests::db_at("2026-11-26T06:00:00Z");
     let dest = Recorder::new("mem");
     // A valid signature: the version and the signature itself, byte for byte, travel on.
-    let good = signed_source(&old, Spoil::None);
+    let good = signed_source(&old, Spoil::None).await;
     let report = sync(&signing_plan(vec![good.clone()], &[Kind::Db], require.clone()), &dests(&[&dest])).await;
     assert_eq!(report.entries[0].outcome, Outcome::Written, "{:?}", report.entries[0].error);
     let digest = Digest::parse(&old.manifest_digest()).unwrap();
@@ -169,7 +169,8 @@ async fn a_required_signature_refuses_every_bad_one_and_publishes_nothing_of_it(
     ] {
         let before = dest.keys().await;
         let report =
-            sync(&signing_plan(vec![signed_source(&new, spoil)], &[Kind::Db], require.clone()), &dests(&[&dest])).await;
+            sync(&signing_plan(vec![signed_source(&new, spoil).await], &[Kind::Db], require.clone()), &dests(&[&dest]))
+                .await;
         let e = &report.entries[0];
         assert_eq!(e.outcome, Outcome::Failed);
         let error = e.error.clone().unwrap();

@@ -224,3 +224,58 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// Make a KMS key in moto with `spec` (ECC_NIST_P256, RSA_2048) under `alias/NAME`, as an
+/// operator would with the AWS CLI; returns its public key as PEM, from GetPublicKey.
+#[cfg(feature = "kms")]
+fn kms_key(moto: &Moto, spec: &str, alias: &str) -> String {
+    let script = format!(
+        "import base64, boto3, textwrap\n\
+         kms = boto3.client('kms', region_name='us-east-1')\n\
+         key = kms.create_key(KeySpec='{spec}', KeyUsage='SIGN_VERIFY')['KeyMetadata']['KeyId']\n\
+         kms.create_alias(AliasName='alias/{alias}', TargetKeyId=key)\n\
+         der = kms.get_public_key(KeyId=key)['PublicKey']\n\
+         print('-----BEGIN PUBLIC KEY-----')\n\
+         print('\\n'.join(textwrap.wrap(base64.b64encode(der).decode(), 64)))\n\
+         print('-----END PUBLIC KEY-----')\n"
+    );
+    let mut python = Command::new(tool("py/bin/python"));
+    python.arg("-c").arg(script).envs(moto.env());
+    text(&run_ok("create a KMS key in moto", &mut python).stdout)
+}
+
+/// `--sign-key awskms:///alias/NAME`: each signature is one KMS Sign call (moto's KMS), and
+/// openssl verifies it with the public key KMS hands out; a key KMS cannot sign P-256 with
+/// is refused by name and nothing is published.
+#[cfg(feature = "kms")]
+#[test]
+fn a_kms_key_signs_without_key_material_on_the_machine() {
+    let work = tempfile::tempdir().unwrap();
+    let moto = Moto::start("unused");
+    let public_pem = kms_key(&moto, "ECC_NIST_P256", "trivy-mirror");
+    let public = work.path().join("kms.pub");
+    std::fs::write(&public, &public_pem).unwrap();
+    kms_key(&moto, "RSA_2048", "rsa");
+    let (upstream, registry) = Upstream::seeded();
+    let source = format!("{}/aquasecurity", registry.addr);
+    let env: Vec<(&str, String)> = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let dir = work.path().join("mirror");
+    let args = ["--to", dir.to_str().unwrap(), "--source", &source, "--only", "db"];
+    let signed = sync(&[&args[..], &["--sign-key", "awskms:///alias/trivy-mirror"]].concat(), &env);
+    signed.assert_ok();
+    let digest = upstream.db.manifest_digest();
+    let repo = dir.join("v2/aquasecurity/trivy-db");
+    let manifest = std::fs::read(repo.join("manifests").join(sig_tag(&digest))).unwrap();
+    let blob = |d: &str| std::fs::read(repo.join("blobs").join(d)).unwrap();
+    openssl_check(work.path(), &manifest, blob, &digest, public.to_str().unwrap());
+
+    let refused = work.path().join("refused");
+    let args = ["--to", refused.to_str().unwrap(), "--source", &source, "--only", "db"];
+    let rsa = sync(&[&args[..], &["--sign-key", "awskms:///alias/rsa"]].concat(), &env);
+    assert!(!rsa.success);
+    let failure = rsa.failure(0);
+    assert!(failure.contains("awskms:///alias/rsa") && failure.contains("ECC_NIST_P256"), "{failure}");
+    assert!(!refused.join("v2/aquasecurity/trivy-db/manifests/2").exists(), "nothing is tagged");
+}
