@@ -25,6 +25,15 @@ pub enum Error {
         started: bool,
     },
 
+    /// Every source of an artifact failed (or none is configured); one `label (cause)` each.
+    #[error("no source could provide it: {}", causes.join(", "))]
+    NoSource {
+        /// `mirror.gcr.io/aquasec (HTTP 503)`, one per source tried.
+        causes: Vec<String>,
+        /// What to do, from the sources' errors (unreachable everywhere: offline).
+        help: Option<Help>,
+    },
+
     /// A setting (URL, name, file) is unusable. Fix the configuration.
     #[error("invalid {setting} {value:?}: {reason}")]
     Config {
@@ -520,6 +529,7 @@ impl Error {
         match self {
             Error::Http { help, .. } | Error::Transport { help, .. } | Error::Rejected { help, .. } => help.as_deref(),
             Error::NoMirror { help, .. } | Error::Signature { help, .. } => Some(help),
+            Error::NoSource { help, .. } => help.as_ref(),
             Error::GaveUp { last, .. } => last.help(),
             Error::Downgrade { .. } => {
                 static ALLOW: Help = Help::AllowDowngrade;

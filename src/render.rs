@@ -86,7 +86,7 @@ pub(crate) fn summary_json(report: &Report) -> Value {
     let mut value = serde_json::to_value(report).expect("the report serializes");
     if let Some(entries) = value.get_mut("entries").and_then(Value::as_array_mut) {
         for (json, entry) in entries.iter_mut().zip(&report.entries) {
-            if let (Some(help), Some(fields)) = (&entry.help, json.as_object_mut()) {
+            if let (Some(help), Some(fields)) = (entry.help(), json.as_object_mut()) {
                 fields.insert("help".into(), Value::String(hint(help)));
             }
         }

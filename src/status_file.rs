@@ -77,7 +77,7 @@ pub fn merge(previous: Status, entries: &[&Entry], now: Timestamp) -> Status {
         let a = status.artifacts.entry(e.artifact.clone()).or_default();
         match e.outcome {
             Outcome::Failed => {
-                a.last_error = e.error.clone();
+                a.last_error = e.why();
                 a.last_failed = Some(now);
             }
             Outcome::Written | Outcome::Unchanged | Outcome::Repaired => {
@@ -150,12 +150,12 @@ mod tests {
         assert_eq!((a.last_checked, a.last_changed, a.next_update), (Some(t2), Some(t1), Some(t2)));
 
         let mut failed = entry(Outcome::Failed, "sha256:b");
-        failed.error = Some("boom".into());
+        failed.error = Some(std::sync::Arc::new(crate::Error::rejected("the upload", "boom")));
         let s = merge(s, &[&failed], t3);
         let a = &s.artifacts["trivy-db:2"];
         assert_eq!(
             (a.digest.as_deref(), a.last_error.as_deref(), a.last_checked),
-            (Some("sha256:a"), Some("boom"), Some(t2))
+            (Some("sha256:a"), Some("refused the upload: boom"), Some(t2))
         );
     }
 }

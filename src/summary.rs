@@ -3,7 +3,11 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use std::sync::Arc;
+
+use serde::{Serialize, Serializer};
+
+use crate::error::{Error, Help};
 
 /// What happened to one artifact at one destination.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -39,11 +43,10 @@ pub struct Entry {
     pub blobs_skipped: u32,
     /// Wall time spent on this artifact, in seconds.
     pub seconds: f64,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// What to do about the failure, if known; the binary renders it (with its flag names).
-    #[serde(skip)]
-    pub help: Option<crate::error::Help>,
+    /// Why it failed, typed: the entry points render it (its hint with their own flag
+    /// names); in JSON it is the error's one line.
+    #[serde(serialize_with = "one_line")]
+    pub error: Option<Arc<Error>>,
     /// The published repository (`aquasecurity/trivy-db`), for OCI artifacts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
@@ -64,7 +67,25 @@ pub struct Entry {
     pub signature: Option<String>,
 }
 
+/// An entry's error as its one line.
+fn one_line<S: Serializer>(error: &Option<Arc<Error>>, out: S) -> Result<S::Ok, S::Error> {
+    match error {
+        Some(e) => out.collect_str(e),
+        None => out.serialize_none(),
+    }
+}
+
 impl Entry {
+    /// Why it failed, in one line.
+    pub fn why(&self) -> Option<String> {
+        self.error.as_ref().map(|e| e.to_string())
+    }
+
+    /// What to do about the failure, if known (rendered by the entry point).
+    pub fn help(&self) -> Option<&Help> {
+        self.error.as_ref().and_then(|e| e.help())
+    }
+
     /// An entry with only the identifying fields set.
     pub fn new(artifact: &str, destination: &str, outcome: Outcome) -> Entry {
         Entry {
@@ -77,7 +98,6 @@ impl Entry {
             blobs_skipped: 0,
             seconds: 0.0,
             error: None,
-            help: None,
             repository: None,
             size: None,
             updated_at: None,
@@ -102,9 +122,9 @@ impl Report {
     }
 
     /// The distinct hints of the failed entries, in order of first appearance.
-    pub fn hints(&self) -> Vec<&crate::error::Help> {
-        let mut out: Vec<&crate::error::Help> = Vec::new();
-        for h in self.entries.iter().filter_map(|e| e.help.as_ref()) {
+    pub fn hints(&self) -> Vec<&Help> {
+        let mut out: Vec<&Help> = Vec::new();
+        for h in self.entries.iter().filter_map(Entry::help) {
             if !out.contains(&h) {
                 out.push(h);
             }
@@ -115,7 +135,7 @@ impl Report {
     /// The failures in one line, for an error message: `2 of 4 failed: trivy-db:2 → s3://…: why; …`.
     pub fn failures(&self) -> String {
         let failed: Vec<String> = (self.entries.iter().filter(|e| e.outcome == Outcome::Failed))
-            .map(|e| format!("{} → {}: {}", e.artifact, e.destination, e.error.as_deref().unwrap_or("failed")))
+            .map(|e| format!("{} → {}: {}", e.artifact, e.destination, e.why().unwrap_or_else(|| "failed".into())))
             .collect();
         format!("{} of {} failed: {}", failed.len(), self.entries.len(), failed.join("; "))
     }
@@ -162,7 +182,7 @@ impl Report {
             out.push('\n');
         }
         for e in self.entries.iter().filter(|e| e.error.is_some()) {
-            let _ = writeln!(out, "error: {} → {}: {}", e.artifact, e.destination, e.error.as_deref().unwrap_or(""));
+            let _ = writeln!(out, "error: {} → {}: {}", e.artifact, e.destination, e.why().unwrap_or_default());
         }
         for h in self.hints() {
             let _ = writeln!(out, "hint: {}", hint(h));

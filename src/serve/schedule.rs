@@ -77,7 +77,7 @@ async fn schedule_loop(schedule: Schedule, server: Arc<super::Server>, mut stop:
             match &e.outcome {
                 Outcome::Failed => tracing::warn!(
                     artifact = %e.artifact,
-                    error = e.error.as_deref().unwrap_or(""),
+                    error = %e.why().unwrap_or_default(),
                     "sync failed; the previous version stays served"
                 ),
                 other => tracing::info!(artifact = %e.artifact, outcome = ?other, "synced"),

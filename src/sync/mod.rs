@@ -144,10 +144,8 @@ pub async fn sync_until(
                 let started = tokio::time::Instant::now() < at;
                 let done = if started { tokio::time::timeout_at(at, run).await.ok() } else { None };
                 entries.extend(done.unwrap_or_else(|| {
-                    let e = Error::Deadline { started };
-                    let why = |d: &Arc<dyn Destination>| {
-                        failed_with(&artifact.label(), d.name(), start, e.to_string(), e.help().cloned())
-                    };
+                    let e = Arc::new(Error::Deadline { started });
+                    let why = |d: &Arc<dyn Destination>| failed_with(&artifact.label(), d.name(), start, e.clone());
                     carriers.iter().map(why).collect()
                 }));
             }
@@ -159,7 +157,7 @@ pub async fn sync_until(
     // they fail (concurrent artifacts fail in any order).
     for e in done.iter().flatten().filter(|e| e.outcome == Outcome::Failed && e.source.is_none()) {
         let (artifact, destination) = (e.artifact.as_str(), e.destination.as_str());
-        tracing::error!(artifact, destination, error = %e.error.as_deref().unwrap_or(""), "failed");
+        tracing::error!(artifact, destination, error = %e.why().unwrap_or_default(), "failed");
     }
     report.entries.extend(done.into_iter().flatten());
     let now = Timestamp::now();
@@ -169,28 +167,27 @@ pub async fn sync_until(
         if mine.iter().any(|e| matches!(e.outcome, Outcome::Written | Outcome::Repaired))
             && let Err(e) = dest.finish().await
         {
-            extra.push(failed("/v2/ ping", dest.name(), Instant::now(), &e));
+            extra.push(failed("/v2/ ping", dest.name(), Instant::now(), e));
         }
         if let Some(files) = dest.files()
             && let Err(e) = crate::status_file::update(files, &mine, now).await
         {
-            extra.push(failed("status.json", dest.name(), Instant::now(), &e));
+            extra.push(failed("status.json", dest.name(), Instant::now(), e));
         }
         report.entries.extend(extra);
     }
     report
 }
 
-fn failed(artifact: &str, destination: &str, start: Instant, error: &Error) -> Entry {
+fn failed(artifact: &str, destination: &str, start: Instant, error: Error) -> Entry {
     tracing::error!(artifact, destination, %error, "failed");
-    failed_with(artifact, destination, start, error.to_string(), error.help().cloned())
+    failed_with(artifact, destination, start, Arc::new(error))
 }
 
-fn failed_with(artifact: &str, destination: &str, start: Instant, error: String, help: Option<Help>) -> Entry {
+fn failed_with(artifact: &str, destination: &str, start: Instant, error: Arc<Error>) -> Entry {
     let mut e = Entry::new(artifact, destination, Outcome::Failed);
     e.seconds = start.elapsed().as_secs_f64();
     e.error = Some(error);
-    e.help = help;
     e
 }
 
@@ -248,14 +245,14 @@ async fn sync_artifact(
         causes.push("no source configured".into());
         unreachable = false;
     }
-    let why = format!("no source could provide it: {}", causes.join(", "));
     // Unreachable through a dead proxy: the proxy is what to fix, not the network.
     let help = match help {
         Some(h @ Help::CheckProxy { .. }) => Some(h),
         _ if unreachable => Some(Help::Offline),
         other => other,
     };
-    dests.iter().map(|d| failed_with(&label, d.name(), start, why.clone(), help.clone())).collect()
+    let why = Arc::new(Error::NoSource { causes, help });
+    dests.iter().map(|d| failed_with(&label, d.name(), start, why.clone())).collect()
 }
 
 /// Try one source. `Err` means the source failed and the next should be tried;
@@ -290,10 +287,9 @@ async fn try_source(
         e.seconds = start.elapsed().as_secs_f64();
         e
     };
-    let fail = |dest: &str, err: &Error| {
+    let fail = |dest: &str, err: Error| {
         let mut f = entry(dest, Outcome::Failed);
-        f.error = Some(err.to_string());
-        f.help = err.help().cloned();
+        f.error = Some(Arc::new(err));
         f
     };
 
@@ -321,7 +317,7 @@ async fn try_source(
                     tracing::warn!(artifact = %label, destination = dest.name(), blobs = damage.blobs.len(), manifest = damage.manifest, files = damage.files, "damage found; repairing");
                     pending.push(new(true, damage.blobs));
                 }
-                Err(e) => entries.push(fail(dest.name(), &e)),
+                Err(e) => entries.push(fail(dest.name(), e)),
             },
             Ok(Some((true, _))) => match guard::health(dest.as_ref(), &repo, &manifest, seen).await {
                 Ok(health) if health.is_intact() => unchanged.push(dest.clone()),
@@ -330,7 +326,7 @@ async fn try_source(
                     tracing::warn!(artifact = %label, destination = dest.name(), missing, files_current, "damage found; repairing");
                     pending.push(new(true, BTreeSet::new()));
                 }
-                Err(e) => entries.push(fail(dest.name(), &e)),
+                Err(e) => entries.push(fail(dest.name(), e)),
             },
             Ok(Some((false, raw))) if !plan.allow_downgrade => {
                 let published = guard::published_build_time(dest.as_ref(), artifact, &raw).await;
@@ -340,14 +336,14 @@ async fn try_source(
                 }
             }
             Ok(_) => pending.push(new(false, BTreeSet::new())),
-            Err(e) => entries.push(fail(dest.name(), &e)),
+            Err(e) => entries.push(fail(dest.name(), e)),
         }
     }
     if !downgrades.is_empty() && !last {
         // A stale source must not block a fresh one behind it: try the next source first.
         return Err(downgrades.swap_remove(0).1);
     }
-    for (dest, e) in &downgrades {
+    for (dest, e) in downgrades {
         tracing::error!(artifact = %label, destination = dest.name(), error = %e, "refused");
         entries.push(fail(dest.name(), e));
     }
@@ -377,7 +373,7 @@ async fn try_source(
                 e.signature = Some(signature.to_string());
                 entries.push(e);
             }
-            Err(e) => entries.push(fail(name, &e)),
+            Err(e) => entries.push(fail(name, e)),
         }
     }
     if pending.is_empty() {
@@ -422,8 +418,7 @@ async fn try_source(
         }
         e.bytes_written = p.bytes;
         e.blobs_skipped = p.skipped;
-        e.help = p.error.as_ref().and_then(|e| e.help().cloned());
-        e.error = p.error.map(|e| e.to_string());
+        e.error = p.error.map(Arc::new);
         e.updated_at = metadata.as_ref().and_then(|m| m.updated_at).or(manifest.created);
         e.next_update = metadata.as_ref().and_then(|m| m.next_update);
         entries.push(e);

@@ -173,9 +173,9 @@ async fn a_required_signature_refuses_every_bad_one_and_publishes_nothing_of_it(
                 .await;
         let e = &report.entries[0];
         assert_eq!(e.outcome, Outcome::Failed);
-        let error = e.error.clone().unwrap();
+        let error = e.why().unwrap();
         assert!(error.contains(why) && error.contains("bundle"), "{why}: {error}");
-        assert_eq!(e.help, Some(Help::CheckSignature));
+        assert_eq!(e.help(), Some(&Help::CheckSignature));
         let after: Vec<_> = dest
             .keys()
             .await

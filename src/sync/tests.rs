@@ -299,7 +299,7 @@ async fn one_failing_destination_does_not_stop_the_others() {
         [("trivy-db:2".into(), "good".into(), Outcome::Written), ("trivy-db:2".into(), "bad".into(), Outcome::Failed),]
     );
     let failed = report.entries.iter().find(|e| e.destination == "bad").unwrap();
-    assert!(failed.error.as_deref().unwrap().contains("quota exceeded"), "{failed:?}");
+    assert!(failed.why().unwrap().contains("quota exceeded"), "{failed:?}");
     assert!(good.get(&layout::manifest_key("aquasecurity/trivy-db", "2")).await.is_some());
     assert!(
         bad.get(&layout::manifest_key("aquasecurity/trivy-db", "2")).await.is_none(),
@@ -335,7 +335,7 @@ async fn a_source_that_keeps_failing_mid_blob_publishes_nothing_of_that_artifact
 
     let e = &report.entries[0];
     assert_eq!(e.outcome, Outcome::Failed);
-    let error = e.error.as_deref().unwrap();
+    let error = e.why().unwrap();
     assert!(error.contains("no source could provide it") && error.contains("connection reset"), "{error}");
     assert_eq!(src.blob_requests.load(Ordering::SeqCst), 3, "as many attempts as the retry policy allows");
     let keys = dest.keys().await;
@@ -376,7 +376,7 @@ async fn an_unreachable_or_empty_first_source_falls_back_to_the_next() {
 
     // With no source left, the error names every source and why.
     let report = sync(&plan(vec![down, empty], &[Kind::Db]), &dests(&[&dest])).await;
-    let error = report.entries[0].error.clone().unwrap();
+    let error = report.entries[0].why().unwrap();
     assert!(error.contains("down (DNS lookup failed)"), "{error}");
     assert!(error.contains("empty (no trivy-db:2)"), "{error}");
 }
@@ -397,7 +397,7 @@ async fn a_destination_that_changes_upload_mode_gets_the_blob_again_once() {
     let report = sync(&plan(vec![src], &[Kind::Db]), &dests(&[&stubborn])).await;
     let e = &report.entries[0];
     assert_eq!(e.outcome, Outcome::Failed);
-    assert!(e.error.as_deref().unwrap().contains("asked for it twice"), "{e:?}");
+    assert!(e.why().unwrap().contains("asked for it twice"), "{e:?}");
 }
 
 #[tokio::test]
@@ -465,9 +465,9 @@ async fn an_older_build_never_replaces_a_newer_one_unless_allowed() {
     let report = sync(&plan(vec![db_source("stale", &older)], &[Kind::Db]), &dests(&[&dest])).await;
     let e = &report.entries[0];
     assert_eq!(e.outcome, Outcome::Failed);
-    let error = e.error.as_deref().unwrap();
+    let error = e.why().unwrap();
     assert!(error.contains("2026-11-26T06:00:00Z") && error.contains("2026-11-25T06:00:00Z"), "{error}");
-    assert_eq!(e.help, Some(Help::AllowDowngrade));
+    assert_eq!(e.help(), Some(&Help::AllowDowngrade));
     assert_eq!(tag().await, newer.manifest);
 
     // A stale first source does not block a fresh second one.
@@ -501,13 +501,13 @@ async fn an_unreachable_source_is_asked_once_and_the_error_is_one_line_with_a_hi
     for e in &report.entries {
         assert_eq!(e.outcome, Outcome::Failed);
         assert_eq!(
-            e.error.as_deref(),
+            e.why().as_deref(),
             Some(
                 "no source could provide it: mirror.example/aquasec (DNS lookup failed), \
                  ghcr.example/aquasecurity (DNS lookup failed)"
             )
         );
-        assert_eq!(e.help, Some(Help::Offline));
+        assert_eq!(e.help(), Some(&Help::Offline));
     }
 }
 
@@ -588,7 +588,7 @@ async fn a_bundle_round_trips_and_a_damaged_blob_fails_only_its_artifact() {
     let report = sync(&import(&damaged), &dests(&[&fresh])).await;
     let java = report.entries.iter().find(|e| e.artifact == "trivy-java-db:1").unwrap();
     assert_eq!(java.outcome, Outcome::Failed);
-    assert!(java.error.as_deref().unwrap_or("").contains("damaged.tar"), "{:?}", java.error);
+    assert!(java.why().unwrap_or_default().contains("damaged.tar"), "{:?}", java.error);
     assert!(fresh.get(&layout::manifest_key("aquasecurity/trivy-java-db", "1")).await.is_none());
     assert!(fresh.get(&layout::blob_key("aquasecurity/trivy-java-db", &layer)).await.is_none(), "nothing of it");
     assert!(fresh.get(&layout::manifest_key("aquasecurity/trivy-db", "2")).await.is_some(), "the others land");
@@ -831,7 +831,7 @@ async fn an_older_vex_release_never_replaces_a_newer_one_unless_allowed() {
     let mut p = plan(vec![vex_source("stale", &older)], &[Kind::Vex]);
     let report = sync(&p, &dests(&[&dest])).await;
     assert_eq!(report.entries[0].outcome, Outcome::Failed);
-    assert_eq!(report.entries[0].help, Some(Help::AllowDowngrade));
+    assert_eq!(report.entries[0].help(), Some(&Help::AllowDowngrade));
     assert_eq!(dest.get("main.tar.gz").await.unwrap(), newer.archive, "the newer archive stays");
 
     p.allow_downgrade = true;
@@ -984,8 +984,7 @@ async fn at_the_deadline_nothing_starts_the_transfer_in_flight_stops_and_the_run
     let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
     let report = sync_until(&p, &dests(&[&dest]), Some(deadline)).await;
 
-    let errors: Vec<_> =
-        report.entries.iter().map(|e| (e.outcome.clone(), e.error.clone().unwrap_or_default())).collect();
+    let errors: Vec<_> = report.entries.iter().map(|e| (e.outcome.clone(), e.why().unwrap_or_default())).collect();
     assert_eq!(errors.len(), 4, "{errors:?}");
     assert!(errors.iter().all(|(o, _)| *o == Outcome::Failed), "{errors:?}");
     assert!(errors[0].1.contains("stopped at the run's deadline"), "{errors:?}");
