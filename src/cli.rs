@@ -351,8 +351,9 @@ pub struct SyncArgs {
     pub read_timeout: u64,
 
     /// Sign every manifest published, in cosign's format (a sha256-<digest>.sig tag beside
-    /// it), with this ECDSA P-256 private key: a PEM file (PKCS#8 or SEC1), in the
-    /// environment variable the PEM itself, or awskms:///alias/NAME (builds with `kms`).
+    /// it), with this ECDSA P-256 private key: a PEM file (PKCS#8, SEC1, or cosign's with
+    /// COSIGN_PASSWORD), in the environment variable the PEM itself, or
+    /// awskms:///alias/NAME (builds with `kms`).
     #[arg(long, env = "TRIVY_MIRROR_SIGN_KEY", value_name = "KEY", hide_env_values = true, help_heading = SIGNING)]
     pub sign_key: Option<String>,
 

@@ -404,7 +404,7 @@ impl SyncSettings {
             retry: self.retry_policy(),
             concurrency: self.concurrency.max(1) as usize,
             progress: Arc::new(crate::progress::Silent),
-            signing: self.signing()?,
+            signing: self.signing(env)?,
         };
 
         let dest_credentials = match &self.dest_token {
@@ -434,8 +434,11 @@ impl SyncSettings {
     }
 
     /// The key to sign with and the keys a source's signatures must verify under.
-    fn signing(&self) -> Result<Signing> {
-        let key = self.sign_key.as_deref().map(SigningKey::load).transpose()?.map(Arc::new);
+    fn signing(&self, env: Env<'_>) -> Result<Signing> {
+        // A cosign-encrypted key opens with the password cosign itself reads.
+        let password = env("COSIGN_PASSWORD");
+        let load = |spec: &str| SigningKey::load(spec, password.as_deref());
+        let key = self.sign_key.as_deref().map(load).transpose()?.map(Arc::new);
         let require =
             self.require_signature.iter().map(|p| PublicKey::load(p, Setting::RequiredKey)).collect::<Result<_>>()?;
         Ok(Signing { key, require })

@@ -4,8 +4,9 @@
 //!
 //! Accepted private keys: PKCS#8 (`openssl genpkey -algorithm EC -pkeyopt
 //! ec_paramgen_curve:P-256`, "BEGIN PRIVATE KEY") and SEC1 (`openssl ecparam -genkey`,
-//! "BEGIN EC PRIVATE KEY"). cosign's own encrypted format ("BEGIN ENCRYPTED SIGSTORE
-//! PRIVATE KEY", scrypt + secretbox) is refused with a hint to convert it. Public keys:
+//! "BEGIN EC PRIVATE KEY"), and cosign's own encrypted format ("BEGIN ENCRYPTED SIGSTORE
+//! PRIVATE KEY", [`super::encrypted`]) with the password cosign reads from
+//! `COSIGN_PASSWORD`. Public keys:
 //! "BEGIN PUBLIC KEY" (SubjectPublicKeyInfo), which is what `cosign generate-key-pair`
 //! and `openssl pkey -pubout` write.
 
@@ -47,11 +48,12 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Load a key from `spec`: the PEM itself (as `TRIVY_MIRROR_SIGN_KEY` carries it in a
-    /// Lambda or a container job) or the path of a PEM file. `awskms://` is named as
-    /// unsupported rather than read as a file name.
-    pub fn load(spec: &str) -> Result<SigningKey> {
+    /// Lambda or a container job), the path of a PEM file, or `awskms:///…`. Another key
+    /// service is named as unsupported rather than read as a file name. `password` opens a
+    /// cosign-encrypted key (unset: the empty password, as cosign allows).
+    pub fn load(spec: &str, password: Option<&str>) -> Result<SigningKey> {
         if spec.trim_start().starts_with("-----BEGIN") {
-            return SigningKey::from_pem(spec.as_bytes(), "(PEM from the environment)");
+            return SigningKey::from_pem_with(spec.as_bytes(), "(PEM from the environment)", password);
         }
         #[cfg(feature = "kms")]
         if let Some(kms) = super::kms::KmsKey::parse(spec) {
@@ -67,15 +69,27 @@ impl SigningKey {
         }
         let pem = std::fs::read(spec)
             .map_err(|e| Error::config(Setting::SignKey, spec, crate::error::io_words(&e).as_str()))?;
-        SigningKey::from_pem(&pem, spec)
+        SigningKey::from_pem_with(&pem, spec, password)
     }
 
     /// Parse a PKCS#8 or SEC1 PEM private key; `origin` names it in errors (never the key).
     pub fn from_pem(pem: &[u8], origin: &str) -> Result<SigningKey> {
+        SigningKey::from_pem_with(pem, origin, None)
+    }
+
+    /// [`SigningKey::from_pem`], also opening cosign's encrypted keys with `password`.
+    pub fn from_pem_with(pem: &[u8], origin: &str, password: Option<&str>) -> Result<SigningKey> {
         let bad = |reason: &str| Error::config(Setting::SignKey, origin, reason);
-        if String::from_utf8_lossy(pem).contains("ENCRYPTED SIGSTORE PRIVATE KEY") {
-            return Err(bad("cosign's encrypted key format is not supported; export the key as PKCS#8 PEM \
-                 (cosign import-key-pair takes the other direction) or generate one with openssl genpkey"));
+        let text = String::from_utf8_lossy(pem);
+        if super::encrypted::is_encrypted(&text) {
+            let der = super::encrypted::open(&text, password.unwrap_or_default().as_bytes()).map_err(|p| match p {
+                super::encrypted::Problem::WrongPassword if password.is_none() => {
+                    bad("a cosign key with a password: set COSIGN_PASSWORD, as for cosign")
+                }
+                super::encrypted::Problem::WrongPassword => bad("COSIGN_PASSWORD does not open this cosign key"),
+                super::encrypted::Problem::Malformed(why) => bad(&format!("not a readable cosign key: {why}")),
+            })?;
+            return SigningKey::from_der(&der, origin);
         }
         let der = PrivateKeyDer::from_pem_slice(pem)
             .map_err(|_| bad("no PEM private key found (expected BEGIN PRIVATE KEY or BEGIN EC PRIVATE KEY)"))?;
@@ -84,6 +98,12 @@ impl SigningKey {
             PrivateKeyDer::Sec1(k) => k.secret_sec1_der(),
             _ => return Err(bad("an RSA key; expected an ECDSA P-256 key")),
         };
+        SigningKey::from_der(body, origin)
+    }
+
+    /// A PKCS#8 or SEC1 DER P-256 private key.
+    fn from_der(body: &[u8], origin: &str) -> Result<SigningKey> {
+        let bad = |reason: &str| Error::config(Setting::SignKey, origin, reason);
         let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, body)
             .map_err(|_| bad("not an ECDSA P-256 key"))?;
         let spki = pair.public_key().as_der().map_err(|_| bad("its public key cannot be encoded"))?;
@@ -231,9 +251,9 @@ ibY1v30sViSjQaNo0RDFWhLBi7eoJbtICw==
             let e = SigningKey::from_pem(pem.as_bytes(), "k.pem").unwrap_err().to_string();
             assert!(e.contains("k.pem"), "{e}");
         }
-        let e = SigningKey::load("gcpkms://projects/p/keys/k").unwrap_err().to_string();
+        let e = SigningKey::load("gcpkms://projects/p/keys/k", None).unwrap_err().to_string();
         assert!(e.contains("only key management service supported is AWS KMS"), "{e}");
-        let e = SigningKey::load(TEST_KEY.replace("MIGH", "MIGX").as_str()).unwrap_err().to_string();
+        let e = SigningKey::load(TEST_KEY.replace("MIGH", "MIGX").as_str(), None).unwrap_err().to_string();
         assert!(!e.contains("MIG"), "the key itself is never echoed: {e}");
     }
 }

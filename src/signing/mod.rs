@@ -14,6 +14,7 @@
 //! This module builds and checks those bytes; where they are read and written is the
 //! engine's business (`sync/sign.rs`) and `verify`'s.
 
+mod encrypted;
 mod key;
 #[cfg(feature = "kms")]
 mod kms;

@@ -75,6 +75,14 @@ fn openssl_check(
     payload
 }
 
+/// [`openssl_check`] of trivy-db's signature in the directory mirror `dir`.
+fn check_stored_signature(work: &Path, dir: &Path, digest: &str, public: &Path) {
+    let repo = dir.join("v2/aquasecurity/trivy-db");
+    let manifest = std::fs::read(repo.join("manifests").join(sig_tag(digest))).unwrap();
+    let blob = |d: &str| std::fs::read(repo.join("blobs").join(d)).unwrap();
+    openssl_check(work, &manifest, blob, digest, public.to_str().unwrap());
+}
+
 /// `sha256-<hex>.sig`.
 fn sig_tag(digest: &str) -> String {
     format!("{}.sig", digest.replace(':', "-"))
@@ -266,10 +274,7 @@ fn a_kms_key_signs_without_key_material_on_the_machine() {
     let signed = sync(&[&args[..], &["--sign-key", "awskms:///alias/trivy-mirror"]].concat(), &env);
     signed.assert_ok();
     let digest = upstream.db.manifest_digest();
-    let repo = dir.join("v2/aquasecurity/trivy-db");
-    let manifest = std::fs::read(repo.join("manifests").join(sig_tag(&digest))).unwrap();
-    let blob = |d: &str| std::fs::read(repo.join("blobs").join(d)).unwrap();
-    openssl_check(work.path(), &manifest, blob, &digest, public.to_str().unwrap());
+    check_stored_signature(work.path(), &dir, &digest, &public);
 
     let refused = work.path().join("refused");
     let args = ["--to", refused.to_str().unwrap(), "--source", &source, "--only", "db"];
@@ -278,4 +283,30 @@ fn a_kms_key_signs_without_key_material_on_the_machine() {
     let failure = rsa.failure(0);
     assert!(failure.contains("awskms:///alias/rsa") && failure.contains("ECC_NIST_P256"), "{failure}");
     assert!(!refused.join("v2/aquasecurity/trivy-db/manifests/2").exists(), "nothing is tagged");
+}
+
+/// A key `cosign generate-key-pair` wrote (fixtures/cosign, empty password) signs
+/// unchanged; openssl verifies the result with its public key. A wrong COSIGN_PASSWORD is
+/// one line naming the variable, without the password, and nothing is published.
+#[test]
+fn a_cosign_encrypted_key_signs_with_its_password() {
+    let work = tempfile::tempdir().unwrap();
+    let (key, public) = (root().join("fixtures/cosign/cosign.key"), root().join("fixtures/cosign/cosign.pub"));
+    let (upstream, registry) = Upstream::seeded();
+    let source = format!("{}/aquasecurity", registry.addr);
+    let dir = work.path().join("mirror");
+    let args =
+        ["--to", dir.to_str().unwrap(), "--source", &source, "--only", "db", "--sign-key", key.to_str().unwrap()];
+    sync(&args, &[("COSIGN_PASSWORD", "")]).assert_ok();
+    let digest = upstream.db.manifest_digest();
+    check_stored_signature(work.path(), &dir, &digest, &public);
+
+    let refused = work.path().join("refused");
+    let args =
+        ["--to", refused.to_str().unwrap(), "--source", &source, "--only", "db", "--sign-key", key.to_str().unwrap()];
+    let wrong = sync(&args, &[("COSIGN_PASSWORD", "hunter2-wrong")]);
+    assert!(!wrong.success);
+    assert!(wrong.stderr.contains("COSIGN_PASSWORD does not open this cosign key"), "{}", wrong.stderr);
+    assert!(!wrong.stderr.contains("hunter2") && !wrong.stdout.contains("hunter2"), "the password is never shown");
+    assert!(!refused.join("v2").exists(), "nothing is published");
 }
