@@ -26,6 +26,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::credentials::Env;
 use crate::error::{Error, Result, Setting};
 use crate::layout::ObjectClass;
 use crate::manifest::CheckedManifest;
@@ -126,8 +127,28 @@ pub trait Files: Send + Sync {
 /// A parsed `--to` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DestinationUrl {
-    /// A local directory.
-    Local(PathBuf),
+    /// A static layout in a directory or an object store.
+    Store(Store),
+    /// `oci:DIR`: an OCI image layout directory (an air-gap bundle).
+    OciLayout(PathBuf),
+    /// `oci-archive:FILE`: a tar of an OCI image layout.
+    OciArchive(PathBuf),
+    /// `trivy-cache:DIR`: Trivy's own cache directory (`--cache-dir`).
+    TrivyCache(PathBuf),
+    /// `oci://host[/namespace]`.
+    Registry {
+        /// Registry host with optional port.
+        host: String,
+        /// Repository namespace under which artifacts are pushed.
+        namespace: String,
+    },
+}
+
+/// Where a static layout is kept ([`object::ObjectDestination`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// A plain directory (`/srv/mirror`, `file:///srv/mirror`).
+    Directory(PathBuf),
     /// `s3://bucket[/prefix]`.
     S3 {
         /// Bucket name.
@@ -148,19 +169,6 @@ pub enum DestinationUrl {
         container: String,
         /// Key prefix.
         prefix: String,
-    },
-    /// `oci:DIR`: an OCI image layout directory (an air-gap bundle).
-    OciLayout(PathBuf),
-    /// `oci-archive:FILE`: a tar of an OCI image layout.
-    OciArchive(PathBuf),
-    /// `trivy-cache:DIR`: Trivy's own cache directory (`--cache-dir`).
-    TrivyCache(PathBuf),
-    /// `oci://host[/namespace]`.
-    Registry {
-        /// Registry host with optional port.
-        host: String,
-        /// Repository namespace under which artifacts are pushed.
-        namespace: String,
     },
 }
 
@@ -193,14 +201,14 @@ impl DestinationUrl {
                      with a colon as ./{s} or file:///…)"
                 )));
             }
-            return Ok(DestinationUrl::Local(PathBuf::from(s)));
+            return Ok(DestinationUrl::Store(Store::Directory(PathBuf::from(s))));
         };
         if scheme == "file" {
             let path = rest.strip_prefix("localhost").unwrap_or(rest);
             if !path.starts_with('/') {
                 return Err(bad("file:// URLs need an absolute path, e.g. file:///srv/mirror"));
             }
-            return Ok(DestinationUrl::Local(PathBuf::from(path)));
+            return Ok(DestinationUrl::Store(Store::Directory(PathBuf::from(path))));
         }
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         if authority.contains('@') {
@@ -218,9 +226,11 @@ impl DestinationUrl {
         }
         let bucket_ok = authority.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
         match scheme {
-            "s3" | "s3a" if bucket_ok => Ok(DestinationUrl::S3 { bucket: authority.into(), prefix }),
-            "gs" | "gcs" if bucket_ok => Ok(DestinationUrl::Gcs { bucket: authority.into(), prefix }),
-            "az" | "azure" if bucket_ok => Ok(DestinationUrl::Azure { container: authority.into(), prefix }),
+            "s3" | "s3a" if bucket_ok => Ok(DestinationUrl::Store(Store::S3 { bucket: authority.into(), prefix })),
+            "gs" | "gcs" if bucket_ok => Ok(DestinationUrl::Store(Store::Gcs { bucket: authority.into(), prefix })),
+            "az" | "azure" if bucket_ok => {
+                Ok(DestinationUrl::Store(Store::Azure { container: authority.into(), prefix }))
+            }
             "oci" => {
                 if !authority.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
                     return Err(bad("the registry must be a host name with an optional :port"));
@@ -320,9 +330,11 @@ impl Target {
     }
 }
 
-/// Open a static-layout destination (retention works on these only).
-pub fn open_layout(url: &str, tag_ttl: u32) -> Result<object::ObjectDestination> {
+/// Open a static-layout destination (retention works on these only). `env` reads the
+/// environment variables the store's settings come from.
+pub fn open_layout(url: &str, tag_ttl: u32, env: Env<'_>) -> Result<object::ObjectDestination> {
     match DestinationUrl::parse(url)? {
+        DestinationUrl::Store(store) => object::ObjectDestination::open(url, store, tag_ttl, env),
         DestinationUrl::OciLayout(_) | DestinationUrl::OciArchive(_) | DestinationUrl::TrivyCache(_) => {
             Err(Error::config(Setting::Destination, url, "retention applies to static mirrors"))
         }
@@ -331,7 +343,6 @@ pub fn open_layout(url: &str, tag_ttl: u32) -> Result<object::ObjectDestination>
             url,
             "retention applies to static mirrors; a registry has its own garbage collection",
         )),
-        parsed => object::ObjectDestination::open(url, parsed, tag_ttl),
     }
 }
 
@@ -348,9 +359,13 @@ pub struct OpenOptions {
     pub vex: Option<crate::vex::Publication>,
 }
 
-/// Open a destination.
-pub fn open(url: &str, options: OpenOptions) -> Result<Target> {
+/// Open a destination. `env` reads the environment variables a store's settings come from.
+pub fn open(url: &str, options: OpenOptions, env: Env<'_>) -> Result<Target> {
     Ok(match DestinationUrl::parse(url)? {
+        DestinationUrl::Store(store) => {
+            let layout = object::ObjectDestination::open(url, store, options.tag_ttl, env)?;
+            Target::Layout(Arc::new(layout.with_vex(options.vex)))
+        }
         DestinationUrl::Registry { host, namespace } => {
             Target::Registry(Arc::new(registry::RegistryDestination::new(url, &host, &namespace, options.registry)?))
         }
@@ -358,10 +373,6 @@ pub fn open(url: &str, options: OpenOptions) -> Result<Target> {
         DestinationUrl::OciArchive(path) => Target::Local(Arc::new(bundle::BundleDestination::open(url, &path, true)?)),
         DestinationUrl::TrivyCache(path) => {
             Target::Local(Arc::new(trivy_cache::TrivyCache::open(url, &path, options.cache_checks_tag)?))
-        }
-        parsed => {
-            let layout = object::ObjectDestination::open(url, parsed, options.tag_ttl)?;
-            Target::Layout(Arc::new(layout.with_vex(options.vex)))
         }
     })
 }
@@ -372,22 +383,27 @@ mod tests {
 
     #[test]
     fn destination_urls() {
-        use DestinationUrl::*;
-        assert_eq!(DestinationUrl::parse("./mirror").unwrap(), Local("./mirror".into()));
-        assert_eq!(DestinationUrl::parse("./a:b").unwrap(), Local("./a:b".into()));
-        assert_eq!(DestinationUrl::parse("/srv/a:b").unwrap(), Local("/srv/a:b".into()));
-        assert_eq!(DestinationUrl::parse("mirror").unwrap(), Local("mirror".into()));
-        assert_eq!(DestinationUrl::parse("file:///srv/m").unwrap(), Local("/srv/m".into()));
+        use DestinationUrl::{OciArchive, OciLayout, Registry, TrivyCache};
+        use Store::{Azure, Directory, Gcs, S3};
+        let store = DestinationUrl::Store;
+        assert_eq!(DestinationUrl::parse("./mirror").unwrap(), store(Directory("./mirror".into())));
+        assert_eq!(DestinationUrl::parse("./a:b").unwrap(), store(Directory("./a:b".into())));
+        assert_eq!(DestinationUrl::parse("/srv/a:b").unwrap(), store(Directory("/srv/a:b".into())));
+        assert_eq!(DestinationUrl::parse("mirror").unwrap(), store(Directory("mirror".into())));
+        assert_eq!(DestinationUrl::parse("file:///srv/m").unwrap(), store(Directory("/srv/m".into())));
         assert_eq!(DestinationUrl::parse("oci:/b/dir").unwrap(), OciLayout("/b/dir".into()));
         assert_eq!(DestinationUrl::parse("oci-archive:b.tar").unwrap(), OciArchive("b.tar".into()));
         assert_eq!(DestinationUrl::parse("trivy-cache:/srv/c").unwrap(), TrivyCache("/srv/c".into()));
-        assert_eq!(DestinationUrl::parse("s3://b").unwrap(), S3 { bucket: "b".into(), prefix: "".into() });
+        assert_eq!(DestinationUrl::parse("s3://b").unwrap(), store(S3 { bucket: "b".into(), prefix: "".into() }));
         assert_eq!(
             DestinationUrl::parse("s3://b/mirror/").unwrap(),
-            S3 { bucket: "b".into(), prefix: "mirror".into() }
+            store(S3 { bucket: "b".into(), prefix: "mirror".into() })
         );
-        assert_eq!(DestinationUrl::parse("gs://b/x/y").unwrap(), Gcs { bucket: "b".into(), prefix: "x/y".into() });
-        assert_eq!(DestinationUrl::parse("az://c").unwrap(), Azure { container: "c".into(), prefix: "".into() });
+        assert_eq!(
+            DestinationUrl::parse("gs://b/x/y").unwrap(),
+            store(Gcs { bucket: "b".into(), prefix: "x/y".into() })
+        );
+        assert_eq!(DestinationUrl::parse("az://c").unwrap(), store(Azure { container: "c".into(), prefix: "".into() }));
         assert_eq!(
             DestinationUrl::parse("oci://127.0.0.1:5000/mirror").unwrap(),
             Registry { host: "127.0.0.1:5000".into(), namespace: "mirror".into() }
