@@ -3,8 +3,10 @@
 //! a static layout (VEX archives, `status.json`) that only some have; a destination that
 //! holds files hands out its [`Files`] through [`Destination::files`]. Implementations:
 //! [`object::ObjectDestination`] (the static registry layout in S3, GCS, Azure Blob or a
-//! local directory; OCI part and files) and [`registry::RegistryDestination`] (pushes into
-//! any OCI registry; OCI part only). The sync engine only talks to the traits.
+//! plain directory; OCI part and files), [`registry::RegistryDestination`] (pushes into
+//! any OCI registry; OCI part only), [`bundle::BundleDestination`] (an air-gap bundle: an
+//! OCI image layout, as a directory or a tar) and [`trivy_cache::TrivyCache`] (Trivy's own
+//! cache directory). The sync engine only talks to the traits.
 //!
 //! Every implementation keeps the same promises:
 //! - a blob is committed only if its stream ended cleanly (the stream verifies digest and
@@ -15,7 +17,7 @@
 pub mod bundle;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
-mod local;
+mod durable;
 pub mod object;
 pub mod registry;
 pub mod trivy_cache;
@@ -63,7 +65,7 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     async fn put_signature(&self, repo: &str, signature: &crate::signing::Signature) -> Result<()>;
 
     /// Called once after a run that wrote something: write the `/v2/` ping and whatever
-    /// else the layout needs.
+    /// else the destination's format needs.
     async fn finish(&self) -> Result<()>;
 
     /// What this destination keeps, which says which questions it can answer: see [`Keeps`].
@@ -117,7 +119,7 @@ pub enum Keeps {
 /// `status.json`.
 #[async_trait]
 pub trait Files: Send + Sync {
-    /// Read a file (`rel_key` is relative to the layout root). `Ok(None)` if absent.
+    /// Read a file (`rel_key` is relative to the static layout's root). `Ok(None)` if absent.
     async fn get_file(&self, rel_key: &str) -> Result<Option<Bytes>>;
 
     /// Write a file with the headers of its class.
@@ -180,15 +182,15 @@ impl DestinationUrl {
             if s.is_empty() {
                 return Err(bad("empty"));
             }
-            if let Some((kind, path)) = local_form(s) {
+            if let Some((kind, path)) = path_form(s) {
                 if path.is_empty() {
                     return Err(bad(&format!("the path is missing; expected {SCHEMES}")));
                 }
                 let path = PathBuf::from(path);
                 return Ok(match kind {
-                    LocalForm::Layout => DestinationUrl::OciLayout(path),
-                    LocalForm::Archive => DestinationUrl::OciArchive(path),
-                    LocalForm::Cache => DestinationUrl::TrivyCache(path),
+                    PathForm::OciLayout => DestinationUrl::OciLayout(path),
+                    PathForm::OciArchive => DestinationUrl::OciArchive(path),
+                    PathForm::TrivyCache => DestinationUrl::TrivyCache(path),
                 });
             }
             // `s3:/bucket` or `gs:bucket` is a mistyped URL, not a directory to create in
@@ -251,27 +253,28 @@ impl DestinationUrl {
 const SCHEMES: &str = "file:///path, s3://bucket[/prefix], gs://bucket[/prefix], az://container[/prefix], \
                        oci://registry[/namespace], oci:DIR, oci-archive:FILE or trivy-cache:DIR";
 
-/// The local forms written `kind:PATH` (skopeo's transport names for layouts).
+/// The forms written `kind:PATH` (skopeo's transport names for OCI image layouts), as
+/// opposed to a plain directory (a static layout) or a URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LocalForm {
-    /// `oci:DIR`.
-    Layout,
-    /// `oci-archive:FILE`.
-    Archive,
+pub enum PathForm {
+    /// `oci:DIR`: an OCI image layout directory.
+    OciLayout,
+    /// `oci-archive:FILE`: a tar of an OCI image layout.
+    OciArchive,
     /// `trivy-cache:DIR` (a destination only).
-    Cache,
+    TrivyCache,
 }
 
 /// Split `oci:DIR`, `oci-archive:FILE` or `trivy-cache:DIR` (not `oci://…`).
-pub fn local_form(s: &str) -> Option<(LocalForm, &str)> {
+pub fn path_form(s: &str) -> Option<(PathForm, &str)> {
     if s.contains("://") {
         return None;
     }
     let (kind, path) = s.split_once(':')?;
     let kind = match kind {
-        "oci" => LocalForm::Layout,
-        "oci-archive" => LocalForm::Archive,
-        "trivy-cache" => LocalForm::Cache,
+        "oci" => PathForm::OciLayout,
+        "oci-archive" => PathForm::OciArchive,
+        "trivy-cache" => PathForm::TrivyCache,
         _ => return None,
     };
     Some((kind, path))
@@ -304,35 +307,38 @@ fn redact_userinfo(s: &str) -> String {
 #[derive(Clone, Debug)]
 pub enum Target {
     /// A static layout in an object store or a directory.
-    Layout(Arc<object::ObjectDestination>),
+    StaticLayout(Arc<object::ObjectDestination>),
     /// An OCI registry.
     Registry(Arc<registry::RegistryDestination>),
-    /// An air-gap bundle or Trivy's cache: neither is pruned.
-    Local(Arc<dyn Destination>),
+    /// An air-gap bundle (an OCI image layout, as a directory or a tar): not pruned.
+    Bundle(Arc<bundle::BundleDestination>),
+    /// Trivy's cache directory: not pruned.
+    TrivyCache(Arc<trivy_cache::TrivyCache>),
 }
 
 impl Target {
     /// The destination the engine writes to.
     pub fn destination(&self) -> Arc<dyn Destination> {
         match self {
-            Target::Layout(d) => d.clone(),
+            Target::StaticLayout(d) => d.clone(),
             Target::Registry(d) => d.clone(),
-            Target::Local(d) => d.clone(),
+            Target::Bundle(d) => d.clone(),
+            Target::TrivyCache(d) => d.clone(),
         }
     }
 
     /// The static layout, for retention (a registry has its own garbage collection).
-    pub fn layout(&self) -> Option<&object::ObjectDestination> {
+    pub fn static_layout(&self) -> Option<&object::ObjectDestination> {
         match self {
-            Target::Layout(d) => Some(d),
-            Target::Registry(_) | Target::Local(_) => None,
+            Target::StaticLayout(d) => Some(d),
+            Target::Registry(_) | Target::Bundle(_) | Target::TrivyCache(_) => None,
         }
     }
 }
 
-/// Open a static-layout destination (retention works on these only). `env` reads the
+/// Open a static layout destination (retention works on these only). `env` reads the
 /// environment variables the store's settings come from.
-pub fn open_layout(url: &str, tag_ttl: u32, env: Env<'_>) -> Result<object::ObjectDestination> {
+pub fn open_static_layout(url: &str, tag_ttl: u32, env: Env<'_>) -> Result<object::ObjectDestination> {
     match DestinationUrl::parse(url)? {
         DestinationUrl::Store(store) => object::ObjectDestination::open(url, store, tag_ttl, env),
         DestinationUrl::OciLayout(_) | DestinationUrl::OciArchive(_) | DestinationUrl::TrivyCache(_) => {
@@ -364,15 +370,19 @@ pub fn open(url: &str, options: OpenOptions, env: Env<'_>) -> Result<Target> {
     Ok(match DestinationUrl::parse(url)? {
         DestinationUrl::Store(store) => {
             let layout = object::ObjectDestination::open(url, store, options.tag_ttl, env)?;
-            Target::Layout(Arc::new(layout.with_vex(options.vex)))
+            Target::StaticLayout(Arc::new(layout.with_vex(options.vex)))
         }
         DestinationUrl::Registry { host, namespace } => {
             Target::Registry(Arc::new(registry::RegistryDestination::new(url, &host, &namespace, options.registry)?))
         }
-        DestinationUrl::OciLayout(path) => Target::Local(Arc::new(bundle::BundleDestination::open(url, &path, false)?)),
-        DestinationUrl::OciArchive(path) => Target::Local(Arc::new(bundle::BundleDestination::open(url, &path, true)?)),
+        DestinationUrl::OciLayout(path) => {
+            Target::Bundle(Arc::new(bundle::BundleDestination::open(url, &path, false)?))
+        }
+        DestinationUrl::OciArchive(path) => {
+            Target::Bundle(Arc::new(bundle::BundleDestination::open(url, &path, true)?))
+        }
         DestinationUrl::TrivyCache(path) => {
-            Target::Local(Arc::new(trivy_cache::TrivyCache::open(url, &path, options.cache_checks_tag)?))
+            Target::TrivyCache(Arc::new(trivy_cache::TrivyCache::open(url, &path, options.cache_checks_tag)?))
         }
     })
 }

@@ -12,7 +12,7 @@
 //! blob size. The upload is completed only after the verifying stream ended cleanly and
 //! aborted otherwise, so a corrupt or truncated blob never becomes visible. On a local
 //! directory every object is written to a staging file, flushed to disk and renamed into
-//! place (see [`super::local`]).
+//! place (see [`super::durable`]).
 //!
 //! VEX is stored like any artifact (blobs, manifest, tag) and, before its tag, published
 //! for Trivy as plain files ([`ObjectDestination::with_vex`]): the archives under their
@@ -77,7 +77,7 @@ pub struct ObjectDestination {
     /// Whether the store keeps Content-Type/Cache-Control (not for a local directory).
     attributes: bool,
     /// For a local directory: the writer that flushes each object before publishing it.
-    durable: Option<super::local::DurableWriter>,
+    durable: Option<super::durable::DurableWriter>,
     tag_ttl: u32,
     /// Where VEX is published for Trivy, when it is mirrored here.
     vex: Option<Publication>,
@@ -100,7 +100,7 @@ impl ObjectDestination {
                     .map_err(|e| Error::Io { context: format!("creating {}", dir.display()), source: e })?;
                 let store = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(store_err)?;
                 let mut dest = Self::with_store(name, Arc::new(store), "", false, tag_ttl);
-                dest.durable = Some(super::local::DurableWriter::new(&dir));
+                dest.durable = Some(super::durable::DurableWriter::new(&dir));
                 return Ok(dest);
             }
             Store::S3 { bucket, prefix } => {
