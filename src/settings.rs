@@ -478,7 +478,8 @@ impl SyncSettings {
         if self.vex_source.is_some() || !reads_bundle {
             let url = self.vex_source.as_deref().unwrap_or(crate::vex::DEFAULT_VEX_SOURCE);
             let ca_file = self.source_ca_file.clone();
-            let hub = VexHubSource::new(url, self.vex_archive, self.insecure_source, ca_file, read_timeout)?;
+            let retry = self.retry_policy();
+            let hub = VexHubSource::new(url, self.vex_archive, self.insecure_source, ca_file, read_timeout, retry)?;
             vex_sources.push(Arc::new(hub) as Arc<dyn Source>);
         }
         Ok((vex_sources, publication))
