@@ -125,7 +125,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Prune one static destination and print what was (or would be) removed.
 async fn prune_one(url: &str, options: &trivy_mirror::prune::PruneOptions, format: LogFormat) -> anyhow::Result<bool> {
-    let dest = trivy_mirror::dest::open_layout(url, trivy_mirror::layout::DEFAULT_TAG_TTL)?;
+    let env = &trivy_mirror::credentials::process_env;
+    let dest = trivy_mirror::dest::open_static_layout(url, trivy_mirror::layout::DEFAULT_TAG_TTL, env)?;
     let result = trivy_mirror::prune::prune(&dest, options, jiff::Timestamp::now()).await;
     Ok(print_prune(url, result, format))
 }

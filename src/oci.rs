@@ -2,8 +2,8 @@
 //! descriptors, and the names that come from upstream or from the user and end up in URLs
 //! and object keys (digests, tags, repository names). Each name is validated against the
 //! OCI distribution grammar before it is used, because a digest like `sha256:../../x` or a
-//! tag with a `/` would otherwise become a path outside the layout. The registry client
-//! and the layouts use this module; the Trivy rules live in [`crate::manifest`].
+//! tag with a `/` would otherwise become a path outside the destination. The registry client
+//! and the destinations on disk or in an object store use this module; the Trivy rules live in [`crate::manifest`].
 
 use std::fmt;
 

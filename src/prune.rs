@@ -42,7 +42,7 @@ pub struct PruneOptions {
 /// One object removed (or that would be).
 #[derive(Clone, Debug, Serialize)]
 pub struct Removal {
-    /// Its key below the layout root.
+    /// Its key below the static layout's root.
     pub key: String,
     /// Its size.
     pub bytes: u64,

@@ -61,7 +61,7 @@ pub async fn run(config: &SyncConfig) -> RunReport {
     let deadline_passed = deadline.is_some_and(|at| tokio::time::Instant::now() >= at);
     let mut pruned = Vec::new();
     if let Some(options) = config.prune.as_ref().filter(|_| !deadline_passed) {
-        for layout in config.targets.iter().filter_map(Target::layout) {
+        for layout in config.targets.iter().filter_map(Target::static_layout) {
             let result = crate::prune::prune(layout, options, Timestamp::now()).await;
             pruned.push(Pruned { destination: crate::dest::Destination::name(layout).to_string(), result });
         }

@@ -346,7 +346,7 @@ impl SyncSettings {
 
     /// Validate every setting, resolve credentials and open every source and destination:
     /// the one configuration a run needs. `env` reads environment variables (docker
-    /// config, credential helpers).
+    /// config, credential helpers, an S3 endpoint).
     pub fn validate(&self, env: Env<'_>) -> Result<SyncConfig> {
         let read_timeout = Some(self.read_timeout.max(Duration::from_secs(1)));
         if !self.namespace.is_empty() {
@@ -427,7 +427,7 @@ impl SyncSettings {
             let cache_checks_tag = if self.cache_checks == 1 { "1" } else { "2" };
             let vex = vex_publication.clone();
             let options = OpenOptions { tag_ttl: self.tag_cache_seconds, registry, cache_checks_tag, vex };
-            targets.push(crate::dest::open(url, options)?);
+            targets.push(crate::dest::open(url, options, env)?);
         }
         let prune = self.prune.then(|| self.retention(false));
         Ok(SyncConfig { plan, targets, prune, deadline: self.deadline })
@@ -456,15 +456,7 @@ impl SyncSettings {
         if !only.contains(&Kind::Vex) {
             return Ok((Vec::new(), None));
         }
-        let static_output = urls.iter().any(|u| {
-            matches!(
-                u,
-                DestinationUrl::Local(_)
-                    | DestinationUrl::S3 { .. }
-                    | DestinationUrl::Gcs { .. }
-                    | DestinationUrl::Azure { .. }
-            )
-        });
+        let static_output = urls.iter().any(|u| matches!(u, DestinationUrl::Store(_)));
         if static_output && self.base_url.is_none() {
             return Err(Error::config(
                 Setting::BaseUrl,
@@ -489,7 +481,8 @@ impl SyncSettings {
         if self.vex_source.is_some() || !reads_bundle {
             let url = self.vex_source.as_deref().unwrap_or(crate::vex::DEFAULT_VEX_SOURCE);
             let ca_file = self.source_ca_file.clone();
-            let hub = VexHubSource::new(url, self.vex_archive, self.insecure_source, ca_file, read_timeout)?;
+            let retry = self.retry_policy();
+            let hub = VexHubSource::new(url, self.vex_archive, self.insecure_source, ca_file, read_timeout, retry)?;
             vex_sources.push(Arc::new(hub) as Arc<dyn Source>);
         }
         Ok((vex_sources, publication))

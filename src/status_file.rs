@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::layout::ObjectClass;
 use crate::summary::{Entry, Outcome};
 
-/// The key of the status file, at the layout root.
+/// The key of the status file, at the static layout's root.
 pub const STATUS_KEY: &str = "status.json";
 
 /// The whole file.

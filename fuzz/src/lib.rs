@@ -30,7 +30,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use trivy_mirror::artifact::OCI_ARTIFACTS;
-use trivy_mirror::dest::DestinationUrl;
+use trivy_mirror::dest::{DestinationUrl, Store};
 use trivy_mirror::layout::ObjectClass;
 use trivy_mirror::manifest::MAX_BLOB_BYTES;
 use trivy_mirror::oci::{DOCKER_MANIFEST, MAX_MANIFEST_BYTES, OCI_MANIFEST};
@@ -228,16 +228,14 @@ pub fn dest_url(data: &[u8]) {
     let bucket_ok = |b: &str| !b.is_empty() && b.bytes().all(|c| c.is_ascii_alphanumeric() || b"-._".contains(&c));
     match DestinationUrl::parse(s) {
         Ok(
-            DestinationUrl::Local(p)
+            DestinationUrl::Store(Store::Directory(p))
             | DestinationUrl::OciLayout(p)
             | DestinationUrl::OciArchive(p)
             | DestinationUrl::TrivyCache(p),
         ) => assert!(!p.as_os_str().is_empty(), "empty local path from {s:?}"),
-        Ok(
-            DestinationUrl::S3 { bucket, prefix }
-            | DestinationUrl::Gcs { bucket, prefix }
-            | DestinationUrl::Azure { container: bucket, prefix },
-        ) => {
+        Ok(DestinationUrl::Store(
+            Store::S3 { bucket, prefix } | Store::Gcs { bucket, prefix } | Store::Azure { container: bucket, prefix },
+        )) => {
             assert!(bucket_ok(&bucket), "bucket {bucket:?} from {s:?}");
             assert!(prefix_ok(&prefix), "prefix {prefix:?} from {s:?}");
         }

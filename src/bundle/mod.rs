@@ -10,7 +10,7 @@
 //!
 //! Each manifest is named in `index.json` by `<repository>:<tag>` as it is published
 //! (`aquasecurity/trivy-db:2`), so `skopeo inspect --raw oci-archive:FILE:aquasecurity/trivy-db:2`
-//! prints the upstream manifest. VEX Hub travels as one more artifact of the same layout
+//! prints the upstream manifest. VEX Hub travels as one more artifact of the same OCI image layout
 //! (`<namespace>/vexhub:latest`, [`crate::vex::artifact`]), stored like the databases.
 //!
 //! A bundle crosses an untrusted channel, so everything read from one is checked here
@@ -27,7 +27,7 @@ use crate::oci::{Descriptor, Digest, OCI_INDEX, validate_repository, validate_ta
 
 /// The annotation that names a manifest in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// The layout marker file and its only content.
+/// The OCI image layout marker file and its only content.
 pub const LAYOUT_FILE: &str = "oci-layout";
 /// `oci-layout`'s content.
 pub const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -197,7 +197,7 @@ pub fn find<'a>(entries: &'a [IndexEntry], name: &str, tag: &str) -> Result<Opti
 }
 
 /// The references of a manifest: its config and layers. Used to collect garbage in a
-/// layout directory and by Trivy's cache to find a recorded layer.
+/// bundle directory and by Trivy's cache to find a recorded layer.
 pub fn manifest_blobs(raw: &[u8]) -> Result<(Descriptor, Vec<Descriptor>)> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]

@@ -31,7 +31,7 @@ pub const END: [u8; 1024] = [0; 1024];
 /// same content gives the same bytes).
 pub fn header(path: &str, size: u64) -> [u8; 512] {
     let mut h = tar::Header::new_ustar();
-    h.set_path(path).expect("layout paths fit a ustar header");
+    h.set_path(path).expect("OCI image layout paths fit a ustar header");
     h.set_size(size);
     h.set_mode(0o644);
     h.set_mtime(0);

@@ -2,7 +2,7 @@
 //! (`--to oci:DIR`) or a single tar of one (`--to oci-archive:FILE`).
 //!
 //! A directory is updated in place, like any other destination: blobs are written
-//! durably beside their final name and renamed ([`super::local`]), `index.json` is
+//! durably beside their final name and renamed ([`super::durable`]), `index.json` is
 //! rewritten (staged, renamed) after each manifest, and a rerun copies only what is new.
 //! After a run that wrote something, blobs no manifest in the index references any more
 //! are removed, so a directory carried across the gap every week does not grow.
@@ -24,7 +24,7 @@ use futures_util::StreamExt as _;
 use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::Destination;
-use super::local::{DurableWriter, io_error};
+use super::durable::{DurableWriter, io_error};
 use crate::bundle::{self, INDEX_FILE, IndexEntry, LAYOUT_CONTENT, LAYOUT_FILE};
 use crate::error::{Error, Result};
 use crate::manifest::CheckedManifest;
@@ -32,7 +32,7 @@ use crate::oci::{Descriptor, Digest};
 use crate::source::RawBlob;
 use crate::stream::{BlobStream, Upload};
 
-/// An OCI layout being written.
+/// An OCI image layout being written.
 #[derive(Debug)]
 pub struct BundleDestination {
     name: String,
@@ -181,7 +181,7 @@ impl BundleDestination {
         Ok(())
     }
 
-    /// Remove blobs of a layout directory that no named manifest references.
+    /// Remove blobs of an OCI image layout directory that no named manifest references.
     async fn collect_garbage(&self, root: &Path) -> Result<usize> {
         let entries = self.index.lock().expect("not poisoned").clone();
         let mut keep = BTreeSet::new();

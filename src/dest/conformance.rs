@@ -254,10 +254,10 @@ mod tests {
     #[tokio::test]
     async fn local_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let url = super::super::DestinationUrl::Local(dir.path().to_path_buf());
-        let dest = ObjectDestination::open(dir.path().to_str().unwrap(), url, 300).unwrap();
+        let store = super::super::Store::Directory(dir.path().to_path_buf());
+        let dest = ObjectDestination::open(dir.path().to_str().unwrap(), store, 300, &|_| None).unwrap();
         super::run(&dest, "local", true).await;
-        // Nothing but the layout is left behind: no staging file of the refused uploads.
+        // Nothing but the static layout is left behind: no staging file of the refused uploads.
         let mut stray = Vec::new();
         for entry in walk(dir.path()) {
             let rel = entry.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned();

@@ -3,8 +3,10 @@
 //! a static layout (VEX archives, `status.json`) that only some have; a destination that
 //! holds files hands out its [`Files`] through [`Destination::files`]. Implementations:
 //! [`object::ObjectDestination`] (the static registry layout in S3, GCS, Azure Blob or a
-//! local directory; OCI part and files) and [`registry::RegistryDestination`] (pushes into
-//! any OCI registry; OCI part only). The sync engine only talks to the traits.
+//! plain directory; OCI part and files), [`registry::RegistryDestination`] (pushes into
+//! any OCI registry; OCI part only), [`bundle::BundleDestination`] (an air-gap bundle: an
+//! OCI image layout, as a directory or a tar) and [`trivy_cache::TrivyCache`] (Trivy's own
+//! cache directory). The sync engine only talks to the traits.
 //!
 //! Every implementation keeps the same promises:
 //! - a blob is committed only if its stream ended cleanly (the stream verifies digest and
@@ -15,7 +17,7 @@
 pub mod bundle;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
-mod local;
+mod durable;
 pub mod object;
 pub mod registry;
 pub mod trivy_cache;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::credentials::Env;
 use crate::error::{Error, Result, Setting};
 use crate::layout::ObjectClass;
 use crate::manifest::CheckedManifest;
@@ -62,7 +65,7 @@ pub trait Destination: Send + Sync + std::fmt::Debug {
     async fn put_signature(&self, repo: &str, signature: &crate::signing::Signature) -> Result<()>;
 
     /// Called once after a run that wrote something: write the `/v2/` ping and whatever
-    /// else the layout needs.
+    /// else the destination's format needs.
     async fn finish(&self) -> Result<()>;
 
     /// What this destination keeps, which says which questions it can answer: see [`Keeps`].
@@ -116,7 +119,7 @@ pub enum Keeps {
 /// `status.json`.
 #[async_trait]
 pub trait Files: Send + Sync {
-    /// Read a file (`rel_key` is relative to the layout root). `Ok(None)` if absent.
+    /// Read a file (`rel_key` is relative to the static layout's root). `Ok(None)` if absent.
     async fn get_file(&self, rel_key: &str) -> Result<Option<Bytes>>;
 
     /// Write a file with the headers of its class.
@@ -126,8 +129,28 @@ pub trait Files: Send + Sync {
 /// A parsed `--to` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DestinationUrl {
-    /// A local directory.
-    Local(PathBuf),
+    /// A static layout in a directory or an object store.
+    Store(Store),
+    /// `oci:DIR`: an OCI image layout directory (an air-gap bundle).
+    OciLayout(PathBuf),
+    /// `oci-archive:FILE`: a tar of an OCI image layout.
+    OciArchive(PathBuf),
+    /// `trivy-cache:DIR`: Trivy's own cache directory (`--cache-dir`).
+    TrivyCache(PathBuf),
+    /// `oci://host[/namespace]`.
+    Registry {
+        /// Registry host with optional port.
+        host: String,
+        /// Repository namespace under which artifacts are pushed.
+        namespace: String,
+    },
+}
+
+/// Where a static layout is kept ([`object::ObjectDestination`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// A plain directory (`/srv/mirror`, `file:///srv/mirror`).
+    Directory(PathBuf),
     /// `s3://bucket[/prefix]`.
     S3 {
         /// Bucket name.
@@ -149,19 +172,6 @@ pub enum DestinationUrl {
         /// Key prefix.
         prefix: String,
     },
-    /// `oci:DIR`: an OCI image layout directory (an air-gap bundle).
-    OciLayout(PathBuf),
-    /// `oci-archive:FILE`: a tar of an OCI image layout.
-    OciArchive(PathBuf),
-    /// `trivy-cache:DIR`: Trivy's own cache directory (`--cache-dir`).
-    TrivyCache(PathBuf),
-    /// `oci://host[/namespace]`.
-    Registry {
-        /// Registry host with optional port.
-        host: String,
-        /// Repository namespace under which artifacts are pushed.
-        namespace: String,
-    },
 }
 
 impl DestinationUrl {
@@ -172,15 +182,15 @@ impl DestinationUrl {
             if s.is_empty() {
                 return Err(bad("empty"));
             }
-            if let Some((kind, path)) = local_form(s) {
+            if let Some((kind, path)) = path_form(s) {
                 if path.is_empty() {
                     return Err(bad(&format!("the path is missing; expected {SCHEMES}")));
                 }
                 let path = PathBuf::from(path);
                 return Ok(match kind {
-                    LocalForm::Layout => DestinationUrl::OciLayout(path),
-                    LocalForm::Archive => DestinationUrl::OciArchive(path),
-                    LocalForm::Cache => DestinationUrl::TrivyCache(path),
+                    PathForm::OciLayout => DestinationUrl::OciLayout(path),
+                    PathForm::OciArchive => DestinationUrl::OciArchive(path),
+                    PathForm::TrivyCache => DestinationUrl::TrivyCache(path),
                 });
             }
             // `s3:/bucket` or `gs:bucket` is a mistyped URL, not a directory to create in
@@ -193,14 +203,14 @@ impl DestinationUrl {
                      with a colon as ./{s} or file:///…)"
                 )));
             }
-            return Ok(DestinationUrl::Local(PathBuf::from(s)));
+            return Ok(DestinationUrl::Store(Store::Directory(PathBuf::from(s))));
         };
         if scheme == "file" {
             let path = rest.strip_prefix("localhost").unwrap_or(rest);
             if !path.starts_with('/') {
                 return Err(bad("file:// URLs need an absolute path, e.g. file:///srv/mirror"));
             }
-            return Ok(DestinationUrl::Local(PathBuf::from(path)));
+            return Ok(DestinationUrl::Store(Store::Directory(PathBuf::from(path))));
         }
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         if authority.contains('@') {
@@ -218,9 +228,11 @@ impl DestinationUrl {
         }
         let bucket_ok = authority.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
         match scheme {
-            "s3" | "s3a" if bucket_ok => Ok(DestinationUrl::S3 { bucket: authority.into(), prefix }),
-            "gs" | "gcs" if bucket_ok => Ok(DestinationUrl::Gcs { bucket: authority.into(), prefix }),
-            "az" | "azure" if bucket_ok => Ok(DestinationUrl::Azure { container: authority.into(), prefix }),
+            "s3" | "s3a" if bucket_ok => Ok(DestinationUrl::Store(Store::S3 { bucket: authority.into(), prefix })),
+            "gs" | "gcs" if bucket_ok => Ok(DestinationUrl::Store(Store::Gcs { bucket: authority.into(), prefix })),
+            "az" | "azure" if bucket_ok => {
+                Ok(DestinationUrl::Store(Store::Azure { container: authority.into(), prefix }))
+            }
             "oci" => {
                 if !authority.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
                     return Err(bad("the registry must be a host name with an optional :port"));
@@ -241,27 +253,28 @@ impl DestinationUrl {
 const SCHEMES: &str = "file:///path, s3://bucket[/prefix], gs://bucket[/prefix], az://container[/prefix], \
                        oci://registry[/namespace], oci:DIR, oci-archive:FILE or trivy-cache:DIR";
 
-/// The local forms written `kind:PATH` (skopeo's transport names for layouts).
+/// The forms written `kind:PATH` (skopeo's transport names for OCI image layouts), as
+/// opposed to a plain directory (a static layout) or a URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LocalForm {
-    /// `oci:DIR`.
-    Layout,
-    /// `oci-archive:FILE`.
-    Archive,
+pub enum PathForm {
+    /// `oci:DIR`: an OCI image layout directory.
+    OciLayout,
+    /// `oci-archive:FILE`: a tar of an OCI image layout.
+    OciArchive,
     /// `trivy-cache:DIR` (a destination only).
-    Cache,
+    TrivyCache,
 }
 
 /// Split `oci:DIR`, `oci-archive:FILE` or `trivy-cache:DIR` (not `oci://…`).
-pub fn local_form(s: &str) -> Option<(LocalForm, &str)> {
+pub fn path_form(s: &str) -> Option<(PathForm, &str)> {
     if s.contains("://") {
         return None;
     }
     let (kind, path) = s.split_once(':')?;
     let kind = match kind {
-        "oci" => LocalForm::Layout,
-        "oci-archive" => LocalForm::Archive,
-        "trivy-cache" => LocalForm::Cache,
+        "oci" => PathForm::OciLayout,
+        "oci-archive" => PathForm::OciArchive,
+        "trivy-cache" => PathForm::TrivyCache,
         _ => return None,
     };
     Some((kind, path))
@@ -294,35 +307,40 @@ fn redact_userinfo(s: &str) -> String {
 #[derive(Clone, Debug)]
 pub enum Target {
     /// A static layout in an object store or a directory.
-    Layout(Arc<object::ObjectDestination>),
+    StaticLayout(Arc<object::ObjectDestination>),
     /// An OCI registry.
     Registry(Arc<registry::RegistryDestination>),
-    /// An air-gap bundle or Trivy's cache: neither is pruned.
-    Local(Arc<dyn Destination>),
+    /// An air-gap bundle (an OCI image layout, as a directory or a tar): not pruned.
+    Bundle(Arc<bundle::BundleDestination>),
+    /// Trivy's cache directory: not pruned.
+    TrivyCache(Arc<trivy_cache::TrivyCache>),
 }
 
 impl Target {
     /// The destination the engine writes to.
     pub fn destination(&self) -> Arc<dyn Destination> {
         match self {
-            Target::Layout(d) => d.clone(),
+            Target::StaticLayout(d) => d.clone(),
             Target::Registry(d) => d.clone(),
-            Target::Local(d) => d.clone(),
+            Target::Bundle(d) => d.clone(),
+            Target::TrivyCache(d) => d.clone(),
         }
     }
 
     /// The static layout, for retention (a registry has its own garbage collection).
-    pub fn layout(&self) -> Option<&object::ObjectDestination> {
+    pub fn static_layout(&self) -> Option<&object::ObjectDestination> {
         match self {
-            Target::Layout(d) => Some(d),
-            Target::Registry(_) | Target::Local(_) => None,
+            Target::StaticLayout(d) => Some(d),
+            Target::Registry(_) | Target::Bundle(_) | Target::TrivyCache(_) => None,
         }
     }
 }
 
-/// Open a static-layout destination (retention works on these only).
-pub fn open_layout(url: &str, tag_ttl: u32) -> Result<object::ObjectDestination> {
+/// Open a static layout destination (retention works on these only). `env` reads the
+/// environment variables the store's settings come from.
+pub fn open_static_layout(url: &str, tag_ttl: u32, env: Env<'_>) -> Result<object::ObjectDestination> {
     match DestinationUrl::parse(url)? {
+        DestinationUrl::Store(store) => object::ObjectDestination::open(url, store, tag_ttl, env),
         DestinationUrl::OciLayout(_) | DestinationUrl::OciArchive(_) | DestinationUrl::TrivyCache(_) => {
             Err(Error::config(Setting::Destination, url, "retention applies to static mirrors"))
         }
@@ -331,7 +349,6 @@ pub fn open_layout(url: &str, tag_ttl: u32) -> Result<object::ObjectDestination>
             url,
             "retention applies to static mirrors; a registry has its own garbage collection",
         )),
-        parsed => object::ObjectDestination::open(url, parsed, tag_ttl),
     }
 }
 
@@ -348,20 +365,24 @@ pub struct OpenOptions {
     pub vex: Option<crate::vex::Publication>,
 }
 
-/// Open a destination.
-pub fn open(url: &str, options: OpenOptions) -> Result<Target> {
+/// Open a destination. `env` reads the environment variables a store's settings come from.
+pub fn open(url: &str, options: OpenOptions, env: Env<'_>) -> Result<Target> {
     Ok(match DestinationUrl::parse(url)? {
+        DestinationUrl::Store(store) => {
+            let layout = object::ObjectDestination::open(url, store, options.tag_ttl, env)?;
+            Target::StaticLayout(Arc::new(layout.with_vex(options.vex)))
+        }
         DestinationUrl::Registry { host, namespace } => {
             Target::Registry(Arc::new(registry::RegistryDestination::new(url, &host, &namespace, options.registry)?))
         }
-        DestinationUrl::OciLayout(path) => Target::Local(Arc::new(bundle::BundleDestination::open(url, &path, false)?)),
-        DestinationUrl::OciArchive(path) => Target::Local(Arc::new(bundle::BundleDestination::open(url, &path, true)?)),
-        DestinationUrl::TrivyCache(path) => {
-            Target::Local(Arc::new(trivy_cache::TrivyCache::open(url, &path, options.cache_checks_tag)?))
+        DestinationUrl::OciLayout(path) => {
+            Target::Bundle(Arc::new(bundle::BundleDestination::open(url, &path, false)?))
         }
-        parsed => {
-            let layout = object::ObjectDestination::open(url, parsed, options.tag_ttl)?;
-            Target::Layout(Arc::new(layout.with_vex(options.vex)))
+        DestinationUrl::OciArchive(path) => {
+            Target::Bundle(Arc::new(bundle::BundleDestination::open(url, &path, true)?))
+        }
+        DestinationUrl::TrivyCache(path) => {
+            Target::TrivyCache(Arc::new(trivy_cache::TrivyCache::open(url, &path, options.cache_checks_tag)?))
         }
     })
 }
@@ -372,22 +393,27 @@ mod tests {
 
     #[test]
     fn destination_urls() {
-        use DestinationUrl::*;
-        assert_eq!(DestinationUrl::parse("./mirror").unwrap(), Local("./mirror".into()));
-        assert_eq!(DestinationUrl::parse("./a:b").unwrap(), Local("./a:b".into()));
-        assert_eq!(DestinationUrl::parse("/srv/a:b").unwrap(), Local("/srv/a:b".into()));
-        assert_eq!(DestinationUrl::parse("mirror").unwrap(), Local("mirror".into()));
-        assert_eq!(DestinationUrl::parse("file:///srv/m").unwrap(), Local("/srv/m".into()));
+        use DestinationUrl::{OciArchive, OciLayout, Registry, TrivyCache};
+        use Store::{Azure, Directory, Gcs, S3};
+        let store = DestinationUrl::Store;
+        assert_eq!(DestinationUrl::parse("./mirror").unwrap(), store(Directory("./mirror".into())));
+        assert_eq!(DestinationUrl::parse("./a:b").unwrap(), store(Directory("./a:b".into())));
+        assert_eq!(DestinationUrl::parse("/srv/a:b").unwrap(), store(Directory("/srv/a:b".into())));
+        assert_eq!(DestinationUrl::parse("mirror").unwrap(), store(Directory("mirror".into())));
+        assert_eq!(DestinationUrl::parse("file:///srv/m").unwrap(), store(Directory("/srv/m".into())));
         assert_eq!(DestinationUrl::parse("oci:/b/dir").unwrap(), OciLayout("/b/dir".into()));
         assert_eq!(DestinationUrl::parse("oci-archive:b.tar").unwrap(), OciArchive("b.tar".into()));
         assert_eq!(DestinationUrl::parse("trivy-cache:/srv/c").unwrap(), TrivyCache("/srv/c".into()));
-        assert_eq!(DestinationUrl::parse("s3://b").unwrap(), S3 { bucket: "b".into(), prefix: "".into() });
+        assert_eq!(DestinationUrl::parse("s3://b").unwrap(), store(S3 { bucket: "b".into(), prefix: "".into() }));
         assert_eq!(
             DestinationUrl::parse("s3://b/mirror/").unwrap(),
-            S3 { bucket: "b".into(), prefix: "mirror".into() }
+            store(S3 { bucket: "b".into(), prefix: "mirror".into() })
         );
-        assert_eq!(DestinationUrl::parse("gs://b/x/y").unwrap(), Gcs { bucket: "b".into(), prefix: "x/y".into() });
-        assert_eq!(DestinationUrl::parse("az://c").unwrap(), Azure { container: "c".into(), prefix: "".into() });
+        assert_eq!(
+            DestinationUrl::parse("gs://b/x/y").unwrap(),
+            store(Gcs { bucket: "b".into(), prefix: "x/y".into() })
+        );
+        assert_eq!(DestinationUrl::parse("az://c").unwrap(), store(Azure { container: "c".into(), prefix: "".into() }));
         assert_eq!(
             DestinationUrl::parse("oci://127.0.0.1:5000/mirror").unwrap(),
             Registry { host: "127.0.0.1:5000".into(), namespace: "mirror".into() }

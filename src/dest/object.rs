@@ -12,7 +12,7 @@
 //! blob size. The upload is completed only after the verifying stream ended cleanly and
 //! aborted otherwise, so a corrupt or truncated blob never becomes visible. On a local
 //! directory every object is written to a staging file, flushed to disk and renamed into
-//! place (see [`super::local`]).
+//! place (see [`super::durable`]).
 //!
 //! VEX is stored like any artifact (blobs, manifest, tag) and, before its tag, published
 //! for Trivy as plain files ([`ObjectDestination::with_vex`]): the archives under their
@@ -28,8 +28,9 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path;
 use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt as _, PutOptions, PutPayload, WriteMultipart};
 
-use super::{Destination, DestinationUrl, Files};
+use super::{Destination, Files, Store};
 use crate::artifact::Kind;
+use crate::credentials::Env;
 use crate::error::{Error, Result, Setting};
 use crate::layout::{self, Layout, ObjectClass};
 use crate::manifest::CheckedManifest;
@@ -44,6 +45,17 @@ pub const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts uploaded concurrently.
 pub const PART_CONCURRENCY: usize = 2;
+
+/// Whether S3 uploads skip payload signing where the environment does not say. SigV4 would hash every part a second time
+/// (12 % of a 1 GiB copy, docs/BENCHMARKS.md); the blob is digest-verified before the
+/// upload is completed and TLS protects it in transit. Over plain http (emulators) keep
+/// signing. An explicit AWS_UNSIGNED_PAYLOAD, which object_store reads, always wins.
+fn unsigned_payload(env: Env<'_>) -> bool {
+    let plain_http = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+        .iter()
+        .any(|k| env(k).is_some_and(|v| v.starts_with("http://")));
+    env("AWS_UNSIGNED_PAYLOAD").is_none() && !plain_http
+}
 
 /// One stored object, as a listing shows it.
 #[derive(Clone, Debug)]
@@ -65,68 +77,55 @@ pub struct ObjectDestination {
     /// Whether the store keeps Content-Type/Cache-Control (not for a local directory).
     attributes: bool,
     /// For a local directory: the writer that flushes each object before publishing it.
-    durable: Option<super::local::DurableWriter>,
+    durable: Option<super::durable::DurableWriter>,
     tag_ttl: u32,
     /// Where VEX is published for Trivy, when it is mirrored here.
     vex: Option<Publication>,
 }
 
 impl ObjectDestination {
-    /// Open the store a `--to` URL names. Endpoints and credentials come from the
-    /// providers' usual environment variables, as object_store reads them.
-    pub fn open(name: &str, url: DestinationUrl, tag_ttl: u32) -> Result<Self> {
+    /// Open the store a `--to` URL names (`name`, for messages). Endpoints and credentials
+    /// come from the providers' usual environment variables, as object_store reads them;
+    /// `env` reads the ones this crate looks at itself.
+    pub fn open(name: &str, store: Store, tag_ttl: u32, env: Env<'_>) -> Result<Self> {
         let store_err = |source| Error::Store {
             destination: name.to_string(),
             operation: "open",
             key: String::new(),
             source: Box::new(source),
         };
-        let (store, prefix, attributes): (Arc<dyn ObjectStore>, String, bool) = match url {
-            DestinationUrl::Local(dir) => {
+        let (store, prefix): (Arc<dyn ObjectStore>, String) = match store {
+            Store::Directory(dir) => {
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| Error::Io { context: format!("creating {}", dir.display()), source: e })?;
                 let store = object_store::local::LocalFileSystem::new_with_prefix(&dir).map_err(store_err)?;
                 let mut dest = Self::with_store(name, Arc::new(store), "", false, tag_ttl);
-                dest.durable = Some(super::local::DurableWriter::new(&dir));
+                dest.durable = Some(super::durable::DurableWriter::new(&dir));
                 return Ok(dest);
             }
-            DestinationUrl::S3 { bucket, prefix } => {
+            Store::S3 { bucket, prefix } => {
                 let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-                // SigV4 would hash every part a second time (12 % of a 1 GiB copy,
-                // docs/BENCHMARKS.md); the blob is digest-verified before the upload is
-                // completed and TLS protects it in transit. Over plain http (emulators) keep
-                // signing, and an explicit AWS_UNSIGNED_PAYLOAD always wins.
-                let plain_http = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
-                    .iter()
-                    .any(|k| std::env::var(k).is_ok_and(|v| v.starts_with("http://")));
-                if std::env::var_os("AWS_UNSIGNED_PAYLOAD").is_none() && !plain_http {
+                if unsigned_payload(env) {
                     builder = builder.with_unsigned_payload(true);
                 }
-                let s = builder.build().map_err(store_err)?;
-                (Arc::new(s), prefix, true)
+                (Arc::new(builder.build().map_err(store_err)?), prefix)
             }
-            DestinationUrl::Gcs { bucket, prefix } => {
+            Store::Gcs { bucket, prefix } => {
                 let s = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(bucket)
                     .build()
                     .map_err(store_err)?;
-                (Arc::new(s), prefix, true)
+                (Arc::new(s), prefix)
             }
-            DestinationUrl::Azure { container, prefix } => {
+            Store::Azure { container, prefix } => {
                 let s = object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_container_name(container)
                     .build()
                     .map_err(store_err)?;
-                (Arc::new(s), prefix, true)
-            }
-            DestinationUrl::Registry { .. }
-            | DestinationUrl::OciLayout(_)
-            | DestinationUrl::OciArchive(_)
-            | DestinationUrl::TrivyCache(_) => {
-                unreachable!("registry, bundle and cache destinations are opened by dest::open")
+                (Arc::new(s), prefix)
             }
         };
-        Ok(Self::with_store(name, store, &prefix, attributes, tag_ttl))
+        Ok(Self::with_store(name, store, &prefix, true, tag_ttl))
     }
 
     /// Wrap an already-built store (tests use `InMemory`).
@@ -453,5 +452,21 @@ impl Files for ObjectDestination {
 
     async fn put_file(&self, rel_key: &str, body: Bytes, class: ObjectClass) -> Result<()> {
         self.put_small(rel_key, body, class, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unsigned_payload_unless_plain_http_or_explicit() {
+        let decide = |vars: &[(&str, &str)]| {
+            let env = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+            super::unsigned_payload(&env)
+        };
+        assert!(decide(&[]));
+        assert!(decide(&[("AWS_ENDPOINT_URL", "https://s3.example.com")]));
+        assert!(!decide(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9000")]));
+        assert!(!decide(&[("AWS_ENDPOINT", "http://minio:9000")]));
+        assert!(!decide(&[("AWS_UNSIGNED_PAYLOAD", "false")]));
     }
 }

@@ -35,7 +35,7 @@ use futures_util::TryStreamExt as _;
 use serde_json::{Value, json};
 
 use super::Destination;
-use super::local::{DurableWriter, io_error};
+use super::durable::{DurableWriter, io_error};
 use crate::artifact::{ARTIFACTS, Kind, OciArtifact};
 use crate::error::{Error, Result};
 use crate::manifest::CheckedManifest;

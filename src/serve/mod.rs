@@ -8,7 +8,7 @@
 //!   stored ([`ObjectClass::cache_control`](crate::layout::ObjectClass::cache_control)).
 //! - GET and HEAD only; HEAD carries the real Content-Length. No Content-Encoding, ever.
 //!   ETag, Last-Modified, `304`, one `Range` → `206` ([`http`]).
-//! - Only keys the layout writes are served: anything else, and any path that would
+//! - Only keys the static layout writes are served: anything else, and any path that would
 //!   leave the directory (`..`, symlinks out), is a 404 ([`objects`]).
 //! - `/healthz`, `/readyz` ([`ready`]), `/metrics` ([`metrics`]), Basic authentication
 //!   ([`auth`]), TLS ([`tls`]), one access-log line per request.

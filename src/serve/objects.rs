@@ -1,4 +1,4 @@
-//! Layout objects on disk as HTTP responses: small objects from memory, blobs streamed
+//! Static layout objects on disk as HTTP responses: small objects from memory, blobs streamed
 //! from the very file descriptor whose size went into the headers.
 //!
 //! Consistency while a sync replaces objects: the directory destination writes every
@@ -66,7 +66,7 @@ pub struct Objects {
     reads: Arc<Semaphore>,
 }
 
-/// What a request for a layout object turned into, for logs and metrics.
+/// What a request for a static layout object turned into, for logs and metrics.
 #[derive(Debug)]
 pub struct Served {
     /// The response.
@@ -92,7 +92,7 @@ impl Objects {
         &self.root
     }
 
-    /// Answer GET or HEAD for the layout key `rel` (already checked by `key_for_path`).
+    /// Answer GET or HEAD for the static layout key `rel` (already checked by `key_for_path`).
     pub async fn serve(&self, method: &Method, rel: &str, req: &HeaderMap, chunk: usize) -> Served {
         let Some(class) = ObjectClass::of(rel) else { return not_found(None) };
         // Fast path: the small object cached under this key is still the very file the path
@@ -325,7 +325,7 @@ fn respond(status: StatusCode, mut headers: HeaderMap, len: u64, body: Option<Bo
     Served { response, bytes: sent }
 }
 
-/// The 404 of the layout: `BLOB_UNKNOWN` for manifests and blobs, the one 404 code Trivy
+/// The 404 of the static layout: `BLOB_UNKNOWN` for manifests and blobs, the one 404 code Trivy
 /// treats as a reason to try its next repository (`shouldTryOtherRepo` in Trivy's
 /// pkg/oci/artifact.go; `MANIFEST_UNKNOWN` would stop it at the mirror).
 pub fn not_found(rel: Option<&str>) -> Served {
@@ -345,7 +345,7 @@ pub fn json(status: StatusCode, body: String) -> Served {
     respond(status, headers, len, Some(Body::from(body)))
 }
 
-/// Map a request path to a layout key, refusing anything that could escape the root.
+/// Map a request path to a static layout key, refusing anything that could escape the root.
 pub fn key_for_path(path: &str) -> Option<String> {
     if path == "/v2/" || path == "/v2" {
         return Some(PING_KEY.to_string());

@@ -22,10 +22,10 @@ use crate::bundle::{self, INDEX_FILE, IndexEntry, LAYOUT_FILE, tar::Member};
 use crate::error::{Error, Result, Setting};
 use crate::oci::{Descriptor, Digest};
 
-/// Where the layout's files are.
+/// Where the OCI image layout's files are.
 #[derive(Debug)]
 enum Store {
-    /// A layout directory.
+    /// An OCI image layout directory.
     Dir(PathBuf),
     /// A tar of one, with the position of each member.
     Archive { path: PathBuf, members: BTreeMap<String, Member> },

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::dest::{LocalForm, local_form};
+use crate::dest::{PathForm, path_form};
 use crate::error::{Error, Result, Setting};
 
 /// Where artifacts come from, as written in the settings.
@@ -27,11 +27,11 @@ impl SourceLocation {
     /// Parse a source as written on the command line or in the environment.
     pub fn parse(spec: &str) -> Result<SourceLocation> {
         let spec = spec.trim();
-        if let Some((form, path)) = local_form(spec) {
+        if let Some((form, path)) = path_form(spec) {
             return match form {
-                LocalForm::Layout => Ok(SourceLocation::OciLayout(PathBuf::from(path))),
-                LocalForm::Archive => Ok(SourceLocation::OciArchive(PathBuf::from(path))),
-                LocalForm::Cache => Err(Error::config(
+                PathForm::OciLayout => Ok(SourceLocation::OciLayout(PathBuf::from(path))),
+                PathForm::OciArchive => Ok(SourceLocation::OciArchive(PathBuf::from(path))),
+                PathForm::TrivyCache => Err(Error::config(
                     Setting::Source,
                     spec,
                     "a Trivy cache is a destination only; give the bundle (oci:DIR or oci-archive:FILE)",

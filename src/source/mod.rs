@@ -5,12 +5,12 @@
 //! byte stream. What makes those bytes trustworthy is applied here, the same way for
 //! every implementation: [`checked_manifest`] runs the shape checks of
 //! [`crate::manifest::check`], and [`verified_blob`] wraps the stream so it fails unless
-//! it carries exactly the descriptor's size and digest. A new source (the OCI layout of an
+//! it carries exactly the descriptor's size and digest. A new source (the OCI image layout of an
 //! air-gap bundle, an in-memory fake in the engine tests) implements the two fetches and
 //! inherits every guarantee.
 //!
 //! Implementations: [`registry::RegistrySource`] (a namespace on an OCI registry),
-//! [`bundle::BundleSource`] (an air-gap bundle: an OCI layout directory or tar), and
+//! [`bundle::BundleSource`] (an air-gap bundle: an OCI image layout directory or tar), and
 //! [`vexhub::VexHubSource`] (VEX Hub over HTTP, packed as the VEX artifact).
 
 pub mod bundle;

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use super::{RawBlob, RawManifest, Source};
 use crate::artifact::{Kind, OciArtifact};
 use crate::error::{Error, Result, Setting};
-use crate::http::{ClientOptions, read_bounded, status_error, strip_query, transport_error};
+use crate::http::{ClientOptions, RetryPolicy, read_bounded, status_error, strip_query, transport_error};
 use crate::oci::{Descriptor, Digest, OCI_MANIFEST};
 use crate::vex::artifact::{VEX_MANIFEST_TYPE, build_manifest, descriptor, layer_type};
 use crate::vex::{ArchiveChoice, MAX_VEX_ARCHIVE, MAX_VEX_MANIFEST, check_fetch_scheme, parse_location};
@@ -31,6 +31,7 @@ pub struct VexHubSource {
     choice: ArchiveChoice,
     insecure: bool,
     http: reqwest::Client,
+    retry: RetryPolicy,
     /// The blobs of the releases built in this run, by digest.
     blobs: Mutex<HashMap<Digest, Bytes>>,
 }
@@ -38,13 +39,14 @@ pub struct VexHubSource {
 impl VexHubSource {
     /// Validate the manifest URL and build the client. `choice` picks the archive form to
     /// download (GitHub serves tar.gz and zip); `insecure` allows plain http and any
-    /// certificate beyond localhost.
+    /// certificate beyond localhost; `retry` is the run's policy for each download.
     pub fn new(
         manifest_url: &str,
         choice: ArchiveChoice,
         insecure: bool,
         ca_file: Option<PathBuf>,
         read_timeout: Option<Duration>,
+        retry: RetryPolicy,
     ) -> Result<VexHubSource> {
         let bad = |reason: String| Error::config(Setting::VexSource, manifest_url, reason);
         let url = url::Url::parse(manifest_url).map_err(|e| bad(e.to_string()))?;
@@ -56,10 +58,16 @@ impl VexHubSource {
             ..ClientOptions::default()
         })?;
         let label = strip_query(url.as_str());
-        Ok(VexHubSource { url, label, choice, insecure, http, blobs: Mutex::default() })
+        Ok(VexHubSource { url, label, choice, insecure, http, retry, blobs: Mutex::default() })
     }
 
+    /// GET `url` whole (at most `limit` bytes), again while the run's retry policy says so:
+    /// a GET is idempotent, so a truncated body is fetched again too.
     async fn fetch(&self, url: &url::Url, limit: usize) -> Result<Bytes> {
+        self.retry.run("GET", || self.fetch_once(url, limit)).await
+    }
+
+    async fn fetch_once(&self, url: &url::Url, limit: usize) -> Result<Bytes> {
         let resp = self.http.get(url.clone()).send().await.map_err(|e| transport_error("GET", url.as_str(), &e))?;
         if !resp.status().is_success() {
             return Err(status_error("GET", url.as_str(), resp).await);
@@ -121,5 +129,67 @@ impl Source for VexHubSource {
         let bytes = bytes
             .ok_or_else(|| Error::NotFound { what: format!("blob {}", desc.digest), place: self.label.clone() })?;
         Ok(Box::pin(futures_util::stream::iter([Ok(bytes)])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// A server answering each connection with the next of `statuses` (then 200s), the body
+    /// `hello`; counts the requests.
+    async fn scripted(statuses: &'static [u16]) -> (String, Arc<AtomicU32>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let statuses = Arc::new(Mutex::new(statuses.iter().copied()));
+        let count = Arc::new(AtomicU32::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let status = statuses.lock().unwrap().next().unwrap_or(200);
+                let response = format!("HTTP/1.1 {status} X\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
+                let _ = conn.write_all(response.as_bytes()).await;
+            }
+        });
+        (format!("http://{addr}/vex-repository.json"), count)
+    }
+
+    fn source(url: &str, attempts: u32) -> VexHubSource {
+        let retry = RetryPolicy { attempts, initial_backoff: Duration::ZERO, max_backoff: Duration::ZERO };
+        VexHubSource::new(url, ArchiveChoice::AsUpstream, false, None, None, retry).unwrap()
+    }
+
+    #[tokio::test]
+    async fn downloads_follow_the_runs_retry_policy() {
+        let (url, count) = scripted(&[503, 502]).await;
+        let hub = source(&url, 3);
+        assert_eq!(hub.fetch(&hub.url, 1024).await.unwrap(), "hello");
+        assert_eq!(count.load(Ordering::SeqCst), 3, "two transient failures, then the body");
+
+        let (url, count) = scripted(&[503, 503]).await;
+        let hub = source(&url, 2);
+        let err = hub.fetch(&hub.url, 1024).await.unwrap_err();
+        assert!(matches!(err, Error::GaveUp { attempts: 2, .. }), "{err:?}");
+        assert_eq!(count.load(Ordering::SeqCst), 2, "--retries bounds the attempts");
+
+        let (url, count) = scripted(&[404]).await;
+        let hub = source(&url, 3);
+        assert!(hub.fetch(&hub.url, 1024).await.is_err());
+        assert_eq!(count.load(Ordering::SeqCst), 1, "a permanent failure is not tried again");
     }
 }

@@ -100,7 +100,7 @@ impl Recorder {
         Recorder::publishing(name, Arc::new(InMemory::new()), MIRROR_URL, "")
     }
 
-    /// A layout over `store` publishing VEX at `base_url` under `prefix`.
+    /// A static layout over `store` publishing VEX at `base_url` under `prefix`.
     fn publishing(name: &str, store: Arc<InMemory>, base_url: &str, prefix: &str) -> Arc<Recorder> {
         let vex = crate::vex::Publication::new(base_url, prefix, false).unwrap();
         Arc::new(Recorder {

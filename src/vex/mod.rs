@@ -58,7 +58,7 @@ pub enum Format {
 }
 
 /// Where a static layout publishes VEX for Trivy: the mirror's public base URL (the
-/// rewritten locations point there) and the path of the VEX files under the layout root.
+/// rewritten locations point there) and the path of the VEX files under the static layout's root.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Publication {
     base_url: String,
@@ -84,7 +84,7 @@ impl Publication {
         Ok(Publication { base_url, prefix })
     }
 
-    /// The layout key of a VEX file (`<vex-prefix>/main.tar.gz`).
+    /// The static layout key of a VEX file (`<vex-prefix>/main.tar.gz`).
     pub fn key(&self, name: &str) -> String {
         if self.prefix.is_empty() { name.to_string() } else { format!("{}/{name}", self.prefix) }
     }

@@ -1,4 +1,5 @@
-//! Durable writes for the directory destination. Each object is written to a staging file
+//! Durable file writes for the destinations on disk (a static layout in a directory, an
+//! air-gap bundle directory, Trivy's cache). Each object is written to a staging file
 //! beside its final name (`<name>#<n>`, the pattern object_store's `LocalFileSystem` uses
 //! too, so listings and retention never mistake it for a key), flushed to disk, renamed
 //! into place, and then the directory itself is flushed, so that after a power loss a
