@@ -33,7 +33,11 @@ enum Signer {
         public: PublicKey,
     },
     #[cfg(feature = "kms")]
-    Kms(super::kms::KmsKey),
+    Kms {
+        key: super::kms::KmsKey,
+        /// Asked of KMS once per run.
+        public: tokio::sync::OnceCell<PublicKey>,
+    },
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -41,7 +45,7 @@ impl std::fmt::Debug for SigningKey {
         match &self.signer {
             Signer::Pem { public, .. } => write!(f, "SigningKey({})", public.id),
             #[cfg(feature = "kms")]
-            Signer::Kms(_) => f.write_str("SigningKey(KMS)"),
+            Signer::Kms { .. } => f.write_str("SigningKey(KMS)"),
         }
     }
 }
@@ -57,7 +61,7 @@ impl SigningKey {
         }
         #[cfg(feature = "kms")]
         if let Some(kms) = super::kms::KmsKey::parse(spec) {
-            return Ok(SigningKey { signer: Signer::Kms(kms?) });
+            return Ok(SigningKey { signer: Signer::Kms { key: kms?, public: tokio::sync::OnceCell::new() } });
         }
         if spec.contains("://") {
             let why = if spec.starts_with("awskms://") {
@@ -128,7 +132,7 @@ impl SigningKey {
                 Ok(pair.sign(&SystemRandom::new(), message).expect("ECDSA signing").as_ref().to_vec())
             }
             #[cfg(feature = "kms")]
-            Signer::Kms(kms) => kms.sign(message).await,
+            Signer::Kms { key, .. } => key.sign(message).await,
         }
     }
 
@@ -137,7 +141,9 @@ impl SigningKey {
         match &self.signer {
             Signer::Pem { public, .. } => Ok(public),
             #[cfg(feature = "kms")]
-            Signer::Kms(kms) => kms.public().await,
+            Signer::Kms { key, public } => {
+                public.get_or_try_init(|| async { PublicKey::from_der(key.public_der().await?, key.spec()) }).await
+            }
         }
     }
 }

@@ -11,7 +11,6 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, MessageType, SigningAlgorithmSpec};
 use tokio::sync::OnceCell;
 
-use super::key::PublicKey;
 use crate::error::{Error, Result, Setting};
 
 /// A KMS key, reached on first use.
@@ -19,7 +18,6 @@ pub(super) struct KmsKey {
     spec: String,
     key_id: String,
     client: OnceCell<aws_sdk_kms::Client>,
-    public: OnceCell<PublicKey>,
 }
 
 impl KmsKey {
@@ -32,12 +30,7 @@ impl KmsKey {
             let why = "expected awskms:///alias/NAME or awskms:///KEY-ID (set AWS_ENDPOINT_URL for another endpoint)";
             return Some(Err(Error::config(Setting::SignKey, spec, why)));
         };
-        let key = KmsKey {
-            spec: spec.to_string(),
-            key_id: key_id.to_string(),
-            client: OnceCell::new(),
-            public: OnceCell::new(),
-        };
+        let key = KmsKey { spec: spec.to_string(), key_id: key_id.to_string(), client: OnceCell::new() };
         Some(Ok(key))
     }
 
@@ -55,25 +48,26 @@ impl KmsKey {
             .await
     }
 
-    /// The key's public half (`GetPublicKey`, once), refused unless it is a P-256 key.
-    pub(super) async fn public(&self) -> Result<&PublicKey> {
-        self.public
-            .get_or_try_init(|| async {
-                let out = self.client().await.get_public_key().key_id(&self.key_id).send().await;
-                let out = out.map_err(|e| self.fail("GetPublicKey", e))?;
-                // KMS answers KeySpec and its deprecated twin CustomerMasterKeySpec; some
-                // implementations (moto) only the latter.
-                #[allow(deprecated)]
-                let spec = out.key_spec().map(KeySpec::as_str).or(out.customer_master_key_spec().map(|s| s.as_str()));
-                if spec != Some(KeySpec::EccNistP256.as_str()) {
-                    let found = spec.unwrap_or("unknown");
-                    let why = format!("the key is {found}; cosign-compatible signatures need ECC_NIST_P256");
-                    return Err(Error::config(Setting::SignKey, self.spec.as_str(), why));
-                }
-                let der = out.public_key().map(|b| b.as_ref().to_vec()).unwrap_or_default();
-                PublicKey::from_der(der, &self.spec)
-            })
-            .await
+    /// `awskms:///…` as given (names the key in errors).
+    pub(super) fn spec(&self) -> &str {
+        &self.spec
+    }
+
+    /// The key's public half as DER SubjectPublicKeyInfo (`GetPublicKey`), refused unless
+    /// it is a P-256 key.
+    pub(super) async fn public_der(&self) -> Result<Vec<u8>> {
+        let out = self.client().await.get_public_key().key_id(&self.key_id).send().await;
+        let out = out.map_err(|e| self.fail("GetPublicKey", e))?;
+        // KMS answers KeySpec and its deprecated twin CustomerMasterKeySpec; some
+        // implementations (moto) only the latter.
+        #[allow(deprecated)]
+        let spec = out.key_spec().map(KeySpec::as_str).or(out.customer_master_key_spec().map(|s| s.as_str()));
+        if spec != Some(KeySpec::EccNistP256.as_str()) {
+            let found = spec.unwrap_or("unknown");
+            let why = format!("the key is {found}; cosign-compatible signatures need ECC_NIST_P256");
+            return Err(Error::config(Setting::SignKey, self.spec.as_str(), why));
+        }
+        Ok(out.public_key().map(|b| b.as_ref().to_vec()).unwrap_or_default())
     }
 
     /// ECDSA P-256/SHA-256 of `message` by KMS, ASN.1 DER.
