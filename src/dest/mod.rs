@@ -33,6 +33,7 @@ use crate::error::{Error, Result, Setting};
 use crate::layout::ObjectClass;
 use crate::manifest::CheckedManifest;
 use crate::oci::Descriptor;
+use crate::source::location::{PathForm, path_form};
 use crate::stream::{BlobStream, Upload};
 
 /// A place a sync publishes to.
@@ -252,33 +253,6 @@ impl DestinationUrl {
 /// The destination URL forms, for messages.
 const SCHEMES: &str = "file:///path, s3://bucket[/prefix], gs://bucket[/prefix], az://container[/prefix], \
                        oci://registry[/namespace], oci:DIR, oci-archive:FILE or trivy-cache:DIR";
-
-/// The forms written `kind:PATH` (skopeo's transport names for OCI image layouts), as
-/// opposed to a plain directory (a static layout) or a URL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PathForm {
-    /// `oci:DIR`: an OCI image layout directory.
-    OciLayout,
-    /// `oci-archive:FILE`: a tar of an OCI image layout.
-    OciArchive,
-    /// `trivy-cache:DIR` (a destination only).
-    TrivyCache,
-}
-
-/// Split `oci:DIR`, `oci-archive:FILE` or `trivy-cache:DIR` (not `oci://…`).
-pub fn path_form(s: &str) -> Option<(PathForm, &str)> {
-    if s.contains("://") {
-        return None;
-    }
-    let (kind, path) = s.split_once(':')?;
-    let kind = match kind {
-        "oci" => PathForm::OciLayout,
-        "oci-archive" => PathForm::OciArchive,
-        "trivy-cache" => PathForm::TrivyCache,
-        _ => return None,
-    };
-    Some((kind, path))
-}
 
 /// Whether `word` (what comes before the first `:`) reads as a URL scheme: letters first,
 /// then letters, digits, `+`, `-`, `.` (RFC 3986), and no path separator.

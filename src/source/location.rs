@@ -1,9 +1,9 @@
 //! A parsed `--source` value, the counterpart of [`crate::dest::DestinationUrl`]: which
-//! kind of source a spec names, decided once for every entry point.
+//! kind of source a spec names, decided once for every entry point. The `kind:PATH` forms
+//! ([`path_form`]) are read here for both: a destination URL uses them too.
 
 use std::path::PathBuf;
 
-use crate::dest::{PathForm, path_form};
 use crate::error::{Error, Result, Setting};
 
 /// Where artifacts come from, as written in the settings.
@@ -46,6 +46,33 @@ impl SourceLocation {
     pub fn is_bundle(&self) -> bool {
         !matches!(self, SourceLocation::Registry { .. })
     }
+}
+
+/// The forms written `kind:PATH` (skopeo's transport names for OCI image layouts), as
+/// opposed to a plain directory (a static layout) or a URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathForm {
+    /// `oci:DIR`: an OCI image layout directory.
+    OciLayout,
+    /// `oci-archive:FILE`: a tar of an OCI image layout.
+    OciArchive,
+    /// `trivy-cache:DIR` (a destination only).
+    TrivyCache,
+}
+
+/// Split `oci:DIR`, `oci-archive:FILE` or `trivy-cache:DIR` (not `oci://…`).
+pub fn path_form(s: &str) -> Option<(PathForm, &str)> {
+    if s.contains("://") {
+        return None;
+    }
+    let (kind, path) = s.split_once(':')?;
+    let kind = match kind {
+        "oci" => PathForm::OciLayout,
+        "oci-archive" => PathForm::OciArchive,
+        "trivy-cache" => PathForm::TrivyCache,
+        _ => return None,
+    };
+    Some((kind, path))
 }
 
 #[cfg(test)]
