@@ -776,11 +776,13 @@ for route in "${ALL_RESULTS[@]}"; do
   printf '| %-23s | %8s | %6s | %12s | %12s | %12s | %12s | %14s |\n' "$rt" "$(col "$f" 1 | median)" "$mx" \
     "$(mib "$(maxcol "$f" 2)")" "$src" "$vex" "$dst" "$n"
   # Upstream (the shared, rate-limited side: source registry + VEX server): 4 manifest GETs
-  # and the VEX manifest + archive. Destination: per database one tag GET, VEX one GET per
-  # file, status.json GET + PUT (8), plus the health check's one HEAD per referenced blob
-  # (4 artifacts x 2 blobs). A directory destination makes no requests ("-").
+  # and the VEX manifest + archive. Destination: per artifact one tag GET (VEX Hub is an
+  # artifact like the databases since #21), VEX's published files one GET (the rewritten
+  # manifest) and one HEAD (the archive), status.json GET + PUT (9), plus the health check's
+  # one HEAD per referenced blob (5 artifacts x 2 blobs; the two trivy-checks tags share
+  # their config, so 9 are seen). A directory destination makes no requests ("-").
   up=$((src + vex))
-  TARGET_LINES+=("$(awk -v m="$mx" -v u="$up" -v d="$dst" -v rt="$rt" 'BEGIN{ ok = (m < 1 && u <= 6 && (d == "-" || d + 0 <= 8 + 8)); printf "%-6s no-op rerun of every database and VEX < 1 s, <= 6 upstream and <= 8 + 8 (one per blob) destination requests: %s: max %.2f s, %d upstream requests (destination: %s)", (ok ? "MET" : "MISSED"), rt, m, u, d }')")
+  TARGET_LINES+=("$(awk -v m="$mx" -v u="$up" -v d="$dst" -v rt="$rt" 'BEGIN{ ok = (m < 1 && u <= 6 && (d == "-" || d + 0 <= 9 + 10)); printf "%-6s no-op rerun of every database and VEX < 1 s, <= 6 upstream and <= 9 + 10 (one per blob) destination requests: %s: max %.2f s, %d upstream requests (destination: %s)", (ok ? "MET" : "MISSED"), rt, m, u, d }')")
 done
 # Memory: <= 64 MiB at every size, and no growth from the smallest to the largest random layer.
 if [ ${#RANDOM_SIZES[@]} -gt 0 ]; then

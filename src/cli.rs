@@ -461,11 +461,11 @@ impl SyncArgs {
             tag_cache_seconds: self.tag_cache_seconds,
             insecure_source: self.insecure_source,
             source_username: self.source_username.clone(),
-            source_password: self.source_password.clone(),
+            source_password: self.source_password.clone().map(Secret::new),
             source_ca_file: self.source_ca_file.clone(),
             dest_username: self.dest_username.clone(),
-            dest_password: self.dest_password.clone(),
-            dest_token: self.dest_token.clone(),
+            dest_password: self.dest_password.clone().map(Secret::new),
+            dest_token: self.dest_token.clone().map(Secret::new),
             dest_auth: self.dest_auth.mode(),
             insecure_destination: self.insecure_destination,
             dest_ca_file: self.dest_ca_file.clone(),
@@ -489,7 +489,7 @@ impl SyncArgs {
             range_size: self.range_size,
             read_timeout: Duration::from_secs(self.read_timeout),
             deadline: self.deadline,
-            sign_key: self.sign_key.clone(),
+            sign_key: self.sign_key.clone().map(Secret::new),
             require_signature: self.require_signature.clone(),
         }
     }

@@ -30,6 +30,7 @@ use crate::sync::{Signing, SyncPlan};
 use crate::vex::{ArchiveChoice, Publication};
 
 /// Everything a sync can be told, unvalidated. [`Default`] holds the documented defaults.
+/// Passwords, tokens and the signing key are [`Secret`]s: `Debug` never shows them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyncSettings {
     /// Where to publish (`--to`), as written.
@@ -47,15 +48,15 @@ pub struct SyncSettings {
     /// Basic credentials for the source registries.
     pub source_username: Option<String>,
     /// The password of `source_username`.
-    pub source_password: Option<String>,
+    pub source_password: Option<Secret>,
     /// Extra CA bundle for sources.
     pub source_ca_file: Option<PathBuf>,
     /// Basic credentials for oci:// destinations.
     pub dest_username: Option<String>,
     /// The password of `dest_username`.
-    pub dest_password: Option<String>,
+    pub dest_password: Option<Secret>,
     /// A bearer token for oci:// destinations, instead of a username.
-    pub dest_token: Option<String>,
+    pub dest_token: Option<Secret>,
     /// Where oci:// destination credentials come from otherwise.
     pub dest_auth: AuthMode,
     /// Plain http or unverified TLS to non-local oci:// destinations.
@@ -103,7 +104,7 @@ pub struct SyncSettings {
     /// Stop starting new work this long after the run starts, and report.
     pub deadline: Option<Duration>,
     /// The private key published manifests are signed with: a PEM file, or the PEM itself.
-    pub sign_key: Option<String>,
+    pub sign_key: Option<Secret>,
     /// Public keys (PEM files) a source's signature must verify under; empty: none required.
     pub require_signature: Vec<String>,
 }
@@ -268,11 +269,11 @@ impl SyncSettings {
             tag_cache_seconds: v.number("TRIVY_MIRROR_TAG_CACHE_SECONDS", 0..=u32::MAX)?.unwrap_or(d.tag_cache_seconds),
             insecure_source: v.flag("TRIVY_MIRROR_INSECURE_SOURCE"),
             source_username: v.text("TRIVY_MIRROR_SOURCE_USERNAME"),
-            source_password: v.text("TRIVY_MIRROR_SOURCE_PASSWORD"),
+            source_password: v.text("TRIVY_MIRROR_SOURCE_PASSWORD").map(Secret::new),
             source_ca_file: v.text("TRIVY_MIRROR_SOURCE_CA_FILE").map(PathBuf::from),
             dest_username: v.text("TRIVY_MIRROR_DEST_USERNAME"),
-            dest_password: v.text("TRIVY_MIRROR_DEST_PASSWORD"),
-            dest_token: v.text("TRIVY_MIRROR_DEST_TOKEN"),
+            dest_password: v.text("TRIVY_MIRROR_DEST_PASSWORD").map(Secret::new),
+            dest_token: v.text("TRIVY_MIRROR_DEST_TOKEN").map(Secret::new),
             dest_auth: v.parsed("TRIVY_MIRROR_DEST_AUTH", parse_auth_mode)?.unwrap_or(d.dest_auth),
             insecure_destination: v.flag("TRIVY_MIRROR_INSECURE_DESTINATION"),
             dest_ca_file: v.text("TRIVY_MIRROR_DEST_CA_FILE").map(PathBuf::from),
@@ -304,7 +305,7 @@ impl SyncSettings {
                 .map(Duration::from_secs)
                 .unwrap_or(d.read_timeout),
             deadline: v.duration("TRIVY_MIRROR_DEADLINE")?,
-            sign_key: v.text("TRIVY_MIRROR_SIGN_KEY"),
+            sign_key: v.text("TRIVY_MIRROR_SIGN_KEY").map(Secret::new),
             require_signature: v.list("TRIVY_MIRROR_REQUIRE_SIGNATURE").unwrap_or_default(),
         })
     }
@@ -352,8 +353,8 @@ impl SyncSettings {
         if !self.namespace.is_empty() {
             crate::oci::validate_repository(&self.namespace)?;
         }
-        let basic = |u: &Option<String>, p: &Option<String>| match (u, p) {
-            (Some(u), Some(p)) => Some(Credentials::Basic { username: u.clone(), password: Secret::new(p.clone()) }),
+        let basic = |u: &Option<String>, p: &Option<Secret>| match (u, p) {
+            (Some(u), Some(p)) => Some(Credentials::Basic { username: u.clone(), password: p.clone() }),
             _ => None,
         };
         // Destinations are parsed first (a mistyped one is the error to report, and their
@@ -408,7 +409,7 @@ impl SyncSettings {
         };
 
         let dest_credentials = match &self.dest_token {
-            Some(t) => Some(Credentials::Bearer(Secret::new(t.clone()))),
+            Some(t) => Some(Credentials::Bearer(t.clone())),
             None => basic(&self.dest_username, &self.dest_password),
         };
         let mut targets = Vec::new();
@@ -438,7 +439,7 @@ impl SyncSettings {
         // A cosign-encrypted key opens with the password cosign itself reads.
         let password = env("COSIGN_PASSWORD");
         let load = |spec: &str| SigningKey::load(spec, password.as_deref());
-        let key = self.sign_key.as_deref().map(load).transpose()?.map(Arc::new);
+        let key = self.sign_key.as_ref().map(|k| load(k.expose())).transpose()?.map(Arc::new);
         let require =
             self.require_signature.iter().map(|p| PublicKey::load(p, Setting::RequiredKey)).collect::<Result<_>>()?;
         Ok(Signing { key, require })
@@ -586,6 +587,23 @@ mod tests {
             let err = SyncSettings::from_env(&env(vars)).unwrap_err().to_string();
             assert!(err.contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn secrets_in_the_settings_never_print() {
+        let s = SyncSettings::from_env(&env(&[
+            ("TRIVY_MIRROR_TO", "/srv/m"),
+            ("TRIVY_MIRROR_DEST_PASSWORD", "pw-one"),
+            ("TRIVY_MIRROR_SOURCE_PASSWORD", "pw-two"),
+            ("TRIVY_MIRROR_DEST_TOKEN", "tok-three"),
+            ("TRIVY_MIRROR_SIGN_KEY", "-----BEGIN PRIVATE KEY-----\nkey-four"),
+        ]))
+        .unwrap();
+        let shown = format!("{s:?}");
+        for secret in ["pw-one", "pw-two", "tok-three", "key-four"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert_eq!(s.dest_password.as_ref().map(Secret::expose), Some("pw-one"));
     }
 
     #[test]
