@@ -42,7 +42,7 @@ const RUNTIME_VARIABLES: [&str; 3] =
 /// Run the Lambda runtime loop until the execution environment is shut down.
 pub(crate) fn main() -> ExitCode {
     init_logging();
-    if let Err(message) = check_runtime_environment(|name| std::env::var(name).ok()) {
+    if let Err(message) = check_runtime_environment(credentials::process_env) {
         tracing::error!(error = %message, "not started by a Lambda runtime");
         return ExitCode::FAILURE;
     }
@@ -172,7 +172,7 @@ async fn run(payload: Value, context: &Context) -> Result<Value, Failure> {
     let invocation = Invocation::parse(payload).map_err(Failure::Payload)?;
     invocation.log();
     let config_failure = |e: trivy_mirror::Error| Failure::Config(e.to_string());
-    let mut settings = SyncSettings::from_env(&|name| std::env::var(name).ok()).map_err(config_failure)?;
+    let mut settings = SyncSettings::from_env(&credentials::process_env).map_err(config_failure)?;
     if let Some(only) = invocation.only {
         settings.only = only;
     }

@@ -277,7 +277,7 @@ mod tests {
         let store = Arc::new(object_store::memory::InMemory::new());
         let dest = ObjectDestination::with_store("mem", store, "", true, 300);
         let repo = "aquasecurity/trivy-db";
-        let key = crate::signing::SigningKey::from_pem(crate::signing::TEST_KEY.as_bytes(), "test").unwrap();
+        let key = crate::signing::SigningKey::from_pem(crate::signing::TEST_KEY.as_bytes(), "test", None).unwrap();
         let provenance = crate::signing::Provenance { source: "upstream".into(), fetched: Timestamp::now() };
         let mut signatures = Vec::new();
         for i in 0..3u8 {

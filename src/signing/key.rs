@@ -57,7 +57,7 @@ impl SigningKey {
     /// cosign-encrypted key (unset: the empty password, as cosign allows).
     pub fn load(spec: &str, password: Option<&str>) -> Result<SigningKey> {
         if spec.trim_start().starts_with("-----BEGIN") {
-            return SigningKey::from_pem_with(spec.as_bytes(), "(PEM from the environment)", password);
+            return SigningKey::from_pem(spec.as_bytes(), "(PEM from the environment)", password);
         }
         #[cfg(feature = "kms")]
         if let Some(kms) = super::kms::KmsKey::parse(spec) {
@@ -73,16 +73,12 @@ impl SigningKey {
         }
         let pem = std::fs::read(spec)
             .map_err(|e| Error::config(Setting::SignKey, spec, crate::error::io_words(&e).as_str()))?;
-        SigningKey::from_pem_with(&pem, spec, password)
+        SigningKey::from_pem(&pem, spec, password)
     }
 
-    /// Parse a PKCS#8 or SEC1 PEM private key; `origin` names it in errors (never the key).
-    pub fn from_pem(pem: &[u8], origin: &str) -> Result<SigningKey> {
-        SigningKey::from_pem_with(pem, origin, None)
-    }
-
-    /// [`SigningKey::from_pem`], also opening cosign's encrypted keys with `password`.
-    pub fn from_pem_with(pem: &[u8], origin: &str, password: Option<&str>) -> Result<SigningKey> {
+    /// Parse a PKCS#8 or SEC1 PEM private key, or cosign's encrypted one opened with
+    /// `password`; `origin` names it in errors (never the key).
+    pub fn from_pem(pem: &[u8], origin: &str, password: Option<&str>) -> Result<SigningKey> {
         let bad = |reason: &str| Error::config(Setting::SignKey, origin, reason);
         let text = String::from_utf8_lossy(pem);
         if super::encrypted::is_encrypted(&text) {
@@ -239,12 +235,12 @@ ibY1v30sViSjQaNo0RDFWhLBi7eoJbtICw==
 
     #[tokio::test]
     async fn signs_and_verifies_and_refuses_other_messages() {
-        let key = SigningKey::from_pem(TEST_KEY.as_bytes(), "test").unwrap();
+        let key = SigningKey::from_pem(TEST_KEY.as_bytes(), "test", None).unwrap();
         let sig = key.sign(b"payload").await.unwrap();
         let public = key.public().await.unwrap();
         assert!(public.verifies(b"payload", &sig));
         assert!(!public.verifies(b"payload!", &sig));
-        let other = SigningKey::from_pem(OTHER_KEY.as_bytes(), "sec1").unwrap();
+        let other = SigningKey::from_pem(OTHER_KEY.as_bytes(), "sec1", None).unwrap();
         assert!(!other.public().await.unwrap().verifies(b"payload", &sig), "another key does not verify it");
         let round = PublicKey::from_pem(public.to_pem().as_bytes(), "pem", Setting::VerifyKey).unwrap();
         assert_eq!(&round, public);
@@ -254,7 +250,7 @@ ibY1v30sViSjQaNo0RDFWhLBi7eoJbtICw==
     #[test]
     fn bad_keys_name_the_file_not_the_key() {
         for pem in ["", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"] {
-            let e = SigningKey::from_pem(pem.as_bytes(), "k.pem").unwrap_err().to_string();
+            let e = SigningKey::from_pem(pem.as_bytes(), "k.pem", None).unwrap_err().to_string();
             assert!(e.contains("k.pem"), "{e}");
         }
         let e = SigningKey::load("gcpkms://projects/p/keys/k", None).unwrap_err().to_string();

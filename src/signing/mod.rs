@@ -261,7 +261,7 @@ mod tests {
     use super::*;
 
     fn key() -> SigningKey {
-        SigningKey::from_pem(TEST_KEY.as_bytes(), "test").unwrap()
+        SigningKey::from_pem(TEST_KEY.as_bytes(), "test", None).unwrap()
     }
 
     fn provenance() -> Provenance {

@@ -17,7 +17,7 @@ use crate::source::memory::MemorySource;
 const DB_REPO: &str = "aquasecurity/trivy-db";
 
 fn key(pem: &str) -> Arc<SigningKey> {
-    Arc::new(SigningKey::from_pem(pem.as_bytes(), "test").unwrap())
+    Arc::new(SigningKey::from_pem(pem.as_bytes(), "test", None).unwrap())
 }
 
 fn signing_plan(sources: Vec<Arc<MemorySource>>, only: &[Kind], signing: Signing) -> SyncPlan {
